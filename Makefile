@@ -1,0 +1,38 @@
+# dawm: two entry points for a fresh machine (only Python needed).
+#   make demo  -> sets up .venv and runs the pipeline on the embedded synthetic cohort
+#   make test  -> sets up .venv (+ the BIDS validator) and runs the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TOOLS := .tools
+VALIDATOR := $(TOOLS)/node_modules/.bin/bids-validator
+
+.PHONY: demo test venv validator bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The BIDS validator (npm package, 1.15.x runs offline); needs node/npm, which make test installs if absent.
+$(VALIDATOR):
+	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
+	npm install --silent --prefix $(TOOLS) --no-audit --no-fund bids-validator@1.15.0
+
+validator: $(VALIDATOR)
+
+demo: $(STAMP)
+	$(BIN)/dawm demo --output demo_output
+
+test: $(STAMP) $(VALIDATOR)
+	DAWM_BIDS_VALIDATOR=$(abspath $(VALIDATOR)) $(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/simulate_benchmark.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) demo_output .pytest_cache

@@ -1,0 +1,9 @@
+"""Exceptions that carry a message meant for the user (the CLI prints them without a traceback)."""
+
+
+class DawmError(Exception):
+    """Base class of dawm's user-facing errors."""
+
+
+class InputError(DawmError, ValueError):
+    """An input file or value is unusable; the message names the file and the problem."""

@@ -1,0 +1,70 @@
+"""Convert between (array, affine) pairs and SimpleITK images without losing geometry.
+
+Convention: ``array`` is indexed ``[i, j, k]`` (nibabel order) and ``affine`` maps voxel indices
+to RAS+ world millimetres. SimpleITK stores arrays ``[k, j, i]`` and uses LPS+ world coordinates,
+so both the axis order and the sign of the first two world axes are converted here, once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
+    """Wrap a 3D ``array`` (shape X, Y, Z) with its RAS ``affine`` (4x4) as a SimpleITK image."""
+    if array.ndim != 3:
+        raise ValueError(f"expected a 3D array, got shape {array.shape}")
+    img = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
+    lps = _RAS_TO_LPS @ np.asarray(affine, dtype=float)
+    linear = lps[:3, :3]
+    spacing = np.linalg.norm(linear, axis=0)
+    if np.any(spacing <= 0):
+        raise ValueError("affine has a zero-length voxel axis")
+    img.SetSpacing([float(s) for s in spacing])
+    img.SetDirection([float(v) for v in (linear / spacing).ravel()])
+    img.SetOrigin([float(v) for v in lps[:3, 3]])
+    return img
+
+
+def from_sitk(img: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(array, affine)`` from a SimpleITK image: array X, Y, Z; affine voxel -> RAS mm."""
+    array = sitk.GetArrayFromImage(img).transpose(2, 1, 0)
+    return array, sitk_affine(img)
+
+
+def sitk_affine(img: sitk.Image) -> np.ndarray:
+    """The RAS voxel-to-world 4x4 affine of a SimpleITK image."""
+    direction = np.asarray(img.GetDirection(), dtype=float).reshape(3, 3)
+    lps = np.eye(4)
+    lps[:3, :3] = direction * np.asarray(img.GetSpacing(), dtype=float)
+    lps[:3, 3] = img.GetOrigin()
+    return _RAS_TO_LPS @ lps
+
+
+def ras_transform_to_sitk(matrix_ras: np.ndarray) -> sitk.AffineTransform:
+    """A 4x4 world-to-world RAS matrix as a SimpleITK AffineTransform (which works in LPS).
+
+    SimpleITK transforms map *fixed* (output) points to *moving* (input) points, so pass the matrix
+    that maps reference-space world coordinates to the moving image's world coordinates.
+    """
+    lps = _RAS_TO_LPS @ np.asarray(matrix_ras, dtype=float) @ _RAS_TO_LPS
+    tx = sitk.AffineTransform(3)
+    tx.SetMatrix([float(v) for v in lps[:3, :3].ravel()])
+    tx.SetTranslation([float(v) for v in lps[:3, 3]])
+    return tx
+
+
+def sitk_transform_to_ras(tx: sitk.Transform) -> np.ndarray:
+    """The 4x4 RAS world-to-world matrix of a linear SimpleITK transform (fixed -> moving points)."""
+    matrix = np.eye(4)
+    origin = np.zeros(3)
+    probe = np.eye(3)
+    # Evaluate the transform on the origin and unit vectors: works for any linear transform type.
+    o = np.asarray(tx.TransformPoint(tuple(origin)))
+    for axis in range(3):
+        matrix[:3, axis] = np.asarray(tx.TransformPoint(tuple(probe[axis]))) - o
+    matrix[:3, 3] = o
+    return _RAS_TO_LPS @ matrix @ _RAS_TO_LPS

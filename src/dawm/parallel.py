@@ -1,0 +1,102 @@
+"""Run one function over many items (subjects, sessions) on a local pool or a Dask cluster.
+
+Every stage calls :func:`run_all`; it never raises for a failing item: each item gives an
+:class:`Outcome` with either a result or the error message, so one bad subject is reported and
+skipped while the others finish. ``backend="dask"`` sends the same function to a Dask cluster
+(``address`` of a running scheduler, e.g. one started by dask-jobqueue on SLURM, or a LocalCluster
+when no address is given).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Literal, Sequence
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dawm.errors import DawmError
+from dawm.log import console
+
+log = logging.getLogger(__name__)
+Backend = Literal["local", "dask"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one item: ``result`` when it worked, ``error`` (one line) when it failed."""
+
+    name: str
+    result: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _call(fn: Callable[[Any], Any], item: Any, name: str) -> Outcome:
+    try:
+        return Outcome(name, result=fn(item))
+    except DawmError as exc:  # a user-facing problem: its message says it all
+        return Outcome(name, error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - report, do not crash the cohort
+        detail = traceback.format_exc(limit=-3)
+        log.debug("%s failed:\n%s", name, detail)
+        return Outcome(name, error=f"{type(exc).__name__}: {exc}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    )
+
+
+def run_all(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    names: Iterable[str] | None = None,
+    jobs: int = 1,
+    backend: Backend = "local",
+    address: str | None = None,
+    description: str = "working",
+) -> list[Outcome]:
+    """Apply ``fn`` to each item; return outcomes in the order of ``items``.
+
+    ``fn`` must be a picklable top-level function when ``jobs > 1`` or with Dask. Failures are
+    logged as they happen.
+    """
+    names = list(names) if names is not None else [str(i) for i in items]
+    outcomes: dict[int, Outcome] = {}
+    with _progress() as progress:
+        task = progress.add_task(description, total=len(items))
+
+        def done(index: int, outcome: Outcome) -> None:
+            outcomes[index] = outcome
+            if not outcome.ok:
+                log.error("%s failed: %s", outcome.name, outcome.error)
+            progress.advance(task)
+
+        if backend == "dask":
+            from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+
+            cluster = None if address else LocalCluster(n_workers=max(jobs, 1), threads_per_worker=1, processes=True, dashboard_address=None)
+            with Client(address or cluster) as client:
+                futures = {client.submit(_call, fn, item, name, pure=False): i for i, (item, name) in enumerate(zip(items, names))}
+                for fut in dask_completed(futures):
+                    done(futures[fut], fut.result())
+            if cluster is not None:
+                cluster.close()
+        elif jobs <= 1 or len(items) <= 1:
+            for i, (item, name) in enumerate(zip(items, names)):
+                done(i, _call(fn, item, name))
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                futures = {pool.submit(_call, fn, item, name): i for i, (item, name) in enumerate(zip(items, names))}
+                for fut in as_completed(futures):
+                    done(futures[fut], fut.result())
+    return [outcomes[i] for i in range(len(items))]

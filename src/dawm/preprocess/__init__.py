@@ -1,0 +1,1 @@
+"""Pre-processing of structural MRI: bias-field correction, tissue segmentation, image quality."""

@@ -1,0 +1,370 @@
+"""Simulate one subject: all sessions, all modalities, written as raw BIDS plus truth derivatives.
+
+:func:`simulate_subject` is a top-level picklable function (it runs in worker processes). It
+returns a :class:`SubjectSummary` with volumes and voxel samples for the cohort report.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dawm.bids.derivatives import write_json, write_tsv
+from dawm.bids.entities import BidsName
+from dawm.image.io import save_volume
+from dawm.image.resample import resample_to_grid
+from dawm.simulate import acquisition as acq
+from dawm.simulate import anatomy, pathology
+from dawm.simulate.clinical import Participant, draw_edss
+from dawm.simulate.config import SimulationConfig
+from dawm.simulate.properties import DAWM_EFFECT, SubjectTissueTraits, tissue_properties
+from dawm.simulate.scanners import ScannerProfile
+from dawm.simulate.signal import MPRAGESignal, flair_signal, mt_pair, mtr_map, t1_from_uni, uni
+
+TRUTH = "derivatives/dawm-truth"
+TISSUE_LABELS = {0: "background", 1: "CSF", 2: "GM", 3: "WM"}
+PATHOLOGY_LABELS = {0: "normal", 1: "lesion", 2: "DAWM"}
+LOCATION_LABELS = {0: "none", 1: "periventricular", 2: "juxtacortical", 3: "deep", 4: "infratentorial"}
+SIGNAL_SCALE = 1.0e5  # arbitrary scanner units
+N_SAMPLES = 600  # voxels per class kept per session for the cohort report
+
+
+@dataclass(frozen=True)
+class SubjectTask:
+    participant: Participant
+    index: int  # position in the cohort, for the seed
+    config: SimulationConfig
+    profile: ScannerProfile
+    out_dir: str
+
+
+@dataclass
+class SubjectSummary:
+    participant_id: str
+    sessions: list[dict] = field(default_factory=list)  # volumes and clinical values per session
+    stats: list[dict] = field(default_factory=list)  # per session, modality, tissue: mean/sd/n
+    samples: list[dict] = field(default_factory=list)  # voxel values of DAWM vs NAWM per modality
+
+
+def _traits(rng: np.random.Generator, shape, spacing_mm: float, patient: bool) -> SubjectTissueTraits:
+    t1_field = anatomy._smooth_noise(rng, tuple(max(s // 4, 2) for s in shape), 15.0 / spacing_mm / 4)
+    mtr_field = anatomy._smooth_noise(rng, tuple(max(s // 4, 2) for s in shape), 15.0 / spacing_mm / 4)
+
+    def up(x):
+        from scipy import ndimage
+
+        return ndimage.zoom(x, [s / c for s, c in zip(shape, x.shape)], order=1)[: shape[0], : shape[1], : shape[2]].astype(np.float32)
+
+    texture = anatomy._smooth_noise(rng, shape, 0.6) * 0.02
+    return SubjectTissueTraits(
+        t1_field=up(t1_field) * 0.03,
+        mtr_field=up(mtr_field) * 0.8,
+        texture=texture.astype(np.float32),
+        dawm_t1=float(rng.uniform(0.10, 0.20)) if patient else DAWM_EFFECT["t1"],
+        dawm_mtr_pu=float(rng.uniform(3.5, 6.5)) if patient else DAWM_EFFECT["mtr_pu"],
+        nawm_mtr_shift_pu=float(-rng.uniform(0.5, 2.5)) if patient else 0.0,
+        nawm_t1_skew=float(rng.uniform(0.0, 0.02)) if patient else 0.0,
+    )
+
+
+def _location_labels(tpl: anatomy.TemplateSpace) -> np.ndarray:
+    """MAGNIMS-like location class of every WM voxel (template grid)."""
+    loc = np.full(tpl.shape, 3, np.uint8)
+    loc[tpl.dist_cortex_mm <= 3.0] = 2
+    loc[tpl.dist_ventricle_mm <= 10.0] = 1
+    loc[tpl.region == 2] = 4
+    loc[tpl.wm + tpl.deep_gm * 0 < 0.3] = 0
+    return loc
+
+
+def _sidecar(profile: ScannerProfile, **fields) -> dict:
+    base = {
+        "Manufacturer": profile.manufacturer,
+        "ManufacturersModelName": profile.model,
+        "MagneticFieldStrength": profile.field_t,
+        "InstitutionName": f"dawm simulated site {profile.name}",
+    }
+    base.update({k: v for k, v in fields.items() if v is not None})
+    return base
+
+
+def _store(name: BidsName, root: Path, data: np.ndarray, affine: np.ndarray, sidecar: dict | None, *, integer: bool) -> None:
+    path = root / name.relpath
+    if integer:
+        save_volume(np.nan_to_num(data), affine, path, dtype=np.int16, scaled=True)
+    else:
+        save_volume(data.astype(np.float32), affine, path)
+    if sidecar is not None:
+        write_json(path.with_name(name.with_(extension=".json").filename), sidecar)
+
+
+def _samples(rng, values: np.ndarray, labels: np.ndarray, wm_mask: np.ndarray, lesion: np.ndarray, norm: float) -> dict:
+    out = {}
+    for cls, mask in (("DAWM", labels == 2), ("NAWM", wm_mask & (labels == 0) & ~lesion)):
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            pick = rng.choice(idx, size=min(N_SAMPLES, idx.size), replace=False)
+            out[cls] = (values.ravel()[pick] / norm).round(4).tolist()
+    return out
+
+
+def simulate_subject(task: SubjectTask) -> SubjectSummary:
+    """Simulate every session of one participant and write its files; see the module docstring."""
+    cfg, prof, part = task.config, task.profile, task.participant
+    root = Path(task.out_dir)
+    ss = np.random.SeedSequence([cfg.seed, task.index])
+    rng_anat, rng_path, rng_acq, rng_clin = (np.random.default_rng(s) for s in ss.spawn(4))
+    tpl = anatomy.template_space(cfg.resolution_mm)
+    patient = part.group != "HC"
+    warp = anatomy.random_subject_warp(rng_anat, tpl)
+    traits = _traits(rng_anat, tpl.shape, tpl.spacing_mm, patient)
+    location_tpl = _location_labels(tpl)
+
+    # Pathology at baseline and its evolution (template space).
+    if patient:
+        from dawm.simulate.pathology import DAWM_LOAD_ML, LESION_LOAD_ML
+
+        load = float(np.clip(rng_path.lognormal(np.log(LESION_LOAD_ML[part.group]), 0.8), 0.5, 60.0))
+        lesions = pathology.draw_lesions(rng_path, tpl, load)
+        frac, grade = pathology.render_lesions(lesions, tpl, rng_path)
+        dawm_ml = float(np.clip(rng_path.lognormal(np.log(DAWM_LOAD_ML[part.group]), 0.6), 2.0, 60.0)) if part.dawm_present else 0.0
+        dawm = pathology.draw_dawm(rng_path, tpl, frac, dawm_ml)
+        state = pathology.PathologyState(frac, grade, dawm, lesions)
+    else:
+        zeros = np.zeros(tpl.shape, np.float32)
+        state = pathology.PathologyState(zeros, zeros, zeros, [])
+
+    summary = SubjectSummary(participant_id=part.participant_id)
+    years = 0.0
+    shells = None
+    b1_rng = np.random.default_rng(ss.spawn(1)[0])
+    mp2 = MPRAGESignal(prof.mp2rage)
+    mpr = MPRAGESignal(prof.mprage)
+    for s in range(cfg.sessions):
+        ses = f"{s + 1:02d}"
+        transitions = None
+        if s > 0:
+            interval = float(np.clip(rng_path.normal(cfg.followup_years, 0.5), 0.5, None))
+            years += interval
+            if patient:
+                state, transitions = pathology.evolve(rng_path, tpl, state, years=interval, group=part.group, dawm_present=part.dawm_present)
+        atrophy_mm = 0.0
+        if patient:
+            atrophy_mm = float(min(0.4 + 0.12 * (part.disease_duration + years), 4.0))
+        coords = warp.coordinates(anatomy.atrophy_displacement(tpl, atrophy_mm))
+        fr = {k: np.clip(anatomy.pull(getattr(tpl, k), coords), 0, 1) for k in ("wm", "gm", "deep_gm", "csf")}
+        brain = anatomy.pull(tpl.brain, coords)
+        if shells is None:
+            shells = anatomy.head_shells(rng_anat, brain, tpl.spacing_mm)
+        fr["csf"] = np.clip(fr["csf"] + shells["csf_rim"], 0, 1)
+        fr["skull"], fr["fat"] = shells["skull"], shells["fat"]
+        les_frac = anatomy.pull(state.lesion_frac, coords)
+        les_grade = anatomy.pull(state.lesion_grade, coords)
+        dawm_sev = anatomy.pull(state.dawm, coords)
+        location = anatomy.pull(location_tpl, coords, order=0)
+
+        # Truth masks on the subject grid.
+        lesion = les_frac >= 0.5
+        tissue = np.zeros(tpl.shape, np.uint8)
+        stack = np.stack([fr["csf"] * (brain >= 0.5), (fr["gm"] + fr["deep_gm"]) * (brain >= 0.5), fr["wm"] * (brain >= 0.5)])
+        inbrain = (brain >= 0.5) & (stack.sum(0) > 0.05)
+        tissue[inbrain] = (np.argmax(stack, axis=0) + 1)[inbrain].astype(np.uint8)
+        tissue[lesion & inbrain] = 3
+        dawm_mask = (dawm_sev >= 0.5) & (tissue == 3) & ~lesion
+        patho = np.zeros(tpl.shape, np.uint8)
+        patho[lesion & inbrain] = 1
+        patho[dawm_mask] = 2
+        location = np.where(tissue == 3, location, 0).astype(np.uint8)
+
+        age = part.age + years
+        common = dict(lesion_frac=les_frac, lesion_grade=les_grade, dawm=dawm_sev, traits=traits, age_years=age, field_t=prof.field_t)
+        qmaps = tissue_properties(fr, dawm_scale=1.0, **common)
+        clin = tissue_properties(fr, dawm_scale=cfg.dawm_visibility, **common)
+
+        # Transmit field (subject grid, smooth) and signals.
+        b1 = (1 + prof.b1_amplitude * anatomy._smooth_noise(b1_rng, tuple(max(n // 8, 2) for n in tpl.shape), 1.0)).astype(np.float32)
+        from scipy import ndimage
+
+        b1 = ndimage.zoom(b1, [n / c for n, c in zip(tpl.shape, b1.shape)], order=1)[: tpl.shape[0], : tpl.shape[1], : tpl.shape[2]]
+        wm_pure = fr["wm"] > 0.9
+        # Tissue statistics use voxels of (nearly) pure tissue, as literature values are.
+        pure_tissue = np.where((stack.max(0) >= 0.85) | lesion, tissue, 0).astype(np.uint8)
+        summary_ses = _acquire_session(
+            rng_acq, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2, mpr, wm_pure, pure_tissue, patho, lesion, summary,
+        )
+
+        # Truth derivatives, subject space.
+        vox_ml = tpl.spacing_mm**3 / 1000.0
+        base = BidsName({"sub": part.participant_id, "ses": ses}, "", ".nii.gz").with_(space="subject")
+        troot = root / TRUTH
+        save_volume(tissue, tpl.affine, troot / base.with_(suffix="dseg").relpath)
+        save_volume(patho, tpl.affine, troot / base.with_(desc="pathology", suffix="dseg").relpath)
+        save_volume(location, tpl.affine, troot / base.with_(desc="location", suffix="dseg").relpath)
+        save_volume(lesion & inbrain, tpl.affine, troot / base.with_(label="lesion", suffix="mask").relpath)
+        save_volume(dawm_mask, tpl.affine, troot / base.with_(label="DAWM", suffix="mask").relpath)
+        save_volume(inbrain, tpl.affine, troot / base.with_(label="brain", suffix="mask").relpath)
+        save_volume(np.clip(dawm_sev, 0, 1), tpl.affine, troot / base.with_(label="DAWM", suffix="probseg").relpath)
+        for suffix, arr, unit in (("T1map", qmaps.t1_ms, "ms"), ("T2map", qmaps.t2_ms, "ms"), ("PDmap", qmaps.pd, "arbitrary"), ("MTRmap", qmaps.mtr_pu, "percent")):
+            name = base.with_(suffix=suffix)
+            save_volume(arr, tpl.affine, troot / name.relpath)
+            write_json(troot / name.with_(extension=".json").relpath, {"Units": unit, "Description": "simulation truth property map"})
+        if transitions is not None:
+            trans = anatomy.pull(transitions, coords, order=0) * inbrain
+            save_volume(trans.astype(np.uint8), tpl.affine, troot / base.with_(desc="transition", suffix="dseg").relpath)
+            summary_ses.update({f"{TRANSITION_KEY[k]}_ml": float((trans == k).sum() * vox_ml) for k in TRANSITION_KEY})
+        edss = draw_edss(rng_clin, part, years_since_baseline=years, lesion_ml=float(patho.__eq__(1).sum() * vox_ml),
+                         dawm_ml=float(dawm_mask.sum() * vox_ml))
+        summary_ses.update({
+            "session_id": f"ses-{ses}", "years_since_baseline": round(years, 2), "age": round(age, 1),
+            "edss": edss, "lesion_ml": float((patho == 1).sum() * vox_ml), "dawm_ml": float(dawm_mask.sum() * vox_ml),
+            "wm_ml": float((tissue == 3).sum() * vox_ml), "brain_ml": float(inbrain.sum() * vox_ml),
+            "n_lesions": int(_count_components(patho == 1)), "atrophy_mm": round(atrophy_mm, 2),
+        })
+        for k, name in LOCATION_LABELS.items():
+            if k:
+                summary_ses[f"dawm_{name}_ml"] = float(((patho == 2) & (location == k)).sum() * vox_ml)
+                summary_ses[f"lesion_{name}_ml"] = float(((patho == 1) & (location == k)).sum() * vox_ml)
+        summary.sessions.append(summary_ses)
+
+    sessions_tsv = [{k: v for k, v in row.items() if k in ("session_id", "acq_time", "age", "edss", "years_since_baseline", "scanner")} for row in summary.sessions]
+    import pandas as pd
+
+    write_tsv(root / f"sub-{part.participant_id}" / f"sub-{part.participant_id}_sessions.tsv", pd.DataFrame(sessions_tsv))
+    write_json(root / TRUTH / f"sub-{part.participant_id}" / f"sub-{part.participant_id}_simulation.json", asdict(summary))
+    return summary
+
+
+TRANSITION_KEY = {k: v for k, v in pathology.TRANSITIONS.items() if k}
+
+
+def _count_components(mask: np.ndarray) -> int:
+    from scipy import ndimage
+
+    return int(ndimage.label(mask)[1])
+
+
+def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2, mpr, wm_pure, tissue, patho, lesion, summary) -> dict:
+    """Make and write the session's images; record stats and samples. Returns the session row start."""
+    r = cfg.resolution_mm
+    pose = acq.rigid_matrix(rng.normal(0, 4.0, 3), rng.normal(0, 5.0, 3))
+    quality = float(rng.lognormal(0.0, 0.2))
+    motion = float(rng.uniform(0.15, 0.5)) if rng.random() < prof.motion_probability else 0.0
+    base = BidsName({"sub": part.participant_id, "ses": ses}, "", ".nii.gz")
+    poses: dict[str, list] = {}
+
+    def grid(kind: str) -> acq.Grid:
+        tilt = prof.oblique_deg + rng.normal(0, 2.0)
+        if kind == "T1w" or kind == "MP2RAGE":
+            return acq.make_grid((r, r, r), (240.0, 240.0, 176.0), orientation="sagittal", storage=prof.storage, oblique_deg=tilt)
+        if kind == "MT":
+            v = 1.5 * r
+            return acq.make_grid((v, v, v), (240.0, 240.0, 156.0), orientation="axial", storage=prof.storage, oblique_deg=tilt)
+        f = prof.flair
+        vox = (f.voxel_mm[0] * r, f.voxel_mm[1] * r, max(f.voxel_mm[2], r) if f.dims == "2D" else f.voxel_mm[2] * r)
+        orient = "axial" if f.dims == "2D" else "sagittal"
+        fov = (230.0, 230.0, 156.0) if f.dims == "2D" else (240.0, 240.0, 176.0)
+        return acq.make_grid(vox, fov, orientation=orient, storage=prof.storage, oblique_deg=tilt, slice_gap_mm=f.slice_gap_mm if f.dims == "2D" else 0.0)
+
+    def motion_of(kind: str) -> np.ndarray:
+        m = np.eye(4) if kind == "T1w" else acq.rigid_matrix(rng.normal(0, 1.0, 3), rng.normal(0, 1.0, 3))
+        s2s = pose @ m
+        poses[kind] = s2s.tolist()
+        return s2s
+
+    def noisy(sig_subject, g, s2s, field, sigma, ghost):
+        img = acq.acquire(sig_subject.astype(np.complex64), tpl.affine, g, s2s) * field
+        img = acq.add_complex_noise(rng, img, sigma)
+        return acq.ghosting(rng, img, ghost, pe_axis=1)
+
+    def wm_level(sig):
+        return float(np.median(np.abs(sig[wm_pure]))) if wm_pure.any() else float(np.abs(sig).max())
+
+    row: dict = {"scanner": prof.name}
+    stats_targets = []
+
+    # T1w (MPRAGE).
+    g = grid("T1w"); s2s = motion_of("T1w")
+    (s,) = mpr(clin.t1_ms, b1)
+    sig = clin.pd * s * SIGNAL_SCALE
+    field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
+    t1w = np.abs(noisy(sig, g, s2s, field, wm_level(sig) / (prof.snr * quality), motion))
+    _store(base.with_(suffix="T1w"), root, t1w, g.affine, _sidecar(prof, RepetitionTime=prof.mprage.tr_ms / 1000, InversionTime=prof.mprage.ti_ms[0] / 1000,
+           FlipAngle=prof.mprage.flip_deg[0], EchoTime=0.003, SliceThickness=g.psf_fwhm_mm[2], MRAcquisitionType="3D", PulseSequenceType="MPRAGE"), integer=prof.integer_storage)
+    stats_targets.append(("T1w", t1w, g, s2s, "normalised"))
+
+    # FLAIR.
+    g = grid("FLAIR"); s2s = motion_of("FLAIR")
+    f = prof.flair
+    sig = flair_signal(clin.t1_ms, clin.t2_ms, clin.pd, tr_ms=f.tr_ms, ti_ms=f.ti_ms, te_ms=f.te_ms) * SIGNAL_SCALE
+    field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
+    snr = prof.snr * 0.8 * (1.3 if f.dims == "2D" else 1.0) * quality
+    flair = np.abs(noisy(sig, g, s2s, field, wm_level(sig) / snr, motion))
+    _store(base.with_(suffix="FLAIR"), root, flair, g.affine, _sidecar(prof, RepetitionTime=f.tr_ms / 1000, EchoTime=f.te_ms / 1000, InversionTime=f.ti_ms / 1000,
+           SliceThickness=f.voxel_mm[2] if f.dims == "2D" else g.psf_fwhm_mm[2], SpacingBetweenSlices=(f.voxel_mm[2] + f.slice_gap_mm) if f.dims == "2D" else None,
+           MRAcquisitionType=f.dims, FlipAngle=90.0 if f.dims == "2D" else 120.0), integer=prof.integer_storage)
+    stats_targets.append(("FLAIR", flair, g, s2s, "normalised"))
+
+    # MP2RAGE: complex inversions share coil field and phase; UNI and the scanner's T1 map.
+    g = grid("MP2RAGE"); s2s = motion_of("MP2RAGE")
+    s1, s2 = mp2(qmaps.t1_ms, b1)
+    field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
+    phase = np.exp(1j * acq.smooth_field_on_grid(rng, g, 0.5)).astype(np.complex64)
+    sig2 = qmaps.pd * s2 * SIGNAL_SCALE
+    sigma = wm_level(sig2) / (prof.snr * 1.2 * quality)
+    c1 = acq.add_complex_noise(rng, acq.acquire((qmaps.pd * s1 * SIGNAL_SCALE).astype(np.complex64), tpl.affine, g, s2s) * field * phase, sigma)
+    c2 = acq.add_complex_noise(rng, acq.acquire(sig2.astype(np.complex64), tpl.affine, g, s2s) * field * phase, sigma)
+    u = uni(c1, c2)
+    t1_ms = t1_from_uni(u, prof.mp2rage)
+    p = prof.mp2rage
+    mp_side = dict(RepetitionTimePreparation=p.tr_ms / 1000, RepetitionTimeExcitation=p.echo_spacing_ms / 1000, NumberShots=p.n_excitations,
+                   InversionTime=None, FlipAngle=None, EchoTime=0.003, MRAcquisitionType="3D", SliceThickness=g.psf_fwhm_mm[2])
+    for inv, c in ((1, c1), (2, c2)):
+        side = dict(mp_side, InversionTime=p.ti_ms[inv - 1] / 1000, FlipAngle=p.flip_deg[inv - 1])
+        _store(base.with_(inv=str(inv), part="mag", suffix="MP2RAGE"), root, np.abs(c), g.affine, _sidecar(prof, **side), integer=prof.integer_storage)
+    uni_img = ((u + 0.5) * 4095.0).astype(np.float32)
+    _store(base.with_(suffix="UNIT1"), root, uni_img, g.affine, _sidecar(prof, **dict(mp_side, InversionTime=list(np.array(p.ti_ms) / 1000), FlipAngle=list(p.flip_deg))), integer=False)
+    t1_out = t1_ms.copy()
+    if prof.nan_background:
+        t1_out[np.abs(c2) < 3 * sigma] = np.nan
+    scale = 1000.0 if prof.t1map_units == "s" else 1.0
+    _store(base.with_(suffix="T1map"), root, t1_out / scale, g.affine, _sidecar(prof, Units=prof.t1map_units, EstimationMethod="MP2RAGE lookup table (scanner)",
+           **dict(mp_side, InversionTime=list(np.array(p.ti_ms) / 1000), FlipAngle=list(p.flip_deg))), integer=False)
+    stats_targets.append(("T1map", t1_ms, g, s2s, "raw"))
+
+    # MT pair and MTR map.
+    g = grid("MT"); s2s = motion_of("MT")
+    off, on = mt_pair(qmaps.t1_ms, qmaps.pd, qmaps.mtr_pu, tr_ms=prof.mt_tr_ms, flip_deg=prof.mt_flip_deg, b1=b1)
+    field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
+    sig_off = off * SIGNAL_SCALE
+    sigma = wm_level(sig_off) / (prof.snr * 1.1 * quality)
+    m_off = np.abs(acq.add_complex_noise(rng, acq.acquire(sig_off.astype(np.complex64), tpl.affine, g, s2s) * field, sigma))
+    m_on = np.abs(acq.add_complex_noise(rng, acq.acquire((on * SIGNAL_SCALE).astype(np.complex64), tpl.affine, g, s2s) * field, sigma))
+    for state, img in (("on", m_on), ("off", m_off)):
+        _store(base.with_(flip="1", mt=state, suffix="MTS"), root, img, g.affine, _sidecar(prof, MTState=state == "on", FlipAngle=prof.mt_flip_deg,
+               RepetitionTime=prof.mt_tr_ms / 1000, EchoTime=0.004, MRAcquisitionType="3D", SliceThickness=g.psf_fwhm_mm[2]), integer=prof.integer_storage)
+    mtr = mtr_map(m_off, m_on, min_signal=4 * sigma)
+    mtr_scale = 100.0 if prof.mtr_units == "fraction" else 1.0
+    _store(base.with_(suffix="MTRmap"), root, mtr / mtr_scale, g.affine, _sidecar(prof, Units=prof.mtr_units), integer=False)
+    stats_targets.append(("MTR", mtr, g, s2s, "raw"))
+
+    write_json(root / TRUTH / base.with_(from_="subject", to="scanner", mode="image", suffix="xfm", extension=".json").relpath,
+               {"Description": "4x4 matrices mapping subject-space world mm to each acquisition's scanner world mm", "SubjectToScanner": poses,
+                "Scanner": prof.name, "QualityFactor": quality, "MotionGhosting": motion})
+
+    # Stats and samples on each image's own grid (truth brought there with nearest neighbour).
+    for modality, img, g, s2s, mode in stats_targets:
+        to_grid = lambda lab: resample_to_grid(lab, tpl.affine, g.shape, g.affine, interpolation="nearest", transform_ras=np.linalg.inv(s2s))
+        tis, pat = to_grid(tissue), to_grid(patho)
+        wm_nawm = (tis == 3) & (pat == 0)
+        norm = float(np.median(img[wm_nawm])) if mode == "normalised" and wm_nawm.any() else 1.0
+        for name, mask in (("CSF", tis == 1), ("GM", tis == 2), ("NAWM", wm_nawm), ("lesion", pat == 1), ("DAWM", pat == 2)):
+            vals = img[mask] / norm
+            summary.stats.append({"session_id": f"ses-{ses}", "scanner": prof.name, "group": part.group, "modality": modality, "tissue": name,
+                                  "mean": float(vals.mean()) if vals.size else None, "sd": float(vals.std()) if vals.size else None, "n": int(vals.size)})
+        sam = _samples(rng, img, pat, tis == 3, pat == 1, norm)
+        if "DAWM" in sam:
+            summary.samples.append({"session_id": f"ses-{ses}", "scanner": prof.name, "modality": modality, **sam})
+    return row
