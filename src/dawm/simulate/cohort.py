@@ -65,7 +65,6 @@ def _dataset_files(root: Path, config: SimulationConfig, people: list[Participan
         "disease_duration": p.disease_duration if p.group != "HC" else None, "scanner": p.scanner,
     } for p in people])
     write_tsv(root / "participants.tsv", table)
-    write_json(root / "sessions.json", SESSIONS_JSON)
     write_json(root / "participants.json", {
         "age": {"Description": "age at the first session", "Units": "year"},
         "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
@@ -74,14 +73,6 @@ def _dataset_files(root: Path, config: SimulationConfig, people: list[Participan
         "scanner": {"Description": "scanner profile the participant was scanned on"},
         "edss": {"Description": "Expanded Disability Status Scale at the first session (simulated: " + ", ".join(f"{k}={v}" for k, v in EDSS_MODEL.items()) + ")"},
     })
-
-
-SESSIONS_JSON = {
-    "age": {"Description": "age at the session", "Units": "year"},
-    "edss": {"Description": "Expanded Disability Status Scale at the session (n/a for controls)"},
-    "years_since_baseline": {"Description": "time since the first session", "Units": "year"},
-    "scanner": {"Description": "scanner profile of the session"},
-}
 
 
 def simulate_cohort(config: SimulationConfig, out_dir: str | Path, *, jobs: int = 1, backend: str = "local", address: str | None = None) -> CohortResult:

@@ -91,12 +91,19 @@ def _sidecar(profile: ScannerProfile, **fields) -> dict:
     return base
 
 
-def _store(name: BidsName, root: Path, data: np.ndarray, affine: np.ndarray, sidecar: dict | None, *, integer: bool) -> None:
+def _store(name: BidsName, root: Path, data: np.ndarray, affine: np.ndarray, sidecar: dict | None, *, integer: bool | None) -> None:
+    """Write an image as a scanner would: ``integer=True`` int16 with scl_slope (rescaled),
+    ``False`` plain int16 in 12-bit scanner units (99.9th percentile at 4000), ``None`` float32
+    (quantitative maps)."""
     path = root / name.relpath
-    if integer:
+    if integer is None:
+        save_volume(data.astype(np.float32), affine, path)
+    elif integer:
         save_volume(np.nan_to_num(data), affine, path, dtype=np.int16, scaled=True)
     else:
-        save_volume(data.astype(np.float32), affine, path)
+        data = np.nan_to_num(data)
+        gain = 4000.0 / max(float(np.percentile(np.abs(data), 99.9)), 1e-12)
+        save_volume(np.clip(np.round(data * gain), -32768, 32767), affine, path, dtype=np.int16)
     if sidecar is not None:
         write_json(path.with_name(name.with_(extension=".json").filename), sidecar)
 
@@ -233,8 +240,17 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
     import pandas as pd
 
     write_tsv(root / f"sub-{part.participant_id}" / f"sub-{part.participant_id}_sessions.tsv", pd.DataFrame(sessions_tsv))
+    write_json(root / f"sub-{part.participant_id}" / f"sub-{part.participant_id}_sessions.json", SESSIONS_JSON)
     write_json(root / TRUTH / f"sub-{part.participant_id}" / f"sub-{part.participant_id}_simulation.json", asdict(summary))
     return summary
+
+
+SESSIONS_JSON = {
+    "age": {"Description": "age at the session", "Units": "year"},
+    "edss": {"Description": "Expanded Disability Status Scale at the session (n/a for controls)"},
+    "years_since_baseline": {"Description": "time since the first session", "Units": "year"},
+    "scanner": {"Description": "scanner profile of the session"},
+}
 
 
 TRANSITION_KEY = {k: v for k, v in pathology.TRANSITIONS.items() if k}
@@ -275,7 +291,7 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
         return s2s
 
     def noisy(sig_subject, g, s2s, field, sigma, ghost):
-        img = acq.acquire(sig_subject.astype(np.complex64), tpl.affine, g, s2s) * field
+        img = acq.acquire(sig_subject, tpl.affine, g, s2s) * field
         img = acq.add_complex_noise(rng, img, sigma)
         return acq.ghosting(rng, img, ghost, pe_axis=1)
 
@@ -314,8 +330,8 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     phase = np.exp(1j * acq.smooth_field_on_grid(rng, g, 0.5)).astype(np.complex64)
     sig2 = qmaps.pd * s2 * SIGNAL_SCALE
     sigma = wm_level(sig2) / (prof.snr * 1.2 * quality)
-    c1 = acq.add_complex_noise(rng, acq.acquire((qmaps.pd * s1 * SIGNAL_SCALE).astype(np.complex64), tpl.affine, g, s2s) * field * phase, sigma)
-    c2 = acq.add_complex_noise(rng, acq.acquire(sig2.astype(np.complex64), tpl.affine, g, s2s) * field * phase, sigma)
+    c1 = acq.add_complex_noise(rng, acq.acquire(qmaps.pd * s1 * SIGNAL_SCALE, tpl.affine, g, s2s) * field * phase, sigma)
+    c2 = acq.add_complex_noise(rng, acq.acquire(sig2, tpl.affine, g, s2s) * field * phase, sigma)
     u = uni(c1, c2)
     t1_ms = t1_from_uni(u, prof.mp2rage)
     p = prof.mp2rage
@@ -325,13 +341,13 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
         side = dict(mp_side, InversionTime=p.ti_ms[inv - 1] / 1000, FlipAngle=p.flip_deg[inv - 1])
         _store(base.with_(inv=str(inv), part="mag", suffix="MP2RAGE"), root, np.abs(c), g.affine, _sidecar(prof, **side), integer=prof.integer_storage)
     uni_img = ((u + 0.5) * 4095.0).astype(np.float32)
-    _store(base.with_(suffix="UNIT1"), root, uni_img, g.affine, _sidecar(prof, **dict(mp_side, InversionTime=list(np.array(p.ti_ms) / 1000), FlipAngle=list(p.flip_deg))), integer=False)
+    _store(base.with_(suffix="UNIT1"), root, uni_img, g.affine, _sidecar(prof, **dict(mp_side, InversionTime=list(np.array(p.ti_ms) / 1000), FlipAngle=list(p.flip_deg))), integer=True if prof.integer_storage else None)
     t1_out = t1_ms.copy()
     if prof.nan_background:
         t1_out[np.abs(c2) < 3 * sigma] = np.nan
     scale = 1000.0 if prof.t1map_units == "s" else 1.0
     _store(base.with_(suffix="T1map"), root, t1_out / scale, g.affine, _sidecar(prof, Units=prof.t1map_units, EstimationMethod="MP2RAGE lookup table (scanner)",
-           **dict(mp_side, InversionTime=list(np.array(p.ti_ms) / 1000), FlipAngle=list(p.flip_deg))), integer=False)
+           **dict(mp_side, InversionTime=list(np.array(p.ti_ms) / 1000), FlipAngle=list(p.flip_deg))), integer=None)
     stats_targets.append(("T1map", t1_ms, g, s2s, "raw"))
 
     # MT pair and MTR map.
@@ -340,14 +356,14 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     sig_off = off * SIGNAL_SCALE
     sigma = wm_level(sig_off) / (prof.snr * 1.1 * quality)
-    m_off = np.abs(acq.add_complex_noise(rng, acq.acquire(sig_off.astype(np.complex64), tpl.affine, g, s2s) * field, sigma))
-    m_on = np.abs(acq.add_complex_noise(rng, acq.acquire((on * SIGNAL_SCALE).astype(np.complex64), tpl.affine, g, s2s) * field, sigma))
+    m_off = np.abs(acq.add_complex_noise(rng, acq.acquire(sig_off, tpl.affine, g, s2s) * field, sigma))
+    m_on = np.abs(acq.add_complex_noise(rng, acq.acquire(on * SIGNAL_SCALE, tpl.affine, g, s2s) * field, sigma))
     for state, img in (("on", m_on), ("off", m_off)):
         _store(base.with_(flip="1", mt=state, suffix="MTS"), root, img, g.affine, _sidecar(prof, MTState=state == "on", FlipAngle=prof.mt_flip_deg,
                RepetitionTime=prof.mt_tr_ms / 1000, EchoTime=0.004, MRAcquisitionType="3D", SliceThickness=g.psf_fwhm_mm[2]), integer=prof.integer_storage)
     mtr = mtr_map(m_off, m_on, min_signal=4 * sigma)
     mtr_scale = 100.0 if prof.mtr_units == "fraction" else 1.0
-    _store(base.with_(suffix="MTRmap"), root, mtr / mtr_scale, g.affine, _sidecar(prof, Units=prof.mtr_units), integer=False)
+    _store(base.with_(suffix="MTRmap"), root, mtr / mtr_scale, g.affine, _sidecar(prof, Units=prof.mtr_units), integer=None)
     stats_targets.append(("MTR", mtr, g, s2s, "raw"))
 
     write_json(root / TRUTH / base.with_(from_="subject", to="scanner", mode="image", suffix="xfm", extension=".json").relpath,
