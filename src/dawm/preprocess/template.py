@@ -1,0 +1,66 @@
+"""The MNI152 (ICBM 2009, symmetric) template bundle shipped with nilearn, as plain arrays.
+
+nilearn bundles a skull-stripped T1 template (intensities 0..1), grey/white-matter probability maps
+and a brain mask, at 1 mm (197 x 233 x 189) or 2 mm (99 x 117 x 95). A CSF probability is derived as
+``clip(brain_mask - gm - wm, 0, 1)``. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+TEMPLATE_NAME = "MNI152NLin2009cSym"
+
+
+@dataclass(frozen=True)
+class Template:
+    """Template images on one grid (all float32, shape X, Y, Z) and their RAS ``affine`` (4x4).
+
+    ``t1``: skull-stripped T1w, 0..1; ``gm``/``wm``/``csf``: tissue probabilities 0..1;
+    ``brain_mask``: 0/1 float; ``name``: template space identifier (BIDS ``space-`` label).
+    """
+
+    t1: np.ndarray
+    gm: np.ndarray
+    wm: np.ndarray
+    csf: np.ndarray
+    brain_mask: np.ndarray
+    affine: np.ndarray
+    name: str = TEMPLATE_NAME
+
+    @property
+    def spacing_mm(self) -> np.ndarray:
+        """Voxel edge lengths in mm."""
+        return np.linalg.norm(self.affine[:3, :3], axis=0)
+
+
+@functools.lru_cache(maxsize=2)
+def load_template(resolution_mm: int = 2) -> Template:
+    """Load the nilearn MNI152 2009 template bundle at ``resolution_mm`` (1 or 2). Cached.
+
+    The returned arrays are read-only views shared between callers; copy before modifying.
+    """
+    if resolution_mm not in (1, 2):
+        raise ValueError(f"template resolution must be 1 or 2 mm, got {resolution_mm!r}")
+    from nilearn import datasets  # local import: nilearn is slow to import
+
+    t1_img = datasets.load_mni152_template(resolution=resolution_mm)
+    gm_img = datasets.load_mni152_gm_template(resolution=resolution_mm)
+    wm_img = datasets.load_mni152_wm_template(resolution=resolution_mm)
+    mask_img = datasets.load_mni152_brain_mask(resolution=resolution_mm)
+
+    def _arr(img) -> np.ndarray:
+        return np.clip(np.asarray(img.get_fdata(), dtype=np.float32), 0.0, 1.0)
+
+    t1, gm, wm = _arr(t1_img), _arr(gm_img), _arr(wm_img)
+    brain_mask = (_arr(mask_img) > 0.5).astype(np.float32)
+    csf = np.clip(brain_mask - gm - wm, 0.0, 1.0).astype(np.float32)
+    affine = np.asarray(t1_img.affine, dtype=float)
+    arrays = (t1, gm, wm, csf, brain_mask)
+    for a in arrays:
+        a.setflags(write=False)
+    affine.setflags(write=False)
+    return Template(t1=t1, gm=gm, wm=wm, csf=csf, brain_mask=brain_mask, affine=affine)
