@@ -1,0 +1,98 @@
+"""Accuracy of ``dawm preprocess`` outputs against the simulator's truth (``derivatives/dawm-truth``).
+
+Used by the tests and ``benchmarks/preprocess_benchmark.py``. The truth holds subject-space label
+maps and, per session, ``SubjectToScanner[group]`` matrices (subject world -> each acquisition's
+scanner world, RAS mm). The session grid lives in the reference acquisition's scanner world, so:
+
+* truth labels on the session grid: pull with ``inv(S[ref])``;
+* true session -> acquisition transform (pull convention, as the ``from-<group>_to-session``
+  matrices): ``S[group] @ inv(S[ref])``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from dawm.bids.layout import SessionInputs
+from dawm.image.io import load_volume
+from dawm.image.resample import resample_to_grid
+
+TRUTH = "dawm-truth"
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two boolean arrays (1.0 when both are empty)."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    total = int(a.sum() + b.sum())
+    return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total
+
+
+def rigid_error_mm(estimated: np.ndarray, true: np.ndarray, points_ras: np.ndarray) -> float:
+    """Mean distance (mm) between where two 4x4 transforms send ``points_ras`` (N, 3)."""
+    homog = np.c_[points_ras, np.ones(len(points_ras))]
+    diff = homog @ (np.asarray(estimated) - np.asarray(true)).T
+    return float(np.linalg.norm(diff[:, :3], axis=1).mean())
+
+
+def coefficient_of_variation(image: np.ndarray, mask: np.ndarray) -> float:
+    """std / mean of ``image`` inside ``mask``."""
+    values = np.asarray(image, dtype=np.float64)[mask]
+    return float(values.std() / values.mean())
+
+
+def evaluate_session(bids_dir: str | Path, out_root: str | Path, inputs: SessionInputs) -> dict[str, float]:
+    """Compare one session's outputs with the truth.
+
+    Returns ``coreg_error_mm_<group>`` (mean displacement over true brain voxels between the estimated
+    and true session -> acquisition transforms), ``brain_dice``, ``wm_dice``, ``csf_dice``, ``gm_dice``
+    and, for the reference image when it was bias-corrected, ``wm_cov_raw`` / ``wm_cov_n4`` (WM intensity
+    coefficient of variation in the eroded true WM, before / after N4).
+    """
+    bids_dir, out_root = Path(bids_dir), Path(out_root)
+    base = inputs.base()
+    truth_dir = bids_dir / "derivatives" / TRUTH / base.subject_dir()
+    out_dir = Path(out_root) / base.subject_dir()
+    s2s = {k: np.asarray(v) for k, v in json.loads(
+        (truth_dir / base.with_(from_="subject", to="scanner", mode="image", suffix="xfm", extension=".json").filename).read_text()
+    )["SubjectToScanner"].items()}
+    info = json.loads((out_dir / base.with_(desc="preproc", suffix="log", extension=".json").filename).read_text())
+    ref_group = next(g for g, i in info["Registration"].items() if i["metric"] is None)
+    to_subject = np.linalg.inv(s2s[ref_group])
+
+    brain_out = load_volume(out_dir / base.with_(space="session", desc="brain", suffix="mask").filename, allow_empty=True)
+    shape, affine = brain_out.shape, brain_out.affine
+
+    def truth_on_grid(desc_suffix: dict) -> np.ndarray:
+        t = load_volume(truth_dir / base.with_(space="subject", **desc_suffix).filename, allow_empty=True)
+        return resample_to_grid(t.data, t.affine, shape, affine, interpolation="nearest", transform_ras=to_subject)
+
+    brain_true = truth_on_grid({"label": "brain", "suffix": "mask"}) > 0.5
+    dseg_true = np.rint(truth_on_grid({"suffix": "dseg"})).astype(int)
+    dseg_out = load_volume(out_dir / base.with_(space="session", suffix="dseg").filename, allow_empty=True).data.astype(int)
+    result: dict[str, float] = {
+        "brain_dice": dice(brain_out.data > 0, brain_true),
+        "csf_dice": dice(dseg_out == 1, dseg_true == 1),
+        "gm_dice": dice(dseg_out == 2, dseg_true == 2),
+        "wm_dice": dice(dseg_out == 3, dseg_true == 3),
+    }
+    points = np.argwhere(brain_true) @ affine[:3, :3].T + affine[:3, 3]
+    for group in info["Registration"]:
+        if group == ref_group or group not in s2s:
+            continue
+        est = np.asarray(json.loads((out_dir / base.with_(from_=group, to="session", mode="image", suffix="xfm", extension=".json").filename)
+                                    .read_text())["MatrixRAS"])
+        result[f"coreg_error_mm_{group}"] = rigid_error_mm(est, s2s[group] @ to_subject, points)
+
+    ref = info["Reference"]
+    corrected_path = out_dir / base.with_(space="session", desc="preproc", suffix=ref).filename
+    if corrected_path.exists() and ref in inputs.images:
+        raw = load_volume(inputs.images[ref])
+        raw_on_grid = resample_to_grid(raw.data, raw.affine, shape, affine)
+        wm = ndimage.binary_erosion(dseg_true == 3, iterations=1)
+        result["wm_cov_raw"] = coefficient_of_variation(raw_on_grid, wm)
+        result["wm_cov_n4"] = coefficient_of_variation(load_volume(corrected_path).data, wm)
+    return result

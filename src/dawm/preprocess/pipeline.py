@@ -1,0 +1,561 @@
+"""The ``dawm preprocess`` stage: every session's images on one grid, bias-corrected, brain-masked,
+segmented, registered to MNI, with image-quality metrics and a QC figure.
+
+Per session (:func:`preprocess_session`):
+
+1. **load** every available image with :func:`dawm.image.io.load_volume` (header scaling applied,
+   NaN/inf -> 0 and counted); T1 maps converted to ms and MTR maps to percent from the sidecar
+   ``Units`` (or inferred, the decision logged).
+2. **coregister**: the session grid is a ``spacing_mm`` isotropic grid over the reference image
+   (first available of ``reference_roles``). Images from one acquisition share a geometry group
+   (MP2RAGE: UNIT1/inv1/inv2/T1map; MT: mt-off/mt-on/MTRmap): one representative per group is
+   registered rigidly (Mattes MI) to the reference and the transform reused for the others.
+3. **resample** onto the session grid (linear for images).
+4. **brain**: :func:`dawm.preprocess.brain.extract_brain` on the reference (or a user mask).
+5. **bias**: N4 on the weighted images only (never T1map/MTRmap), fitted in the dilated brain.
+6. **mni**: deformable registration of the T1-like bias-corrected brain to the MNI template;
+   both directions saved as ITK ``.h5``.
+7. **segment**: MNI tissue priors pulled onto the session grid, :func:`segment_tissues` on the
+   bias-corrected channels, a given lesion mask forced to WM.
+8. **iqm**: MRIQC-style metrics of each weighted image on its own grid (mask, tissues and N4 field
+   pulled back), one TSV per session. 9. **qc**: a PNG. 10. **write**: all outputs, atomically;
+   the session log JSON is written last and marks the session complete.
+
+Transforms follow the pull convention of :mod:`dawm.image.resample`: a ``from-<group>_to-session``
+matrix maps session-world RAS mm to the group's scanner-world RAS mm.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from dawm.bids.derivatives import init_derivative, write_dseg_tsv, write_json, write_tsv
+from dawm.bids.entities import parse_name
+from dawm.bids.layout import ROLES, SessionInputs, discover_sessions
+from dawm.errors import InputError
+from dawm.image.io import Volume, load_volume, save_volume
+from dawm.image.resample import isotropic_grid, resample_to_grid, voxel_sizes
+from dawm.image.units import mtr_to_percent, t1_to_ms
+from dawm.parallel import Backend, Outcome, run_all
+from dawm.preprocess.bias import correct_bias
+from dawm.preprocess.brain import extract_brain
+from dawm.preprocess.config import WEIGHTED_ROLES, PreprocessConfig
+from dawm.preprocess.qc import qc_figure
+from dawm.preprocess.quality import image_quality
+from dawm.preprocess.registration import (
+    LinearRegistration,
+    nonlinear_register,
+    rigid_register,
+    save_transform,
+    warp,
+)
+from dawm.preprocess.template import Template, load_template
+from dawm.preprocess.tissues import TissuePriors, segment_tissues
+from dawm.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+STAGE = "dawm-preprocess"
+#: Acquisitions sharing one geometry; the first available role of each is registered.
+GEOMETRY_GROUPS: dict[str, tuple[str, ...]] = {
+    "T1w": ("T1w",),
+    "FLAIR": ("FLAIR",),
+    "MP2RAGE": ("UNIT1", "inv2", "inv1", "T1map"),
+    "MT": ("mtoff", "mton", "MTRmap"),
+}
+GROUP_OF = {role: group for group, roles in GEOMETRY_GROUPS.items() for role in roles}
+#: Roles written as ``_space-session_desc-preproc_<role>`` images.
+PREPROC_OUTPUTS = ("T1w", "FLAIR", "UNIT1")
+TISSUE_LABELS = {1: "CSF", 2: "GM", 3: "WM"}
+_T1_LIKE = ("T1w", "UNIT1")
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """What :func:`preprocess_session` did for one session.
+
+    ``out_dir``: its derivative folder; ``reference``: role defining the session grid;
+    ``missing``: roles absent from the input; ``skipped_steps``: step -> reason; ``timings_s``:
+    step -> seconds; ``iqm``: one metrics dict per image; ``reused``: True when an earlier complete
+    run was found and nothing was recomputed.
+    """
+
+    subject: str
+    session: str | None
+    out_dir: Path
+    reference: str
+    missing: tuple[str, ...]
+    skipped_steps: dict[str, str]
+    timings_s: dict[str, float]
+    iqm: list[dict] = field(default_factory=list)
+    reused: bool = False
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[step] = round(timings.get(step, 0.0) + time.perf_counter() - start, 3)
+
+
+def _bids_root(inputs: SessionInputs) -> Path:
+    """The dataset root of a session, from one of its image paths (root/sub-X[/ses-Y]/anat/file)."""
+    path = next(iter(inputs.images.values()))
+    return path.parents[3] if inputs.session else path.parents[2]
+
+
+def session_dir(out_root: str | Path, inputs: SessionInputs) -> Path:
+    """``out_root/sub-X[/ses-Y]/anat``."""
+    return Path(out_root) / inputs.base().subject_dir()
+
+
+def log_path(out_root: str | Path, inputs: SessionInputs) -> Path:
+    """The session log JSON; its existence marks a complete session."""
+    return Path(out_root) / inputs.base().with_(desc="preproc", suffix="log", extension=".json").relpath
+
+
+def _dilate(mask: np.ndarray, mm: float, spacing_mm: float) -> np.ndarray:
+    n = int(round(mm / spacing_mm))
+    return ndimage.binary_dilation(mask, iterations=n) if n > 0 else mask.copy()
+
+
+# --------------------------------------------------------------------------------------------
+# loading with explicit units
+# --------------------------------------------------------------------------------------------
+
+
+def load_session_images(inputs: SessionInputs) -> tuple[dict[str, Volume], dict[str, dict]]:
+    """Load every image of a session; quantitative maps converted to T1 ms and MTR percent.
+
+    Returns ``(volumes, notes)``: role -> :class:`Volume` (data float32, scaled, NaN -> 0) and
+    role -> {"declared_units", "found_units", "nonfinite_voxels"}. Raises ``InputError`` naming the
+    file for an unreadable, 4D or empty image.
+    """
+    volumes: dict[str, Volume] = {}
+    notes: dict[str, dict] = {}
+    for role in ROLES:
+        if role not in inputs.images:
+            continue
+        path = inputs.images[role]
+        vol = load_volume(path)
+        declared = inputs.sidecars.get(role, {}).get("Units")
+        note: dict = {"nonfinite_voxels": vol.n_nonfinite}
+        if role in ("T1map", "MTRmap"):
+            convert = t1_to_ms if role == "T1map" else mtr_to_percent
+            try:
+                data, found = convert(vol.data, declared=declared)
+            except InputError as exc:
+                raise InputError(f"{path}: {exc}") from None
+            vol = Volume(data=data, affine=vol.affine, path=vol.path, n_nonfinite=vol.n_nonfinite)
+            note.update(declared_units=declared, found_units=found, units="ms" if role == "T1map" else "percent")
+            if declared is None:
+                log.info("%s: no Units in the sidecar, inferred %s", path.name, found)
+        volumes[role] = vol
+        notes[role] = note
+    if not volumes:
+        raise InputError(f"{inputs.key}: no usable images")
+    return volumes, notes
+
+
+# --------------------------------------------------------------------------------------------
+# co-registration
+# --------------------------------------------------------------------------------------------
+
+
+def coregister(
+    volumes: dict[str, Volume], reference: str, config: PreprocessConfig
+) -> dict[str, dict]:
+    """Rigidly register one representative per geometry group to ``reference``.
+
+    Returns group -> {"matrix": 4x4 (session world -> group world, RAS mm), "representative":
+    role, "roles": [...], "metric": Mattes MI or None for the reference's own group}.
+    """
+    ref = volumes[reference]
+    out: dict[str, dict] = {}
+    for group, roles in GEOMETRY_GROUPS.items():
+        present = [r for r in roles if r in volumes]
+        if not present:
+            continue
+        if reference in present:
+            out[group] = {"matrix": np.eye(4), "representative": reference, "roles": present, "metric": None}
+            continue
+        rep = present[0]
+        reg = rigid_register(
+            ref.data, ref.affine, volumes[rep].data, volumes[rep].affine,
+            dof=6, seed=config.seed, working_spacing_mm=config.registration_spacing_mm,
+        )  # fmt: skip
+        out[group] = {"matrix": reg.matrix_ras, "representative": rep, "roles": present, "metric": reg.metric}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# user masks from a derivatives folder
+# --------------------------------------------------------------------------------------------
+
+
+def find_session_mask(
+    bids_dir: Path, derivative: str, inputs: SessionInputs, patterns: Sequence[str],
+    volumes: dict[str, Volume], transforms: dict[str, dict],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Path] | None:
+    """Find a mask of this session in ``derivatives/<derivative>``.
+
+    The mask must lie on the grid of one of the session's raw images (same shape and affine), or
+    name its acquisition with ``space-<group>`` (T1w, FLAIR, MP2RAGE, MT). Returns ``(mask, affine,
+    matrix, path)`` with ``matrix`` the session -> mask-world transform, or None if there is no mask.
+    """
+    folder = bids_dir / "derivatives" / derivative / inputs.base().subject_dir()
+    hits = sorted(p for pat in patterns for p in folder.glob(f"{inputs.key}_*{pat}.nii*"))
+    if not hits:
+        return None
+    path = hits[-1]
+    vol = load_volume(path)
+    mask = vol.data > 0.5
+    for role, other in volumes.items():
+        if other.shape == vol.shape and np.allclose(other.affine, vol.affine, atol=1e-3):
+            return mask, vol.affine, transforms[GROUP_OF[role]]["matrix"], path
+    space = parse_name(path.name).entities.get("space")
+    if space in transforms:
+        return mask, vol.affine, transforms[space]["matrix"], path
+    raise InputError(
+        f"{path}: its grid matches none of the session's images and it names no space-<T1w|FLAIR|MP2RAGE|MT>; "
+        "cannot tell which acquisition it was drawn on"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# MNI registration
+# --------------------------------------------------------------------------------------------
+
+
+def register_to_mni(
+    corrected: dict[str, np.ndarray], grid_affine: np.ndarray, brain: np.ndarray, brain_result,
+    template: Template, config: PreprocessConfig,
+) -> tuple[object, object, str]:
+    """Deformable session -> MNI registration. Returns ``(to_mni_points, from_mni_points, how)``.
+
+    ``to_mni_points`` maps session-world points to MNI-world points (pulls MNI images onto the
+    session grid; saved as ``from-MNI_to-session``), ``from_mni_points`` the inverse (saved as
+    ``from-session_to-MNI``, resamples session images into MNI).
+    """
+    t1like = next((r for r in _T1_LIKE if r in corrected), None)
+    if t1like is None or not config.mni_refine:
+        if brain_result.nonlinear is not None:
+            why = "no T1-like image" if t1like is None else "mni_refine off"
+            return brain_result.nonlinear.forward, brain_result.nonlinear.inverse, f"brain-extraction demons ({why})"
+        lin = brain_result.template_to_subject
+        if lin is not None and t1like is None:
+            return lin.to_sitk(), lin.inverse().to_sitk(), "affine only (no T1-like image)"
+        if t1like is None:
+            raise InputError("no T1-like image (T1w or UNIT1) and a user brain mask: cannot register to MNI")
+    fixed = corrected[t1like] * brain
+    fixed_mask = _dilate(brain, 4.0, config.spacing_mm)
+    initial: LinearRegistration | None = brain_result.template_to_subject
+    if initial is None:
+        initial = rigid_register(
+            fixed, grid_affine, template.t1, template.affine, fixed_mask=brain,
+            moving_mask=template.brain_mask > 0, dof=12, seed=config.seed,
+        )  # fmt: skip
+    nl = nonlinear_register(
+        fixed, grid_affine, np.asarray(template.t1) * template.brain_mask, template.affine,
+        initial=initial, fixed_mask=fixed_mask, seed=config.seed,
+    )  # fmt: skip
+    return nl.forward, nl.inverse, f"demons on {t1like}"
+
+
+# --------------------------------------------------------------------------------------------
+# image-quality metrics
+# --------------------------------------------------------------------------------------------
+
+
+def session_iqms(
+    volumes: dict[str, Volume], transforms: dict[str, dict], grid: tuple[tuple[int, int, int], np.ndarray],
+    brain: np.ndarray, dseg: np.ndarray | None, fields: dict[str, np.ndarray],
+) -> tuple[list[dict], dict[str, str]]:
+    """IQMs of every weighted image on its own (native) grid; brain mask, tissues and N4 field are
+    pulled back from the session grid. Returns (rows, role -> reason for images without IQMs)."""
+    shape, affine = grid
+    rows: list[dict] = []
+    skipped: dict[str, str] = {}
+    for role in WEIGHTED_ROLES:
+        if role not in volumes:
+            continue
+        vol = volumes[role]
+        back = np.linalg.inv(transforms[GROUP_OF[role]]["matrix"])  # native world -> session world
+
+        def pull(a: np.ndarray, interpolation: str, fill: float = 0.0) -> np.ndarray:
+            return resample_to_grid(a, affine, vol.shape, vol.affine, interpolation=interpolation,
+                                    transform_ras=back, fill_value=fill)  # type: ignore[arg-type]
+
+        try:
+            metrics = image_quality(
+                vol.data,
+                brain_mask=pull(brain.astype(np.uint8), "nearest") > 0,
+                tissues=pull(dseg, "nearest") if dseg is not None else None,
+                bias_field=pull(fields[role], "linear", 1.0) if role in fields else None,
+                spacing_mm=voxel_sizes(vol.affine),
+            )
+        except ValueError as exc:
+            skipped[role] = str(exc)
+            log.warning("%s: no IQMs (%s)", vol.path, exc)
+            continue
+        rows.append({"role": role, "file": vol.path.name if vol.path else "", **metrics})
+    return rows, skipped
+
+
+# --------------------------------------------------------------------------------------------
+# the session
+# --------------------------------------------------------------------------------------------
+
+
+def _reused(inputs: SessionInputs, out_root: Path) -> SessionResult:
+    info = json.loads(log_path(out_root, inputs).read_text())
+    iqm_file = session_dir(out_root, inputs) / inputs.base().with_(desc="iqm", suffix="metrics", extension=".tsv").filename
+    iqm = pd.read_csv(iqm_file, sep="\t").to_dict("records") if iqm_file.exists() else []
+    return SessionResult(
+        subject=inputs.subject, session=inputs.session, out_dir=session_dir(out_root, inputs),
+        reference=info["Reference"], missing=tuple(info["MissingModalities"]),
+        skipped_steps=info["SkippedSteps"], timings_s=info["Timings_s"], iqm=iqm, reused=True,
+    )
+
+
+def _forget_previous_run(out_root: Path, inputs: SessionInputs) -> set[str]:
+    """Remove the completion marker of an earlier run (so an interrupted re-run is not taken as
+    complete) and return the outputs it listed, to delete those the new run does not rewrite."""
+    marker = log_path(out_root, inputs)
+    if not marker.exists():
+        return set()
+    try:
+        previous = set(json.loads(marker.read_text()).get("Outputs", []))
+    except json.JSONDecodeError:
+        previous = set()
+    marker.unlink()
+    return previous
+
+
+def preprocess_session(
+    inputs: SessionInputs,
+    config: PreprocessConfig,
+    out_root: str | Path,
+    *,
+    bids_dir: str | Path | None = None,
+    force: bool = False,
+) -> SessionResult:
+    """Pre-process one session into ``out_root`` (BIDS derivatives); see the module docstring.
+
+    A session whose log JSON exists is not recomputed unless ``force``. Raises ``InputError``
+    (naming the file) for unusable input; nothing of the session's log is written then.
+    """
+    out_root = Path(out_root)
+    if log_path(out_root, inputs).exists() and not force:
+        log.info("%s: already pre-processed, skipped (force to redo)", inputs.key)
+        return _reused(inputs, out_root)
+    bids_dir = Path(bids_dir) if bids_dir is not None else _bids_root(inputs)
+    stale = _forget_previous_run(out_root, inputs)
+    timings: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    base = inputs.base()
+    odir = session_dir(out_root, inputs)
+
+    def name(**kw) -> Path:
+        return odir / base.with_(**kw).filename
+
+    with _timed(timings, "load"):
+        volumes, notes = load_session_images(inputs)
+    missing = tuple(r for r in ROLES if r not in volumes)
+    reference = next((r for r in config.reference_roles if r in volumes), None)
+    if reference is None:
+        raise InputError(f"{inputs.key}: none of the reference images ({', '.join(config.reference_roles)}) is present")
+    grid_shape, grid_affine = isotropic_grid(volumes[reference].shape, volumes[reference].affine, config.spacing_mm)
+
+    with _timed(timings, "coregister"):
+        transforms = coregister(volumes, reference, config)
+    with _timed(timings, "resample"):
+        on_grid = {
+            role: resample_to_grid(v.data, v.affine, grid_shape, grid_affine,
+                                   transform_ras=transforms[GROUP_OF[role]]["matrix"])
+            for role, v in volumes.items()
+        }  # fmt: skip
+
+    with _timed(timings, "brain"):
+        tpl = load_template(config.template_resolution_mm)
+        user_brain = None
+        if config.brain_mask_derivative:
+            user_brain = find_session_mask(bids_dir, config.brain_mask_derivative, inputs,
+                                           ("desc-brain_mask", "label-brain_mask"), volumes, transforms)
+        initial = None
+        if user_brain is not None:
+            m, m_aff, m_mat, _ = user_brain
+            initial = resample_to_grid(m.astype(np.uint8), m_aff, grid_shape, grid_affine,
+                                       interpolation="nearest", transform_ras=m_mat) > 0
+        try:
+            brain_result = extract_brain(on_grid[reference], grid_affine, template=tpl, initial_mask=initial, seed=config.seed)
+        except ValueError as exc:
+            raise InputError(f"{inputs.images[reference]}: brain extraction failed ({exc})") from None
+        brain = brain_result.mask
+
+    corrected: dict[str, np.ndarray] = {}
+    fields: dict[str, np.ndarray] = {}
+    with _timed(timings, "bias"):
+        fit = _dilate(brain, config.n4.mask_dilation_mm, config.spacing_mm)
+        for role in WEIGHTED_ROLES:
+            if role not in on_grid:
+                continue
+            if not config.n4.enabled or role not in config.n4.roles:
+                corrected[role] = on_grid[role]
+                continue
+            bc = correct_bias(on_grid[role], grid_affine, mask=fit, shrink_factor=config.n4.shrink_factor,
+                              iterations=config.n4.iterations, spline_distance_mm=config.n4.spline_distance_mm)
+            corrected[role], fields[role] = bc.corrected, bc.field
+        if not config.n4.enabled:
+            skipped["bias"] = "disabled in the config"
+
+    with _timed(timings, "mni"):
+        to_mni, from_mni, mni_how = register_to_mni(corrected, grid_affine, brain, brain_result, tpl, config)
+
+    with _timed(timings, "segment"):
+        priors = TissuePriors(*(warp(p, tpl.affine, grid_shape, grid_affine, to_mni, "linear") for p in (tpl.csf, tpl.gm, tpl.wm)))
+        lesion_given = None
+        if config.lesion_mask_derivative:
+            found = find_session_mask(bids_dir, config.lesion_mask_derivative, inputs, ("label-lesion_mask",), volumes, transforms)
+            if found is None:
+                skipped["lesion_mask"] = f"no lesion mask in derivatives/{config.lesion_mask_derivative}"
+            else:
+                m, m_aff, m_mat, lesion_path = found
+                lesion_given = resample_to_grid(m.astype(np.uint8), m_aff, grid_shape, grid_affine,
+                                                interpolation="nearest", transform_ras=m_mat) > 0
+        channels = {r: corrected[r] for r in config.segmentation_channels if r in corrected}
+        if not channels:
+            raise InputError(f"{inputs.key}: none of the segmentation channels ({', '.join(config.segmentation_channels)}) is present")
+        seg = segment_tissues(channels, priors, brain, lesion_mask=lesion_given)
+        lesion = lesion_given if lesion_given is not None else seg.lesion_candidates
+
+    iqm_rows: list[dict] = []
+    if config.iqm:
+        with _timed(timings, "iqm"):
+            iqm_rows, no_iqm = session_iqms(volumes, transforms, (grid_shape, grid_affine), brain, seg.dseg, fields)
+        for role, why in no_iqm.items():
+            skipped[f"iqm:{role}"] = why
+    else:
+        skipped["iqm"] = "disabled in the config"
+
+    outputs: list[Path] = []
+    with _timed(timings, "write"):
+        for role in PREPROC_OUTPUTS:
+            if role in corrected:
+                outputs.append(save_volume(corrected[role].astype(np.float32), grid_affine, name(space="session", desc="preproc", suffix=role)))
+                write_json(name(space="session", desc="preproc", suffix=role, extension=".json"),
+                           {"Sources": [str(inputs.images[role].name)], "BiasCorrected": role in fields, "SkullStripped": False})
+        for role, unit in (("T1map", "ms"), ("MTRmap", "percent")):
+            if role in on_grid:
+                outputs.append(save_volume(on_grid[role].astype(np.float32), grid_affine, name(space="session", suffix=role)))
+                write_json(name(space="session", suffix=role, extension=".json"),
+                           {"Units": unit, "Sources": [inputs.images[role].name], "UnitsFoundInInput": notes[role]["found_units"]})
+        outputs.append(save_volume(brain, grid_affine, name(space="session", desc="brain", suffix="mask"), dtype=np.uint8))
+        for label in ("CSF", "GM", "WM"):
+            outputs.append(save_volume(seg.probabilities[label].astype(np.float32), grid_affine, name(space="session", label=label, suffix="probseg")))
+        outputs.append(save_volume(seg.dseg, grid_affine, name(space="session", suffix="dseg"), dtype=np.uint8))
+        outputs.append(save_volume(seg.nawm_mask, grid_affine, name(space="session", label="NAWM", suffix="mask"), dtype=np.uint8))
+        outputs.append(save_volume(lesion, grid_affine, name(space="session", label="lesion", suffix="mask"), dtype=np.uint8))
+        write_json(name(space="session", label="lesion", suffix="mask", extension=".json"), {
+            "Description": "given lesion mask, resampled" if lesion_given is not None else "data-driven lesion candidates of segment_tissues",
+            "Sources": [str(lesion_path)] if lesion_given is not None else [],
+        })
+        for group, info in transforms.items():
+            outputs.append(write_json(name(from_=group, to="session", mode="image", suffix="xfm", extension=".json"), {
+                "Convention": "pull: maps session-space world RAS mm to this acquisition's world RAS mm "
+                              "(resample the acquisition onto the session grid with it)",
+                "MatrixRAS": info["matrix"], "InverseMatrixRAS": np.linalg.inv(info["matrix"]),
+                "RegisteredImage": info["representative"], "AppliesTo": info["roles"], "MattesMI": info["metric"],
+            }))
+        outputs.append(save_transform(from_mni, name(from_="session", to=tpl.name, mode="image", suffix="xfm", extension=".h5")))
+        outputs.append(save_transform(to_mni, name(from_=tpl.name, to="session", mode="image", suffix="xfm", extension=".h5")))
+        iqm_table = pd.DataFrame([{"participant_id": f"sub-{inputs.subject}", "session_id": f"ses-{inputs.session}" if inputs.session else "n/a", **r} for r in iqm_rows])
+        if config.iqm:
+            outputs.append(write_tsv(name(desc="iqm", suffix="metrics", extension=".tsv"), iqm_table))
+
+    if config.qc_figure:
+        with _timed(timings, "qc"):
+            shown = {r: corrected[r] for r in PREPROC_OUTPUTS if r in corrected}
+            shown.update({r: on_grid[r] for r in ("T1map", "MTRmap") if r in on_grid})
+            outputs.append(qc_figure(shown, grid_affine, brain, seg.dseg, name(desc="qc", suffix=reference, extension=".png"),
+                                     title=inputs.key))
+    else:
+        skipped["qc"] = "disabled in the config"
+
+    for rel in stale - {str(p.relative_to(out_root)) for p in outputs}:
+        for path in (out_root / rel, out_root / rel.replace(".nii.gz", ".json")):
+            path.unlink(missing_ok=True)
+    for role in missing:
+        log.info("%s: no %s image, skipped", inputs.key, role)
+    write_json(log_path(out_root, inputs), {
+        "Subject": inputs.subject, "Session": inputs.session, "Reference": reference,
+        "SessionGrid": {"shape": list(grid_shape), "affine": grid_affine, "spacing_mm": config.spacing_mm},
+        "Inputs": {r: str(p) for r, p in inputs.images.items()},
+        "MissingModalities": list(missing), "SkippedSteps": skipped, "ImageNotes": notes,
+        "Registration": {g: {k: v for k, v in i.items() if k != "matrix"} for g, i in transforms.items()},
+        "BrainExtraction": brain_result.method, "MNIRegistration": mni_how,
+        "LesionMask": "given" if lesion_given is not None else "candidates",
+        "Timings_s": timings, "Outputs": sorted(str(p.relative_to(out_root)) for p in outputs),
+    })
+    return SessionResult(inputs.subject, inputs.session, odir, reference, missing, skipped, timings, iqm_rows)
+
+
+# --------------------------------------------------------------------------------------------
+# the dataset
+# --------------------------------------------------------------------------------------------
+
+
+def preprocess_dataset(
+    bids_dir: str | Path,
+    *,
+    output: str | Path | None = None,
+    config: PreprocessConfig | None = None,
+    participant_label: list[str] | None = None,
+    jobs: int = 1,
+    backend: Backend = "local",
+    address: str | None = None,
+    force: bool = False,
+) -> list[Outcome]:
+    """Pre-process every session of ``bids_dir`` into ``output`` (default
+    ``bids_dir/derivatives/dawm-preprocess``). A failing session is reported in its
+    :class:`Outcome` and the others finish. Writes ``dataset_description.json``, the config,
+    ``dseg.tsv``, ``group_iqm.tsv`` (every session found under ``output``) and ``provenance.json``.
+    """
+    bids_dir = Path(bids_dir)
+    config = config or PreprocessConfig()
+    sessions = discover_sessions(bids_dir, participant_label)
+    if not sessions:
+        raise InputError(f"{bids_dir}: no session with anatomical images found")
+    out_root = Path(output) if output is not None else bids_dir / "derivatives" / STAGE
+    init_derivative(out_root, name="dawm preprocess", description="co-registration, N4, brain extraction, MNI registration, tissue segmentation, IQMs", source=bids_dir)
+    config.save(out_root / "preprocess_config.json")
+    write_dseg_tsv(out_root / "dseg.tsv", TISSUE_LABELS)
+    fn = functools.partial(preprocess_session, config=config, out_root=out_root, bids_dir=bids_dir, force=force)
+    outcomes = run_all(fn, sessions, names=[s.key for s in sessions], jobs=jobs, backend=backend, address=address,
+                       description="preprocessing")
+    tables = [pd.read_csv(p, sep="\t") for p in sorted(out_root.glob("sub-*/**/*_desc-iqm_metrics.tsv"))]
+    tables = [t for t in tables if not t.empty]
+    if tables:
+        write_tsv(out_root / "group_iqm.tsv", pd.concat(tables, ignore_index=True))
+    record = provenance("preprocess", config)
+    record["sessions"] = {o.name: ("ok" if o.ok else f"failed: {o.error}") for o in outcomes}
+    write_json(out_root / "provenance.json", record)
+    return outcomes
