@@ -45,3 +45,16 @@ def test_isotropic_grid_covers_anisotropic_fov():
     assert shape == (90, 90, 40)
     # Same axis directions (an oblique acquisition stays oblique).
     np.testing.assert_allclose(iso[:3, :3] / voxel_sizes(iso), aff[:3, :3] / voxel_sizes(aff), atol=1e-9)
+
+
+def test_bias_field_removal_metric():
+    from dawm.preprocess.evaluate import bias_field_removal
+
+    rng = np.random.default_rng(0)
+    true = np.exp(0.3 * rng.standard_normal(1000))
+    perfect = bias_field_removal(true, true * 2.5)  # a global scale does not count
+    assert perfect["bias_removed"] == pytest.approx(1.0)
+    none = bias_field_removal(true, np.ones_like(true))
+    assert none["bias_removed"] == pytest.approx(0.0)
+    half = bias_field_removal(true, np.sqrt(true))
+    assert half["bias_removed"] == pytest.approx(0.5)

@@ -34,7 +34,8 @@ def test_every_session_has_every_modality_with_metadata(small_cohort):
     root = small_cohort.root
     part = _participants(small_cohort)
     assert set(part.columns) >= {"participant_id", "age", "sex", "group", "disease_duration", "edss", "scanner"}
-    assert part.group.value_counts().to_dict() == {"RRMS": 2, "HC": 1} or "HC" in set(part.group)
+    assert (part.group == "HC").sum() == 1 and set(part.group) <= {"HC", "RRMS", "SPMS", "PPMS"}
+    assert part.participant_id.str.match(r"^sub-(ms|hc)\d{3}$").all()
     for row in part.itertuples():
         sub = row.participant_id[4:]
         sessions = pd.read_csv(root / row.participant_id / f"{row.participant_id}_sessions.tsv", sep="\t")

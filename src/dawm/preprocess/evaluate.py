@@ -44,6 +44,24 @@ def coefficient_of_variation(image: np.ndarray, mask: np.ndarray) -> float:
     return float(values.std() / values.mean())
 
 
+def truth_on_session_grid(bids_dir: str | Path, out_root: str | Path, inputs: SessionInputs, **entities: str) -> np.ndarray:
+    """A truth image of ``inputs`` (``space-subject`` plus ``entities``, e.g. ``desc="pathology",
+    suffix="dseg"``) pulled onto the session grid of the preprocess outputs in ``out_root`` with
+    nearest-neighbour interpolation (labels stay labels)."""
+    bids_dir, out_root = Path(bids_dir), Path(out_root)
+    base = inputs.base()
+    truth_dir = bids_dir / "derivatives" / TRUTH / base.subject_dir()
+    out_dir = out_root / base.subject_dir()
+    s2s = json.loads((truth_dir / base.with_(from_="subject", to="scanner", mode="image", suffix="xfm", extension=".json").filename)
+                     .read_text())["SubjectToScanner"]
+    info = json.loads((out_dir / base.with_(desc="preproc", suffix="log", extension=".json").filename).read_text())
+    ref_group = next(g for g, i in info["Registration"].items() if i["metric"] is None)
+    grid = load_volume(out_dir / base.with_(space="session", desc="brain", suffix="mask").filename, allow_empty=True)
+    t = load_volume(truth_dir / base.with_(space="subject", **entities).filename, allow_empty=True)
+    return resample_to_grid(t.data, t.affine, grid.shape, grid.affine, interpolation="nearest",
+                            transform_ras=np.linalg.inv(np.asarray(s2s[ref_group])))
+
+
 def evaluate_session(bids_dir: str | Path, out_root: str | Path, inputs: SessionInputs) -> dict[str, float]:
     """Compare one session's outputs with the truth.
 
@@ -67,8 +85,7 @@ def evaluate_session(bids_dir: str | Path, out_root: str | Path, inputs: Session
     shape, affine = brain_out.shape, brain_out.affine
 
     def truth_on_grid(desc_suffix: dict) -> np.ndarray:
-        t = load_volume(truth_dir / base.with_(space="subject", **desc_suffix).filename, allow_empty=True)
-        return resample_to_grid(t.data, t.affine, shape, affine, interpolation="nearest", transform_ras=to_subject)
+        return truth_on_session_grid(bids_dir, out_root, inputs, **desc_suffix)
 
     brain_true = truth_on_grid({"label": "brain", "suffix": "mask"}) > 0.5
     dseg_true = np.rint(truth_on_grid({"suffix": "dseg"})).astype(int)
@@ -94,5 +111,26 @@ def evaluate_session(bids_dir: str | Path, out_root: str | Path, inputs: Session
         raw_on_grid = resample_to_grid(raw.data, raw.affine, shape, affine)
         wm = ndimage.binary_erosion(dseg_true == 3, iterations=1)
         result["wm_cov_raw"] = coefficient_of_variation(raw_on_grid, wm)
-        result["wm_cov_n4"] = coefficient_of_variation(load_volume(corrected_path).data, wm)
+        corrected = load_volume(corrected_path).data
+        result["wm_cov_n4"] = coefficient_of_variation(corrected, wm)
+        true_field_path = truth_dir / base.with_(desc="biasfield", suffix=ref).filename
+        if true_field_path.exists():
+            field = load_volume(true_field_path)
+            true_on_grid = resample_to_grid(field.data, field.affine, shape, affine, fill_value=1.0)
+            inside = brain_true & (corrected > 0) & (raw_on_grid > 0)
+            estimated = raw_on_grid[inside] / corrected[inside]
+            result.update(bias_field_removal(true_on_grid[inside], estimated))
     return result
+
+
+def bias_field_removal(true_field: np.ndarray, estimated_field: np.ndarray) -> dict[str, float]:
+    """How much of a multiplicative bias field an estimate removes, on voxels inside the brain.
+
+    Both fields are compared in log space up to a global scale (N4's field has an arbitrary mean):
+    ``bias_logsd_raw`` is the SD of log(true field), ``bias_logsd_residual`` the SD of
+    log(true / estimated), and ``bias_removed`` = 1 - residual / raw (1: all removed, 0: none).
+    """
+    log_true = np.log(np.clip(true_field, 1e-6, None))
+    residual = log_true - np.log(np.clip(estimated_field, 1e-6, None))
+    raw_sd, res_sd = float(log_true.std()), float(residual.std())
+    return {"bias_logsd_raw": raw_sd, "bias_logsd_residual": res_sd, "bias_removed": 1.0 - res_sd / raw_sd if raw_sd > 0 else float("nan")}

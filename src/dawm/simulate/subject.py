@@ -163,14 +163,13 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
             atrophy_mm = float(min(0.4 + 0.12 * (part.disease_duration + years), 4.0))
         coords = warp.coordinates(anatomy.atrophy_displacement(tpl, atrophy_mm))
         fr = {k: np.clip(anatomy.pull(getattr(tpl, k), coords), 0, 1) for k in ("wm", "gm", "deep_gm", "csf")}
-        brain = anatomy.pull(tpl.brain, coords)
+        brain = fr["wm"] + fr["gm"] + fr["deep_gm"] + fr["csf"]  # = the template brain mask, warped
         if shells is None:
             shells = anatomy.head_shells(rng_anat, brain, tpl.spacing_mm)
         fr["csf"] = np.clip(fr["csf"] + shells["csf_rim"], 0, 1)
         fr["skull"], fr["fat"] = shells["skull"], shells["fat"]
-        les_frac = anatomy.pull(state.lesion_frac, coords)
-        les_grade = anatomy.pull(state.lesion_grade, coords)
-        dawm_sev = anatomy.pull(state.dawm, coords)
+        les_frac, les_grade, dawm_sev = (anatomy.pull(m, coords) if m.any() else np.zeros(tpl.shape, np.float32)
+                                         for m in (state.lesion_frac, state.lesion_grade, state.dawm))
         location = anatomy.pull(location_tpl, coords, order=0)
 
         # Truth masks on the subject grid.
@@ -307,6 +306,7 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     sig = clin.pd * s * SIGNAL_SCALE
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     t1w = np.abs(noisy(sig, g, s2s, field, wm_level(sig) / (prof.snr * quality), motion))
+    save_volume(field, g.affine, root / TRUTH / base.with_(desc="biasfield", suffix="T1w").relpath)
     _store(base.with_(suffix="T1w"), root, t1w, g.affine, _sidecar(prof, RepetitionTime=prof.mprage.tr_ms / 1000, InversionTime=prof.mprage.ti_ms[0] / 1000,
            FlipAngle=prof.mprage.flip_deg[0], EchoTime=0.003, SliceThickness=g.psf_fwhm_mm[2], MRAcquisitionType="3D", PulseSequenceType="MPRAGE"), integer=prof.integer_storage)
     stats_targets.append(("T1w", t1w, g, s2s, "normalised"))
@@ -318,6 +318,7 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     snr = prof.snr * 0.8 * (1.3 if f.dims == "2D" else 1.0) * quality
     flair = np.abs(noisy(sig, g, s2s, field, wm_level(sig) / snr, motion))
+    save_volume(field, g.affine, root / TRUTH / base.with_(desc="biasfield", suffix="FLAIR").relpath)
     _store(base.with_(suffix="FLAIR"), root, flair, g.affine, _sidecar(prof, RepetitionTime=f.tr_ms / 1000, EchoTime=f.te_ms / 1000, InversionTime=f.ti_ms / 1000,
            SliceThickness=f.voxel_mm[2] if f.dims == "2D" else g.psf_fwhm_mm[2], SpacingBetweenSlices=(f.voxel_mm[2] + f.slice_gap_mm) if f.dims == "2D" else None,
            MRAcquisitionType=f.dims, FlipAngle=90.0 if f.dims == "2D" else 120.0), integer=prof.integer_storage)
