@@ -15,51 +15,17 @@ from scipy import ndimage
 
 from dawm.image.resample import resample_to_grid
 from dawm.preprocess.brain import BrainExtraction, extract_brain
-from dawm.preprocess.template import load_template
-
-
-def rigid_matrix(angles_deg, translation_mm) -> np.ndarray:
-    rx, ry, rz = np.deg2rad(angles_deg)
-    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
-    m = np.eye(4)
-    m[:3, :3] = (
-        np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-        @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-        @ np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    )
-    m[:3, 3] = translation_mm
-    return m
+from phantoms import dice, head_phantom, rigid_matrix, smooth_deformation
 
 
 @functools.lru_cache(maxsize=4)
 def subject(contrast: str = "t1", seed: int = 0):
     """(image int16, affine, true brain mask) of a deformed, moved 2 mm head phantom."""
-    t = load_template(2)
+    img, affine, brain = head_phantom("flair" if contrast == "flair" else "t1", seed)
     rng = np.random.default_rng(seed)
-    brain = t.brain_mask > 0
-    dist_mm = ndimage.distance_transform_edt(~brain) * 2.0
-    if contrast == "flair":  # grey matter brighter than white matter
-        inside, rim, skull, scalp = 0.35 * t.wm + 0.75 * t.gm + 0.1 * t.csf, 0.08, 0.02, 0.6
-    else:  # t1 and unit1
-        inside, rim, skull, scalp = t.t1, 0.12, 0.03, 0.85
-    img = np.where(brain, inside, 0.0)
-    img = np.where(~brain & (dist_mm <= 3), rim, img)
-    img = np.where((dist_mm > 3) & (dist_mm <= 8), skull, img)
-    img = np.where((dist_mm > 8) & (dist_mm <= 14), scalp, img)
-    img, brain = np.pad(img, 8), np.pad(brain, 8).astype(np.float32)
-    affine = t.affine.copy()
-    affine[:3, 3] -= 16.0
     # Smooth local deformation (up to 6 mm): the subject is not a scaled template.
-    field = np.stack([ndimage.gaussian_filter(rng.normal(size=img.shape), 7.5) for _ in range(3)])
-    field *= 3.0 / np.abs(field).max()
-    coords = np.indices(img.shape, dtype=np.float32) + field
-    img = ndimage.map_coordinates(img, coords, order=1)
-    brain = ndimage.map_coordinates(brain, coords, order=1)
-    # Bias field and Rician noise.
-    ijk = np.indices(img.shape, dtype=np.float32) / np.reshape(img.shape, (3, 1, 1, 1)) - 0.5
-    img = img * np.exp(0.25 * (rng.uniform(-1, 1, 3) @ ijk.reshape(3, -1)).reshape(img.shape))
-    noise = rng.normal(0, 0.03, (2,) + img.shape)
-    img = np.sqrt((img + noise[0]) ** 2 + noise[1] ** 2)
+    img = smooth_deformation(img, affine, amplitude_mm=6.0, sigma_mm=15.0, seed=seed + 100)
+    brain = smooth_deformation(brain.astype(np.float32), affine, amplitude_mm=6.0, sigma_mm=15.0, seed=seed + 100)
     # Move onto an oblique LPS-stored grid (head rotated and shifted in the scanner).
     lin = rigid_matrix((10, -6, 4), (0, 0, 0))[:3, :3] @ np.diag([-2.0, -2.0, 2.0])
     shape = (120, 120, 100)
@@ -75,8 +41,6 @@ def subject(contrast: str = "t1", seed: int = 0):
     return np.round(moved / moved.max() * 4000).astype(np.int16), new_affine, truth
 
 
-def dice(a, b) -> float:
-    return float(2 * np.logical_and(a, b).sum() / (a.sum() + b.sum()))
 
 
 @pytest.mark.parametrize("contrast,nonlinear", [("t1", True), ("unit1", True), ("flair", False)])
