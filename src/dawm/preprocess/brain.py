@@ -58,6 +58,10 @@ class BrainExtraction:
     info: dict = field(default_factory=dict)
 
 
+#: How far around the template brain the affine metric looks (mm).
+MOVING_MARGIN_MM = 18.0
+
+
 def _validate(image: np.ndarray, affine: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3:
@@ -211,7 +215,7 @@ def extract_brain(
 
     tpl_brain = tpl.brain_mask > 0
     tpl_spacing = float(np.mean(tpl.spacing_mm))
-    moving_mask = ndimage.binary_dilation(tpl_brain, iterations=max(1, int(round(6.0 / tpl_spacing))))
+    moving_mask = ndimage.binary_dilation(tpl_brain, iterations=max(1, int(round(MOVING_MARGIN_MM / tpl_spacing))))
     start = _initial_translation(grid.head, grid.affine, tpl)
     lin = rigid_register(
         data, affine, tpl.t1, tpl.affine,

@@ -27,7 +27,7 @@ class N4Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    roles: tuple[str, ...] = Field(("T1w", "FLAIR", "UNIT1", "inv2", "mtoff"), description="roles corrected (weighted images only)")
+    roles: tuple[str, ...] = Field(("T1w", "FLAIR"), description="roles corrected (weighted images only; UNIT1 is bias-free by construction, add inv2/mtoff for their INU metrics)")
     shrink_factor: int = Field(4, ge=1)
     iterations: tuple[int, ...] = (50, 50, 30)
     spline_distance_mm: float = Field(200.0, gt=0)

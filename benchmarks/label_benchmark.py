@@ -1,0 +1,182 @@
+"""Benchmark of ``dawm label`` against the simulator's truth: DAWM Dice and volume agreement per
+rule, threshold and reference mode; false-positive DAWM in controls; a threshold sensitivity plot.
+
+Usage::
+
+    python benchmarks/label_benchmark.py --bids /tmp/sim_small            # a simulated + pre-processed cohort
+    python benchmarks/label_benchmark.py --build --patients 4 --controls 2 --workdir /tmp/lbl_bench
+
+Each session is loaded once (:func:`dawm.label.pipeline.prepare_session` with the default config),
+its references computed once per mode (controls -- leave-one-subject-out for the controls, and
+falling back to self where a scanner has no other control -- and self), then every rule x threshold
+is applied (:func:`dawm.label.pipeline.apply_rule`). Truth: ``desc-pathology_dseg`` == 2 pulled onto
+the session grid (:func:`dawm.preprocess.evaluate.truth_on_session_grid`). Dice is averaged over
+patient sessions with truth DAWM (and pooled over them); volume agreement is over all patient
+sessions (Spearman rho, mean absolute error in ml); control FP is the mean DAWM ml per control session.
+Writes ``benchmarks/results/label.{json,md,png}`` (or ``--name``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from dawm.label.config import LabelConfig
+from dawm.label.pipeline import apply_rule, eligible_of, fit_controls, prepare_session, preprocessed, reference_for, session_infos
+from dawm.preprocess.evaluate import truth_on_session_grid
+
+RESULTS = Path(__file__).parent / "results"
+Z_GRID = (1.5, 2.0, 2.5, 3.0, 3.5)
+P_GRID = (0.05, 0.01, 1e-3, 1e-4, 1e-5)
+SENS_Z = tuple(np.round(np.arange(1.0, 4.01, 0.25), 2))
+RULES = ("t1", "mtr", "both", "either", "chi2")
+
+
+def _build(work: Path, args) -> Path:
+    from dawm.preprocess.config import PreprocessConfig
+    from dawm.preprocess.pipeline import preprocess_dataset
+    from dawm.simulate.cohort import simulate_cohort
+    from dawm.simulate.config import SimulationConfig
+
+    bids = work / "bids"
+    if not (bids / "dataset_description.json").exists():
+        simulate_cohort(SimulationConfig(patients=args.patients, controls=args.controls, sessions=args.sessions, scanners=args.scanners,
+                                         resolution_mm=args.resolution, seed=args.seed), bids, jobs=args.jobs)
+    preprocess_dataset(bids, config=PreprocessConfig(spacing_mm=args.resolution), jobs=args.jobs)
+    return bids
+
+
+def _grid(rule: str) -> tuple[float, ...]:
+    return P_GRID if rule == "chi2" else Z_GRID
+
+
+def evaluate(bids: Path, base: LabelConfig) -> dict:
+    pre = bids / "derivatives" / "dawm-preprocess"
+    infos = [i for i in session_infos(bids) if preprocessed(pre, i.inputs)]
+    model = fit_controls(infos, pre, base.model_copy(update={"reference": "controls"}))
+    rows = []
+    for info in infos:
+        start = time.perf_counter()
+        prepared = prepare_session(info, pre, base)
+        truth = np.rint(truth_on_session_grid(bids, pre, info.inputs, desc="pathology", suffix="dseg")).astype(int)
+        true_dawm = truth == 2
+        voxel_ml = float(np.prod(prepared.maps.spacing_mm)) / 1000.0
+        eligible = eligible_of(prepared, base)
+        is_control = info.group == base.control_group
+        for mode in ("controls", "self"):
+            cfg_mode = base.model_copy(update={"reference": mode})
+            ref, record = reference_for(prepared, cfg_mode, model if mode == "controls" else None, is_control=is_control)
+            used = record.get("kind", "self")
+            for rule in RULES:
+                for thr in sorted(set(_grid(rule)) | (set(SENS_Z) if rule == base.rule else set())):
+                    cfg = cfg_mode.model_copy(update={"rule": rule, "threshold": thr})
+                    dawm = apply_rule(prepared, ref, cfg, eligible=eligible) == 2
+                    inter = int((dawm & true_dawm).sum())
+                    rows.append({"session": info.key, "group": info.group, "control": is_control, "mode": mode, "used": used,
+                                 "rule": rule, "threshold": thr, "est_ml": float(dawm.sum() * voxel_ml),
+                                 "true_ml": float(true_dawm.sum() * voxel_ml), "inter_ml": inter * voxel_ml,
+                                 "dice": 2.0 * inter / max(int(dawm.sum() + true_dawm.sum()), 1) if true_dawm.any() else np.nan})
+        print(f"{info.key}: {time.perf_counter() - start:.0f} s", flush=True)
+    return {"rows": rows, "sessions": [i.key for i in infos]}
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    out = []
+    for (mode, rule, thr), g in df.groupby(["mode", "rule", "threshold"]):
+        pat = g[~g.control]
+        withd = pat[pat.true_ml > 0]
+        ctl = g[g.control]
+        pooled = 2 * withd.inter_ml.sum() / max(withd.est_ml.sum() + withd.true_ml.sum(), 1e-9) if len(withd) else np.nan
+        rho = stats.spearmanr(pat.est_ml, pat.true_ml).statistic if len(pat) > 2 and pat.true_ml.nunique() > 1 else np.nan
+        out.append({"mode": mode, "rule": rule, "threshold": float(thr), "dice_mean": float(withd.dice.mean()) if len(withd) else np.nan,
+                    "dice_pooled": float(pooled), "spearman": float(rho), "mae_ml": float((pat.est_ml - pat.true_ml).abs().mean()),
+                    "patient_est_ml": float(pat.est_ml.mean()), "patient_true_ml": float(pat.true_ml.mean()),
+                    "control_fp_ml": float(ctl.est_ml.mean()) if len(ctl) else np.nan,
+                    "control_fp_used": ",".join(sorted(set(ctl.used))) if len(ctl) else ""})
+    return out
+
+
+def plot(summary: list[dict], rule: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for mode, style in (("controls", "-o"), ("self", "--s")):
+        s = sorted((r for r in summary if r["mode"] == mode and r["rule"] == rule and r["threshold"] in SENS_Z), key=lambda r: r["threshold"])
+        t = [r["threshold"] for r in s]
+        axes[0].plot(t, [r["patient_est_ml"] for r in s], style, label=f"{mode}: patients")
+        axes[0].plot(t, [r["control_fp_ml"] for r in s], style, alpha=0.5, label=f"{mode}: controls")
+        axes[1].plot(t, [r["dice_pooled"] for r in s], style, label=mode)
+    true_ml = next((r["patient_true_ml"] for r in summary), np.nan)
+    axes[0].axhline(true_ml, color="k", lw=0.8, label="patients, truth")
+    axes[0].set(xlabel=f"z threshold (rule {rule})", ylabel="DAWM ml per session (mean)", yscale="symlog")
+    axes[1].set(xlabel=f"z threshold (rule {rule})", ylabel="pooled DAWM Dice")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def markdown(summary: list[dict], meta: dict) -> str:
+    lines = [f"# dawm label benchmark\n", f"cohort: `{meta['bids']}` ({len(meta['sessions'])} sessions); "
+             f"base config: rule `{meta['config']['rule']}`, smoothing {meta['config']['smoothing_fwhm_mm']} mm; {meta['seconds']:.0f} s\n",
+             "| mode | rule | thr | Dice mean | Dice pooled | Spearman | MAE ml | patient ml (est/true) | control FP ml (ref) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in summary:
+        if r["rule"] == meta["config"]["rule"] and r["threshold"] not in _grid(r["rule"]):
+            continue
+        lines.append(f"| {r['mode']} | {r['rule']} | {r['threshold']:g} | {r['dice_mean']:.2f} | {r['dice_pooled']:.2f} | {r['spearman']:.2f} | "
+                     f"{r['mae_ml']:.2f} | {r['patient_est_ml']:.1f}/{r['patient_true_ml']:.1f} | {r['control_fp_ml']:.2f} ({r['control_fp_used']}) |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bids", type=Path, help="a simulated BIDS dataset with derivatives/dawm-preprocess")
+    parser.add_argument("--build", action="store_true", help="simulate and pre-process a cohort in --workdir first")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--patients", type=int, default=4)
+    parser.add_argument("--controls", type=int, default=2)
+    parser.add_argument("--sessions", type=int, default=1)
+    parser.add_argument("--scanners", type=int, default=1)
+    parser.add_argument("--resolution", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--config", type=Path, default=None, help="LabelConfig JSON (default: the defaults)")
+    parser.add_argument("--name", default="label")
+    args = parser.parse_args(argv)
+    if args.build:
+        bids = _build(args.workdir or Path(tempfile.mkdtemp(prefix="dawm-label-bench-")), args)
+    elif args.bids:
+        bids = args.bids
+    else:
+        parser.error("give --bids or --build")
+    base = LabelConfig.load(args.config) if args.config else LabelConfig()
+    start = time.perf_counter()
+    result = evaluate(bids, base)
+    summary = summarise(result["rows"])
+    meta = {"bids": str(bids), "sessions": result["sessions"], "config": base.model_dump(mode="json"),
+            "seconds": time.perf_counter() - start, "python": sys.version.split()[0], "platform": platform.platform(terse=True)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps({"meta": meta, "summary": summary, "rows": result["rows"]}, indent=1, default=float) + "\n")
+    (RESULTS / f"{args.name}.md").write_text(markdown(summary, meta))
+    plot(summary, base.rule, RESULTS / f"{args.name}.png")
+    print(markdown(summary, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

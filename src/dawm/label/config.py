@@ -1,0 +1,95 @@
+"""Settings of the ``dawm label`` stage (one pydantic model, saved as ``label_config.json``).
+
+Defaults and where they come from:
+
+* ``threshold`` 3.0 (z): DAWM T1 is 5-20 % above NAWM (Vrenken et al., AJNR 2010) and MTR a few pu
+  below (Ge et al., AJNR 2003; Seewann et al., Arch Neurol 2009), i.e. 1.5-5 reference SD for the
+  smoothed maps; z = 2 per modality is the usual "abnormal" cut of normative MTR/T1 studies, but T1
+  and MTR z are strongly correlated in NAWM (B1, partial volume: rho ~0.5-0.7), so "both" at z = 2
+  labelled ~9 ml per control session in ``benchmarks/label_benchmark.py`` on the small simulated
+  cohort; 3.0 was chosen there (control FP ~1.4 ml; 3.5: ~0.4 ml) -- tuned on control FP only,
+  not on the DAWM truth. For the ``chi2`` rule the threshold is a p value of the 2-dof Mahalanobis
+  distance (default 0.01).
+* ``max_t1_rise`` 0.30: focal lesions have T1 35-95 % above WM (Vrenken 2010, :mod:`dawm.simulate.properties`),
+  DAWM at most ~20 %, so a voxel more than 30 % above its reference looks like a lesion, not DAWM.
+* ``lesion_margin_mm`` 2: lesion edges are partial-volume mixtures of lesion and NAWM; DAWM around
+  lesions (Laule et al., Mult Scler 2011) is kept beyond this margin.
+* ``min_cluster_mm3`` 50: DAWM is a region of several mm, not isolated voxels (Seewann 2009).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dawm.bids.derivatives import write_json
+from dawm.errors import InputError
+
+Rule = Literal["t1", "mtr", "both", "either", "chi2"]
+Reference = Literal["controls", "self"]
+#: Default z threshold of the z rules and default p of the chi2 rule.
+DEFAULT_Z = 3.0
+DEFAULT_CHI2_P = 0.01
+
+
+class LabelConfig(BaseModel):
+    """What ``dawm label`` does to each session (see the module docstring for the defaults' sources)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference: Reference = Field("controls", description="normative reference: healthy controls of the same scanner, or the subject's own NAWM")
+    rule: Rule = Field("both", description="t1: T1 z >= thr; mtr: MTR z <= -thr; both: AND; either: OR; chi2: joint Mahalanobis p < thr (abnormal direction)")
+    threshold: float | None = Field(None, gt=0, description=f"z threshold (default {DEFAULT_Z}); for rule chi2 a p value (default {DEFAULT_CHI2_P})")
+    group_by: Literal["scanner", "field_strength"] = Field("scanner", description="controls are pooled per scanner or per field strength")
+    control_group: str = Field("HC", description="participants.tsv group of the healthy controls")
+    smoothing_fwhm_mm: float = Field(3.0, ge=0, description="FWHM of the smoothing of T1/MTR inside WM before z-scoring (normalised convolution)")
+    wm_purity: float = Field(0.5, ge=0, le=1, description="minimum WM probability of a voxel that can be DAWM (and of reference voxels)")
+    pv_margin_mm: float = Field(0.0, ge=0, description="voxels closer than this to CSF or cortical GM (dseg) cannot be DAWM (partial volume)")
+    lesion_margin_mm: float = Field(2.0, ge=0, description="lesions dilated by this much are never DAWM")
+    reference_lesion_margin_mm: float = Field(5.0, ge=0, description="self reference: NAWM within this distance of a lesion is left out")
+    max_t1_rise: float = Field(0.30, gt=0, description="voxels whose T1 exceeds the reference by more than this fraction are lesion-like, not DAWM")
+    min_cluster_mm3: float = Field(50.0, ge=0, description="DAWM clusters smaller than this are removed (26-connectivity)")
+    closing_mm: float = Field(0.0, ge=0, description="morphological closing radius applied to the DAWM mask before the cluster filter")
+    trend_fwhm_mm: float = Field(0.0, ge=0, description="self reference: also remove a smooth trend of the subject's reference NAWM (FWHM mm; 0 = off)")
+    recenter: bool = Field(True, description="subtract the median z of the subject's own reference NAWM (tolerates the global NAWM shift of MS and scanner drift)")
+    min_controls_voxelwise: int = Field(5, ge=2, description="controls per scanner needed for the voxel-wise MNI term and the age slope")
+    voxelwise_fwhm_mm: float = Field(8.0, gt=0, description="smoothing of the voxel-wise control mean/SD maps in MNI space")
+    min_region_voxels: int = Field(100, ge=10, description="regions with fewer reference voxels use the whole-WM statistics")
+    auto_lesion: Literal["when_absent", "add", "never"] = Field(
+        "when_absent", description="automatic lesion mask (FLAIR hyperintense AND T1 clearly high): only when preprocess gives none, added to it, or never")
+    auto_lesion_flair_z: float = Field(3.0, gt=0, description="automatic lesions: FLAIR robust z in WM above this")
+    auto_lesion_t1_rise: float = Field(0.30, gt=0, description="automatic lesions: T1 above the WM median by more than this fraction")
+
+    @model_validator(mode="after")
+    def _threshold_fits_rule(self) -> "LabelConfig":
+        if self.threshold is not None and self.rule == "chi2" and not self.threshold < 1:
+            raise ValueError(f"rule chi2 takes a p value threshold in (0, 1), got {self.threshold}")
+        return self
+
+    @property
+    def z_threshold(self) -> float:
+        """The z threshold of the t1/mtr/both/either rules."""
+        return DEFAULT_Z if self.threshold is None or self.rule == "chi2" else float(self.threshold)
+
+    @property
+    def chi2_p(self) -> float:
+        """The p threshold of the chi2 rule."""
+        return DEFAULT_CHI2_P if self.threshold is None or self.rule != "chi2" else float(self.threshold)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the settings as JSON (atomically)."""
+        return write_json(path, self.model_dump(mode="json"))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LabelConfig":
+        """Read settings written by :meth:`save` (``InputError`` naming the file if unusable)."""
+        path = Path(path)
+        try:
+            return cls.model_validate(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise InputError(f"{path}: config file not found") from None
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise InputError(f"{path}: invalid label config ({exc})") from None

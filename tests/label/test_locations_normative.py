@@ -1,0 +1,62 @@
+"""Location classes on a simple phantom; the controls model (fit, recentring, save/load)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dawm.label.config import LabelConfig
+from dawm.label.locations import location_classes
+from dawm.label.normative import ControlsNormativeModel, SelfNormativeModel
+from dawm.label.pipeline import apply_rule
+from dawm.preprocess.evaluate import dice
+
+from conftest import make_phantom
+
+
+def test_location_classes_on_a_phantom() -> None:
+    shape, sp = (60, 60, 60), 2.0
+    idx = np.indices(shape).astype(float)
+    c = (np.array(shape) - 1) / 2
+    r = np.sqrt(((idx - c[:, None, None, None]) ** 2).sum(0)) * sp
+    dseg = np.zeros(shape, np.uint8)
+    dseg[r <= 56] = 2  # cortex shell 50-56 mm
+    dseg[r <= 50] = 3  # WM
+    dseg[r <= 8] = 1  # central ventricle
+    brain = r <= 56
+    mni = (idx - c[:, None, None, None]) * sp  # MNI mm = offset from the centre
+    loc = location_classes(dseg, brain, sp, mni_xyz=mni)
+    at = lambda mm: loc[tuple(np.round(c + np.array(mm) / sp).astype(int))]  # noqa: E731
+    assert at((0, 0, 14)) == 1  # 6 mm from the ventricle wall
+    assert at((0, 30, 0)) == 3  # deep
+    assert at((0, 48, 0)) == 2  # 2 mm below the cortex
+    assert at((0, 20, -30)) == 4  # below MNI z = -24
+    assert at((0, 0, 0)) == 0 and at((0, 53, 0)) == 0  # ventricle, cortex: not WM
+
+
+def test_controls_model_tolerates_a_global_nawm_shift_and_round_trips(tmp_path: Path) -> None:
+    config = LabelConfig(smoothing_fwhm_mm=0.0, threshold=2.0)
+    controls = [make_phantom(0.0, seed=s, config=config).prepared.maps for s in (10, 11)]
+    for i, m in enumerate(controls):
+        m.subject, m.key = f"hc{i}", f"sub-hc{i}"
+    model = ControlsNormativeModel(config).fit(controls)
+    patient = make_phantom(4.0, seed=5, config=config, mtr_shift=-2.0)  # MS NAWM: MTR 2 pu lower
+    ref = model.transform(patient.prepared.maps)
+    assert abs(ref.shift["MTR"] + 2.0) < 0.3  # recentring absorbed the 2 SD shift
+    dawm = apply_rule(patient.prepared, ref, config) == 2
+    assert dice(dawm, patient.patch) > 0.8
+    no_recenter = config.model_copy(update={"recenter": False})
+    ref_raw = ControlsNormativeModel(no_recenter).fit(controls).transform(patient.prepared.maps)
+    assert (apply_rule(patient.prepared, ref_raw, no_recenter.model_copy(update={"rule": "mtr"})) == 2).sum() > 5 * dawm.sum()
+    model.save(tmp_path / "normative_model.json")
+    loaded = ControlsNormativeModel.load(tmp_path / "normative_model.json")
+    np.testing.assert_allclose(loaded.transform(patient.prepared.maps).z["T1"], ref.z["T1"], atol=1e-5)
+    assert not model.without("hc0").without("hc1").has("scannerA")
+
+
+def test_self_model_trend_option_runs() -> None:
+    config = LabelConfig(reference="self", trend_fwhm_mm=30.0, smoothing_fwhm_mm=0.0, threshold=2.0)
+    ph = make_phantom(4.0, config=config)
+    ref = SelfNormativeModel(config).fit_transform(ph.prepared.maps)
+    assert dice(apply_rule(ph.prepared, ref, config) == 2, ph.patch) > 0.7

@@ -1,0 +1,117 @@
+"""The DAWM rule on tiny synthetic phantoms (pure arrays, no files)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from dawm.image.units import mtr_to_percent, t1_to_ms
+from dawm.label.config import LabelConfig
+from dawm.label.normative import SelfNormativeModel
+from dawm.label.pipeline import apply_rule
+from dawm.label.rules import abnormal_mask, clean_mask, within_mm
+from dawm.label.zscores import chi2_pvalue, mahalanobis_sq
+from dawm.preprocess.evaluate import dice
+
+from conftest import SPACING, make_phantom, prepare_arrays
+
+NO_SMOOTH = dict(smoothing_fwhm_mm=0.0, reference="self", threshold=2.0)
+
+
+def _label(ph, config: LabelConfig) -> np.ndarray:
+    ref = SelfNormativeModel(config).fit_transform(ph.prepared.maps)
+    return apply_rule(ph.prepared, ref, config)
+
+
+def test_control_like_volume_has_almost_no_dawm() -> None:
+    config = LabelConfig(reference="self")
+    for seed in range(3):
+        ph = make_phantom(0.0, seed=seed, config=config)
+        dseg = _label(ph, config)
+        wm_voxels = ph.prepared.maps.wm.sum()
+        assert (dseg == 2).sum() < 0.002 * wm_voxels
+
+
+@pytest.mark.parametrize("rule", ["t1", "mtr", "both", "either", "chi2"])
+def test_patch_found_at_k4_not_at_k1(rule: str) -> None:
+    config = LabelConfig(rule=rule, **{**NO_SMOOTH, "threshold": 0.01 if rule == "chi2" else 2.0})
+    strong = make_phantom(4.0, config=config)
+    assert dice(_label(strong, config) == 2, strong.patch) > 0.8
+    weak = make_phantom(1.0, config=config)
+    assert dice(_label(weak, config) == 2, weak.patch) < 0.5  # "either" on unsmoothed noise: ~0.4, the others < 0.3
+
+
+def test_smoothing_finds_a_subtler_patch() -> None:
+    smooth = LabelConfig(reference="self", smoothing_fwhm_mm=4.0, threshold=2.0)
+    ph = make_phantom(2.0, config=smooth)
+    assert dice(_label(ph, smooth) == 2, ph.patch) > 0.7
+
+
+def test_lesions_and_their_margin_are_never_dawm() -> None:
+    config = LabelConfig(lesion_margin_mm=2.0, **NO_SMOOTH)  # threshold 2
+    ph = make_phantom(4.0, config=config, lesion=True)
+    dseg = _label(ph, config)
+    lesion = ph.prepared.lesion
+    assert lesion.any() and np.all(dseg[lesion] == 1)
+    assert not np.any(dseg[within_mm(lesion, 2.0, SPACING)] == 2)
+    assert (dseg == 2).sum() > 0.5 * (ph.patch & ~within_mm(lesion, 2.0, SPACING)).sum()
+
+
+def test_units_do_not_change_labels() -> None:
+    config = LabelConfig(reference="self", threshold=2.0)
+    ms = make_phantom(4.0, seed=3, config=config)
+    other = make_phantom(4.0, seed=3, config=config, t1_scale=1e-3, mtr_scale=1e-2)  # T1 in s, MTR as a fraction
+    wm = ms.prepared.maps.wm
+    t1_ms, unit_t1 = t1_to_ms(other.t1_raw, mask=wm)
+    mtr_pu, unit_mtr = mtr_to_percent(other.mtr_raw, mask=wm)
+    assert (unit_t1, unit_mtr) == ("s", "fraction")
+    converted = prepare_arrays(t1_ms, mtr_pu, wm & (ms.prepared.dseg == 3), ms.prepared.lesion, config)
+    ref = SelfNormativeModel(config).fit_transform(converted.maps)
+    np.testing.assert_array_equal(apply_rule(converted, ref, config), _label(ms, config))
+
+
+def test_rules_nest_as_documented() -> None:
+    rng = np.random.default_rng(1)
+    zt, zm = rng.normal(size=(2, 20, 20, 20)).astype(np.float32) * 2
+    m = {r: abnormal_mask(zt, zm, r, z_threshold=2.0) for r in ("t1", "mtr", "both", "either")}
+    assert np.all(m["both"] <= m["t1"]) and np.all(m["both"] <= m["mtr"])
+    assert np.all(m["t1"] <= m["either"]) and np.all(m["mtr"] <= m["either"])
+    assert m["both"].sum() < m["t1"].sum() < m["either"].sum()
+    np.testing.assert_array_equal(m["t1"], zt >= 2.0)
+    np.testing.assert_array_equal(m["mtr"], zm <= -2.0)
+    chi = abnormal_mask(zt, zm, "chi2", chi2_p=0.01)
+    assert not np.any(chi & (zt - zm <= 0))  # never the healthy direction (low T1 and high MTR)
+    # one map missing: every rule falls back to the other map
+    np.testing.assert_array_equal(abnormal_mask(zt, None, "both"), zt >= 2.0)
+    with pytest.raises(ValueError):
+        abnormal_mask(None, zm, "t1")
+
+
+def test_chi2_matches_scipy_on_a_hand_case() -> None:
+    a1, a2, rho = np.array([1.0]), np.array([2.0]), 0.0
+    assert mahalanobis_sq(a1, a2, rho)[0] == pytest.approx(5.0)
+    assert chi2_pvalue(mahalanobis_sq(a1, a2, rho))[0] == pytest.approx(stats.chi2.sf(5.0, 2), rel=1e-5)
+    assert chi2_pvalue(np.array([5.0]))[0] == pytest.approx(np.exp(-2.5), rel=1e-5)  # 2 dof: sf = exp(-x/2)
+    # with correlation: d2 = x' S^-1 x
+    rho = -0.3
+    x = np.array([1.0, 2.0])
+    s = np.array([[1, rho], [rho, 1]])
+    assert mahalanobis_sq(x[:1], x[1:], rho)[0] == pytest.approx(x @ np.linalg.solve(s, x), rel=1e-5)
+
+
+def test_cluster_filter_by_physical_size() -> None:
+    mask = np.zeros((20, 20, 20), bool)
+    mask[2:4, 2:4, 2:4] = True  # 8 voxels
+    mask[10:15, 10:15, 10:15] = True  # 125 voxels
+    out = clean_mask(mask, 2.0, min_cluster_mm3=100.0)  # 8 voxels x 8 mm3 = 64 mm3 < 100
+    assert not out[2, 2, 2] and out[12, 12, 12]
+    assert clean_mask(mask, 1.0, min_cluster_mm3=100.0)[12, 12, 12] and not clean_mask(mask, 1.0, min_cluster_mm3=200.0).any()
+
+
+def test_config_threshold_semantics() -> None:
+    assert LabelConfig().z_threshold == 3.0
+    assert LabelConfig(rule="chi2", threshold=0.001).chi2_p == 0.001
+    assert LabelConfig(rule="t1", threshold=3.0).z_threshold == 3.0
+    with pytest.raises(ValueError):
+        LabelConfig(rule="chi2", threshold=2.0)
