@@ -171,5 +171,160 @@ def preprocess(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def label(
+    bids_dir: Path = typer.Argument(..., help="BIDS dataset whose sessions dawm preprocess has processed."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Derivatives folder (default BIDS_DIR/derivatives/dawm-label)."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="controls (same-scanner healthy controls) or self (the subject's own NAWM)."),
+    rule: Optional[str] = typer.Option(None, "--rule", help="t1, mtr, both, either or chi2."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="z threshold (rule chi2: a p value)."),
+    participant_label: Optional[list[str]] = typer.Option(None, "--participant-label", help="Subjects to label (repeatable; with or without sub-)."),
+    preprocess_dir: Optional[Path] = typer.Option(None, "--preprocess-dir", help="dawm preprocess outputs (default BIDS_DIR/derivatives/dawm-preprocess)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="LabelConfig JSON (e.g. a saved label_config.json); options override it."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Sessions labelled in parallel."),
+    force: bool = typer.Option(False, "--force", help="Relabel sessions that are already labelled."),
+) -> None:
+    """Label DAWM, lesions and WM location classes from T1/MTR z-scores against a normative reference."""
+    from dawm.label.config import LabelConfig
+    from dawm.label.pipeline import label_dataset
+
+    start = time.perf_counter()
+    try:
+        config = LabelConfig.load(config_file) if config_file else LabelConfig()
+        overrides = {k: v for k, v in dict(reference=reference, rule=rule, threshold=threshold).items() if v is not None}
+        try:
+            config = LabelConfig.model_validate({**config.model_dump(), **overrides})
+        except ValueError as exc:
+            raise DawmError(f"invalid option: {exc}") from None
+        outcomes = label_dataset(bids_dir, output=output, config=config, participant_label=participant_label,
+                                 preprocess_dir=preprocess_dir, jobs=jobs, force=force)
+    except DawmError as exc:
+        _fail(exc)
+    table = Table(title=f"dawm label ({config.rule}, {config.reference}): {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s")
+    for col in ("session", "status", "reference", "DAWM ml", "lesion ml", "WM ml"):
+        table.add_column(col)
+    for o in outcomes:
+        if o.ok:
+            r = o.result
+            table.add_row(o.name, "reused" if r.reused else "done", r.reference, f"{r.dawm_ml:.2f}", f"{r.lesion_ml:.2f}", f"{r.wm_ml:.0f}")
+        else:
+            table.add_row(o.name, "[red]failed[/]", "-", "-", "-", "-")
+    console.print(table)
+    for o in outcomes:
+        if not o.ok:
+            console.print(f"[red]failed[/] {o.name}: {o.error}")
+    if any(not o.ok for o in outcomes):
+        raise typer.Exit(code=1)
+
+
+
+def _parse_folds(folds: Optional[str]) -> tuple[Optional[int], Optional[list[int]]]:
+    """``--folds``: ``N`` (number of k-fold folds, all trained) or ``0,1`` (which folds of the split to train)."""
+    if folds is None:
+        return None, None
+    text = folds.strip()
+    try:
+        if "," in text:
+            return None, [int(k) for k in text.split(",") if k.strip()]
+        return int(text), None
+    except ValueError:
+        raise DawmError(f"--folds must be a number of folds (5) or a list of fold indices (0,1), got {folds!r}") from None
+
+
+def _progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console)
+
+
+@app.command()
+def train(
+    bids_dir: Path = typer.Argument(..., help="BIDS dataset with derivatives/dawm-preprocess and the label derivative."),
+    model_dir: Path = typer.Option(..., "--model-dir", "-m", help="Folder the model is written to (model.json, split.json, fold-K/, log.csv)."),
+    inputs: str = typer.Option("t1w+flair", help="Input channels: t1w, flair or t1w+flair."),
+    preset: str = typer.Option("cpu-small", help="cpu-small (UNet, ~5 M parameters, laptop CPU), gpu (nnU-Net-sized DynUNet) or tiny (smoke tests)."),
+    folds: Optional[str] = typer.Option(None, help="Number of k-fold folds (e.g. 5, all trained) or the folds to train (e.g. 0,1)."),
+    split: str = typer.Option("kfold", help="kfold (subjects stratified by scanner and group) or loso (leave one scanner out)."),
+    labels: str = typer.Option("dawm-label", help="derivatives/<name> holding the targets (*_space-session_desc-dawm_dseg)."),
+    max_epochs: Optional[int] = typer.Option(None, min=1, help="Maximum epochs per fold (default 100)."),
+    iterations: Optional[int] = typer.Option(None, min=1, help="Iterations per epoch (default: the preset's)."),
+    patch_size: Optional[int] = typer.Option(None, min=8, help="Cubic training patch edge in voxels (default: the preset's)."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Patches per iteration (default: the preset's)."),
+    test_fraction: float = typer.Option(0.0, min=0.0, max=0.8, help="Share of subjects held out of every fold as a test set."),
+    seed: int = typer.Option(0, min=0, help="Random seed (splits, sampling, augmentation, weights)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="TrainConfig JSON; the options above override it."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from each fold's last.pt (same config and split)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Training cache folder (default MODEL_DIR/cache; uncompressed arrays, can be large)."),
+    epoch_budget: Optional[int] = typer.Option(None, min=1, help="Stop each fold after this many epochs in this call (cluster wall time); continue with --resume."),
+) -> None:
+    """Train the DAWM/lesion network (cross-validated, subject-level splits) on preprocessed sessions."""
+    from dawm.model.config import TrainConfig
+    from dawm.model.train import train as run_training
+
+    start = time.perf_counter()
+    try:
+        n_folds, which = _parse_folds(folds)
+        base = TrainConfig.load(config_file).model_dump() if config_file else {}
+        given = dict(inputs=inputs, preset=preset, split=split, labels=labels, max_epochs=max_epochs, iterations_per_epoch=iterations,
+                     patch_size=(patch_size,) * 3 if patch_size else None, batch_size=batch_size, folds=n_folds,
+                     test_fraction=test_fraction or None, seed=seed if seed else None)
+        base.update({k: v for k, v in given.items() if v is not None})
+        try:
+            config = TrainConfig.model_validate(base)
+        except ValueError as exc:
+            raise DawmError(f"invalid training options: {exc}") from None
+        with _progress_bar() as bar:
+            task = bar.add_task("training", total=None)
+
+            def progress(text: str, done: int, total: int) -> None:
+                bar.update(task, description=text, completed=done, total=total)
+
+            info = run_training(bids_dir, model_dir, config, folds=which, resume=resume, progress=progress, epoch_budget=epoch_budget,
+                                cache_dir=cache_dir)
+    except DawmError as exc:
+        _fail(exc)
+    table = Table(title=f"dawm train: {model_dir} ({time.perf_counter() - start:.0f} s)")
+    for col in ("fold", "epochs", "best epoch", "val Dice (lesion+DAWM)/2", "stopped early"):
+        table.add_column(col)
+    for k, r in sorted(info["folds"].items()):
+        table.add_row(k, str(r["epochs"]), str(r["best_epoch"]), f"{r['best_val_dice']:.3f}", str(r["stopped_early"]))
+    console.print(table)
+    console.print(f"model: {model_dir / 'model.json'}; log: {model_dir / 'log.csv'}")
+
+
+@app.command()
+def predict(
+    bids_dir: Path = typer.Argument(..., help="BIDS dataset (raw; T1w and/or FLAIR are enough)."),
+    out_dir: Path = typer.Argument(..., help="Derivatives folder to write (e.g. BIDS_DIR/derivatives/dawm-predict)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Model folder made by dawm train."),
+    participant_label: Optional[list[str]] = typer.Option(None, "--participant-label", help="Subjects to predict (repeatable; with or without sub-)."),
+    tta: bool = typer.Option(False, "--tta", help="Average the 8 mirrored predictions (slower, slightly better)."),
+    folds: Optional[str] = typer.Option(None, help="Folds to ensemble, e.g. 0,1 (default: every trained fold)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Sessions preprocessed in parallel (when preprocessing is needed)."),
+) -> None:
+    """Segment lesions and DAWM with a trained model; preprocesses T1w/FLAIR first where needed."""
+    from dawm.model.predict import predict_dataset
+
+    start = time.perf_counter()
+    try:
+        which = [int(k) for k in folds.split(",")] if folds else None
+        outcomes = predict_dataset(bids_dir, out_dir, model, participant_label=participant_label, jobs=jobs, tta=tta, folds=which)
+    except (DawmError, ValueError) as exc:
+        _fail(exc)
+    table = Table(title=f"dawm predict: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s")
+    for col in ("session", "status", "lesion ml", "DAWM ml", "DAWM % WM"):
+        table.add_column(col)
+    for o in outcomes:
+        if o.ok:
+            row = o.result[o.result.location == "all"].iloc[0]
+            table.add_row(o.name, "done", f"{row.lesion_ml:.1f}", f"{row.dawm_ml:.1f}", f"{row.dawm_pct_wm:.2f}")
+        else:
+            table.add_row(o.name, "[red]failed[/]", "-", "-", "-")
+    console.print(table)
+    console.print(f"outputs: {out_dir}; volumes: {out_dir / 'volumes.tsv'}")
+    if any(not o.ok for o in outcomes):
+        raise typer.Exit(code=1)
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,218 @@
+"""Accuracy of the dawm network against the simulator's truth and the qMRI labels, with a FLAIR
+threshold baseline, on a held-out test split.
+
+Usage::
+
+    python benchmarks/model_accuracy.py                  # 2 mm cohort, 24 patients + 8 controls (long)
+    python benchmarks/model_accuracy.py --tiny           # 3 mm, 3 patients + 1 control, a few iterations
+
+Steps: simulate a cohort (reused when ``--work`` already holds it), preprocess it (T1w, FLAIR and the
+quantitative maps), label it with ``dawm label`` (the qMRI labels; when the label stage fails the
+simulator's truth is used as the training target and the qMRI columns are n/a), write the truth on
+the session grids as ``derivatives/dawm-truthlabel``. Subjects are split once (``test_fraction``,
+stratified by scanner and group); for each input configuration (t1w, flair, t1w+flair) the
+``cpu-small`` preset (``--preset``) is trained on fold 0 of the remaining subjects and evaluated on the
+test sessions: pooled lesion and DAWM Dice against the truth and against the qMRI labels, and the
+Spearman correlation of per-session DAWM volumes with both. The baseline labels WM voxels of the
+FLAIR by their robust z-score against the session's WM (median / 1.4826 MAD): DAWM between
+``z_dawm`` and ``z_lesion``, lesion above ``z_lesion``, both thresholds tuned on the training subjects.
+Writes ``benchmarks/results/model_accuracy.{json,md}`` (``--name``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from dawm.image.io import load_volume
+from dawm.model.config import TrainConfig
+from dawm.model.data import cases_of, discover_cases
+from dawm.model.inference import load_model, predict_probabilities
+from dawm.model.metrics import class_counts, pooled_dice
+from dawm.model.simtruth import write_truth_labels
+from dawm.model.train import train
+from dawm.preprocess.config import PreprocessConfig
+from dawm.preprocess.pipeline import preprocess_dataset
+from dawm.simulate.cohort import simulate_cohort
+from dawm.simulate.config import SimulationConfig
+
+RESULTS = Path(__file__).parent / "results"
+TRUTH_LABELS = "dawm-truthlabel"
+log = logging.getLogger("model_accuracy")
+
+
+def _labels(bids: Path) -> str | None:
+    """Run ``dawm label``; the derivative's name, or None when the stage is unavailable or fails."""
+    try:
+        from dawm.label.pipeline import label_dataset
+    except ImportError as exc:
+        print(f"dawm label unavailable ({exc}): training on the simulator's truth")
+        return None
+    try:
+        outcomes = label_dataset(bids)
+    except Exception as exc:  # noqa: BLE001 - the benchmark goes on with the truth
+        print(f"dawm label failed ({exc}): training on the simulator's truth")
+        return None
+    bad = [o for o in outcomes if not o.ok]
+    if bad:
+        print(f"dawm label failed for {len(bad)} session(s), e.g. {bad[0].name}: {bad[0].error}")
+    return "dawm-label" if len(bad) < len(outcomes) else None
+
+
+def _dseg(path: Path | None) -> np.ndarray | None:
+    return np.rint(load_volume(path, allow_empty=True).data).astype(np.uint8) if path is not None and path.exists() else None
+
+
+def _label_path(bids: Path, case, name: str) -> Path:
+    return bids / "derivatives" / name / case.base().with_(space="session", desc="dawm", suffix="dseg").relpath
+
+
+def _flair_z(case) -> tuple[np.ndarray, np.ndarray]:
+    """FLAIR robust z-score against the session's WM, and the WM (dseg WM plus lesion candidates)."""
+    flair = load_volume(case.images["FLAIR"]).data
+    dseg = _dseg(case.dseg)
+    lesion = _dseg(Path(str(case.dseg).replace("_space-session_dseg", "_space-session_label-lesion_mask")))
+    wm = dseg == 3
+    v = flair[wm]
+    med = np.median(v)
+    mad = 1.4826 * np.median(np.abs(v - med)) + 1e-6
+    return (flair - med) / mad, wm | (lesion > 0 if lesion is not None else False)
+
+
+def _baseline(z: np.ndarray, wm: np.ndarray, z_dawm: float, z_lesion: float) -> np.ndarray:
+    out = np.zeros(z.shape, np.uint8)
+    out[wm & (z > z_dawm)] = 2
+    out[wm & (z > z_lesion)] = 1
+    return out
+
+
+def _evaluate(preds: dict[str, np.ndarray], targets: dict[str, dict[str, np.ndarray | None]], voxel_ml: dict[str, float]) -> dict:
+    out: dict = {}
+    for ref in ("truth", "qmri"):
+        pairs = [(preds[k], t[ref]) for k, t in targets.items() if t[ref] is not None]
+        if not pairs:
+            out.update({f"lesion_dice_{ref}": None, f"dawm_dice_{ref}": None, f"dawm_spearman_{ref}": None})
+            continue
+        d = pooled_dice([class_counts(p, t) for p, t in pairs])
+        out[f"lesion_dice_{ref}"], out[f"dawm_dice_{ref}"] = d[1], d[2]
+        pv = [float((p == 2).sum()) * voxel_ml[k] for k, (p, t) in zip(targets, pairs)]
+        tv = [float((t == 2).sum()) * voxel_ml[k] for k, (p, t) in zip(targets, pairs)]
+        rho = stats.spearmanr(pv, tv).statistic if len(pv) > 2 and np.std(pv) > 0 and np.std(tv) > 0 else float("nan")
+        out[f"dawm_spearman_{ref}"] = float(rho)
+        out[f"dawm_ml_pred_{ref}"], out[f"dawm_ml_target_{ref}"] = pv, tv
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tiny", action="store_true", help="3 mm, 3 patients + 1 control, 1 session, a few iterations (smoke run)")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "dawm-model-accuracy",
+                    help="where the cohort and models go (reused by a later run)")
+    ap.add_argument("--patients", type=int, default=24)
+    ap.add_argument("--controls", type=int, default=8)
+    ap.add_argument("--sessions", type=int, default=2)
+    ap.add_argument("--resolution", type=float, default=2.0)
+    ap.add_argument("--preset", default="cpu-small")
+    ap.add_argument("--max-epochs", type=int, default=30)
+    ap.add_argument("--iterations", type=int, default=50)
+    ap.add_argument("--patch", type=int, default=None)
+    ap.add_argument("--inputs", default="t1w,flair,t1w+flair")
+    ap.add_argument("--test-fraction", type=float, default=0.25)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--name", default="model_accuracy")
+    args = ap.parse_args()
+    if args.tiny:
+        args.patients, args.controls, args.sessions, args.resolution = 3, 1, 1, 3.0
+        args.max_epochs, args.iterations, args.patch = 2, 2, args.patch or 16
+        args.preset = "tiny" if args.preset == "cpu-small" else args.preset
+    work = args.work / ("tiny" if args.tiny else f"{args.resolution:g}mm")
+    bids = work / "bids"
+    t0 = time.perf_counter()
+    sim = SimulationConfig(patients=args.patients, controls=args.controls, sessions=args.sessions, scanners=2 if args.tiny else 3,
+                           resolution_mm=args.resolution)
+    simulate_cohort(sim, bids, jobs=args.jobs)
+    pp = PreprocessConfig(spacing_mm=args.resolution, iqm=False, qc_figure=False, mni_refine=not args.tiny)
+    outcomes = preprocess_dataset(bids, config=pp, jobs=args.jobs)
+    failed = [o.name for o in outcomes if not o.ok]
+    write_truth_labels(bids, name=TRUTH_LABELS)
+    qmri = _labels(bids)
+    target = qmri or TRUTH_LABELS
+    prep_s = time.perf_counter() - t0
+
+    all_cases = discover_cases(bids, labels=target)
+    results: dict = {"cohort": sim.model_dump(), "preprocess_failed": failed, "target": target, "preset": args.preset,
+                     "max_epochs": args.max_epochs, "iterations_per_epoch": args.iterations, "data_seconds": prep_s, "configs": {}}
+    for inputs in args.inputs.split(","):
+        model_dir = work / f"model-{inputs.replace('+', '-')}"
+        cfg = TrainConfig(inputs=inputs, preset=args.preset, max_epochs=args.max_epochs, iterations_per_epoch=args.iterations,
+                          patch_size=(args.patch,) * 3 if args.patch else None, test_fraction=args.test_fraction,
+                          folds=3 if args.tiny else 5, labels=target,
+                          inference_patch_size=(48, 48, 48) if args.tiny else None)
+        t = time.perf_counter()
+        resume = (model_dir / "fold-0" / "last.pt").exists()
+        info = train(bids, model_dir, cfg, folds=[0], resume=resume)
+        train_s = time.perf_counter() - t
+        test = cases_of(all_cases, info["split"]["test"])
+        model = load_model(model_dir)
+        preds, targets, vox = {}, {}, {}
+        t = time.perf_counter()
+        for c in test:
+            brain_vol = load_volume(c.brain)
+            imgs = {s: load_volume(p).data for s, p in c.images.items()}
+            preds[c.key] = predict_probabilities(model, imgs, brain_vol.data > 0.5, brain_vol.affine).argmax(0).astype(np.uint8)
+            targets[c.key] = {"truth": _dseg(_label_path(bids, c, TRUTH_LABELS)), "qmri": _dseg(_label_path(bids, c, qmri)) if qmri else None}
+            vox[c.key] = float(np.prod(brain_vol.spacing_mm)) / 1000
+        results["configs"][inputs] = {"test_sessions": len(test), "train_seconds": train_s, "predict_seconds": time.perf_counter() - t,
+                                      "fold0": info["folds"]["0"], **_evaluate(preds, targets, vox)}
+        print(inputs, {k: v for k, v in results["configs"][inputs].items() if not isinstance(v, list)}, flush=True)
+        results["split"] = info["split"]
+
+    # FLAIR threshold baseline, thresholds tuned on the training subjects of the same split
+    split = results["split"]
+    train_cases = cases_of(all_cases, split["folds"][0]["train"] + split["folds"][0]["val"])
+    test = cases_of(all_cases, split["test"])
+    zs = {c.key: _flair_z(c) for c in train_cases + test}
+    best = (-1.0, 2.0, 4.0)
+    for z_d in (1.0, 1.5, 2.0, 2.5, 3.0):
+        for z_l in (3.0, 4.0, 5.0, 6.0, 8.0):
+            if z_l <= z_d:
+                continue
+            counts = [class_counts(_baseline(*zs[c.key], z_d, z_l), _dseg(_label_path(bids, c, target))) for c in train_cases]
+            d = pooled_dice(counts)
+            score = np.nanmean([d[1], d[2]])
+            if score > best[0]:
+                best = (float(score), z_d, z_l)
+    preds = {c.key: _baseline(*zs[c.key], best[1], best[2]) for c in test}
+    targets = {c.key: {"truth": _dseg(_label_path(bids, c, TRUTH_LABELS)), "qmri": _dseg(_label_path(bids, c, qmri)) if qmri else None} for c in test}
+    vox = {c.key: float(np.prod(load_volume(c.brain).spacing_mm)) / 1000 for c in test}
+    results["configs"]["FLAIR threshold baseline"] = {"test_sessions": len(test), "z_dawm": best[1], "z_lesion": best[2], **_evaluate(preds, targets, vox)}
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+
+    def f(v):
+        return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.3f}"
+
+    lines = [f"# dawm model accuracy ({'tiny smoke run, ' if args.tiny else ''}{args.patients} patients + {args.controls} controls, "
+             f"{args.sessions} session(s), {args.resolution:g} mm)", "",
+             f"Target: `{target}`; preset {args.preset}, {args.max_epochs} epochs x {args.iterations} iterations, fold 0; "
+             f"test subjects: {', '.join(split['test'])}.", "",
+             "| inputs | test sessions | lesion Dice (truth) | DAWM Dice (truth) | DAWM ml Spearman (truth) | lesion Dice (qMRI) | DAWM Dice (qMRI) | DAWM ml Spearman (qMRI) | train s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results["configs"].items():
+        lines.append(f"| {name} | {r['test_sessions']} | {f(r['lesion_dice_truth'])} | {f(r['dawm_dice_truth'])} | {f(r['dawm_spearman_truth'])} | "
+                     f"{f(r['lesion_dice_qmri'])} | {f(r['dawm_dice_qmri'])} | {f(r['dawm_spearman_qmri'])} | {f(r.get('train_seconds'))} |")
+    lines += ["", f"Baseline thresholds (FLAIR robust z in WM, tuned on the training subjects): DAWM > {best[1]}, lesion > {best[2]}."]
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""The training cache: per case, uncompressed ``.npy`` arrays read with ``np.load(mmap_mode="r")``,
+so sampling a patch reads only its bytes instead of decompressing a whole ``.nii.gz``.
+
+Layout: ``<cache_dir>/<fingerprint>/<case key>/``
+
+* ``image.npy`` (C, X, Y, Z) float32: the input channels in canonical (closest RAS) voxel order,
+  each z-scored inside the brain mask (mean 0, SD 1 over brain voxels) and 0 outside it
+  (:func:`normalise`; inference applies the same function);
+* ``label.npy`` (X, Y, Z) uint8: 0 normal, 1 lesion, 2 DAWM (0 outside the brain);
+* ``brain.npy`` (X, Y, Z) uint8; ``locations.npz``: up to ``max_locations`` voxel indices (N, 3)
+  per class (``lesion``, ``DAWM``, ``brain``) for the class-aware sampler; ``meta.json``.
+
+The fingerprint hashes the input file names, sizes and modification times, the preprocess config
+and the channel list: changing any of them makes a new cache folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dawm.bids.derivatives import write_json
+from dawm.image.io import load_volume
+from dawm.model import MODALITIES
+from dawm.model.data import Case
+from dawm.model.orientation import to_canonical
+
+CACHE_VERSION = 1
+NORMALISATION = {"method": "zscore-in-brain", "outside_brain": 0.0, "orientation": "closest-RAS",
+                 "missing_channel": "zeros (the modality-dropout input)"}
+
+
+def normalise(channels: list[np.ndarray | None], brain: np.ndarray) -> np.ndarray:
+    """Stack ``channels`` (each (X, Y, Z), None for a missing one) into (C, X, Y, Z) float32,
+    each z-scored over ``brain`` voxels and 0 outside the brain (a missing channel: all 0)."""
+    brain = np.asarray(brain, bool)
+    out = np.zeros((len(channels), *brain.shape), np.float32)
+    for i, ch in enumerate(channels):
+        if ch is None:
+            continue
+        values = np.asarray(ch, np.float64)[brain]
+        mean, sd = (values.mean(), values.std()) if values.size else (0.0, 1.0)
+        out[i][brain] = ((values - mean) / max(sd, 1e-6)).astype(np.float32)
+    return out
+
+
+def fingerprint(cases: list[Case], channels: list[str], *, extra: dict | None = None) -> str:
+    """16-hex hash of the inputs (names, sizes, mtimes of images, masks and targets), the
+    preprocess config(s) found beside them, the channels and the cache version."""
+    items: list = [CACHE_VERSION, list(channels), extra or {}]
+    configs = set()
+    for c in sorted(cases, key=lambda c: c.key):
+        for p in [*(c.images[MODALITIES[m]] for m in channels if MODALITIES[m] in c.images), c.brain, c.label]:
+            if p is None:
+                continue
+            st = Path(p).stat()
+            items.append([Path(p).name, st.st_size, st.st_mtime_ns])
+        root = c.preproc_log.parents[3] if c.session else c.preproc_log.parents[2]
+        configs.add(root / "preprocess_config.json")
+    for cfg in sorted(configs):
+        items.append(cfg.read_text() if cfg.exists() else "")
+    return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CachedCase:
+    """Memory-mapped arrays of one case (see the module docstring for shapes and dtypes)."""
+
+    key: str
+    image: np.ndarray
+    label: np.ndarray
+    brain: np.ndarray
+    locations: dict[str, np.ndarray]
+    affine: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.label.shape)  # type: ignore[return-value]
+
+
+def _locations(label: np.ndarray, brain: np.ndarray, rng: np.random.Generator, max_locations: int) -> dict[str, np.ndarray]:
+    out = {}
+    for name, mask in (("lesion", label == 1), ("DAWM", label == 2), ("brain", brain > 0)):
+        idx = np.argwhere(mask).astype(np.int32)
+        if len(idx) > max_locations:
+            idx = idx[np.sort(rng.choice(len(idx), max_locations, replace=False))]
+        out[name] = idx
+    return out
+
+
+def build_case(case: Case, channels: list[str], folder: Path, *, max_locations: int = 20000, seed: int = 0) -> Path:
+    """Write one case's cache folder (skipped when its ``meta.json`` exists). Returns the folder."""
+    folder = Path(folder)
+    if (folder / "meta.json").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    brain_vol = load_volume(case.brain)
+    brain = brain_vol.data > 0.5
+    chans = [load_volume(case.images[MODALITIES[m]]).data if MODALITIES[m] in case.images else None for m in channels]
+    image = normalise(chans, brain)
+    label = np.zeros(brain.shape, np.uint8)
+    if case.label is not None:
+        lab = load_volume(case.label, allow_empty=True)
+        if lab.shape != brain.shape or not np.allclose(lab.affine, brain_vol.affine, atol=1e-3):
+            from dawm.errors import InputError
+
+            raise InputError(f"{case.label}: not on the session grid of {case.brain}")
+        label = np.rint(lab.data).astype(np.uint8)
+        label[~brain] = 0
+    image, affine = to_canonical(image, brain_vol.affine)
+    label, _ = to_canonical(label, brain_vol.affine)
+    brain_c, _ = to_canonical(brain.astype(np.uint8), brain_vol.affine)
+    np.save(folder / "image.npy", image)
+    np.save(folder / "label.npy", label)
+    np.save(folder / "brain.npy", brain_c)
+    locs = _locations(label, brain_c, np.random.default_rng([seed, 7]), max_locations)
+    np.savez(folder / "locations.npz", **locs)
+    write_json(folder / "meta.json", {"key": case.key, "channels": channels, "affine": affine, "shape": list(label.shape),
+                                      "normalisation": NORMALISATION, "n_locations": {k: len(v) for k, v in locs.items()}})
+    return folder
+
+
+def open_case(folder: str | Path) -> CachedCase:
+    """Memory-map a case folder written by :func:`build_case`."""
+    folder = Path(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    with np.load(folder / "locations.npz") as z:
+        locs = {k: z[k] for k in z.files}
+    return CachedCase(
+        key=meta["key"],
+        image=np.load(folder / "image.npy", mmap_mode="r"),
+        label=np.load(folder / "label.npy", mmap_mode="r"),
+        brain=np.load(folder / "brain.npy", mmap_mode="r"),
+        locations=locs, affine=np.asarray(meta["affine"]),
+    )  # fmt: skip
+
+
+def build_cache(cases: list[Case], channels: list[str], cache_dir: str | Path, *, seed: int = 0, progress=None) -> tuple[str, dict[str, CachedCase]]:
+    """Cache every case under ``cache_dir/<fingerprint>``; returns ``(fingerprint, key -> CachedCase)``.
+
+    ``progress``: optional callable called once per case (e.g. a rich progress advance)."""
+    fp = fingerprint(cases, channels)
+    root = Path(cache_dir) / fp
+    out = {}
+    for case in cases:
+        out[case.key] = open_case(build_case(case, channels, root / case.key, seed=seed))
+        if progress is not None:
+            progress()
+    return fp, out

@@ -1,0 +1,231 @@
+"""Training cases (preprocessed images + targets) and subject-level splits.
+
+A :class:`Case` is one session: its preprocessed T1w/FLAIR on the session grid, brain mask, tissue
+dseg and, for training, the target dseg (0 normal, 1 lesion, 2 DAWM) of the labels derivative.
+Splits are made over *subjects* (every session of a subject lands in the same split) and stratified
+by scanner and clinical group; ``kfold`` deals subjects into ``folds`` folds, ``loso`` holds one
+scanner out per fold (validation = that scanner's subjects). A split is saved as ``split.json``
+in the model folder and reused, so folds trained later (or resumed) see the same subjects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dawm.bids.derivatives import write_json
+from dawm.bids.entities import BidsName
+from dawm.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One session. ``images``: suffix (``T1w``/``FLAIR``) -> preprocessed image; ``label``: target
+    dseg or None (prediction); ``group``/``scanner`` from participants.tsv / sessions.tsv / sidecars."""
+
+    subject: str
+    session: str | None
+    images: dict[str, Path]
+    brain: Path
+    dseg: Path
+    preproc_log: Path
+    label: Path | None = None
+    group: str = "n/a"
+    scanner: str = "unknown"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+    def base(self) -> BidsName:
+        ent = {"sub": self.subject}
+        if self.session:
+            ent["ses"] = self.session
+        return BidsName(entities=ent, suffix="", extension=".nii.gz")
+
+
+def _read_tsv(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path, sep="\t", na_values="n/a", dtype=str)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: unreadable TSV ({exc})") from None
+
+
+def _scanner_from_sidecars(preproc_log: Path) -> str | None:
+    """Manufacturer/model/field strength of the raw reference image (sidecar), when recorded."""
+    try:
+        info = json.loads(preproc_log.read_text())
+        ref = Path(info["Inputs"][info["Reference"]])
+    except (KeyError, json.JSONDecodeError, OSError):
+        return None
+    stem = ref.name[: -len(".nii.gz")] if ref.name.endswith(".nii.gz") else ref.stem
+    sidecar = ref.with_name(stem + ".json")
+    if not sidecar.exists():
+        return None
+    meta = json.loads(sidecar.read_text())
+    parts = [str(meta[k]) for k in ("Manufacturer", "ManufacturersModelName", "MagneticFieldStrength") if k in meta]
+    return "-".join(parts).replace(" ", "") or None
+
+
+def discover_cases(
+    bids_dir: str | Path,
+    *,
+    preprocess: str = "dawm-preprocess",
+    labels: str | None = "dawm-label",
+    preprocess_dir: str | Path | None = None,
+    participant_label: list[str] | None = None,
+) -> list[Case]:
+    """Every complete preprocessed session of ``bids_dir`` (``derivatives/<preprocess>``, or
+    ``preprocess_dir``), with its target from ``derivatives/<labels>`` when ``labels`` is given.
+
+    Sessions without a target are skipped (logged) when ``labels`` is given. ``InputError`` when
+    the preprocess derivative is missing.
+    """
+    bids_dir = Path(bids_dir)
+    pp_root = Path(preprocess_dir) if preprocess_dir is not None else bids_dir / "derivatives" / preprocess
+    if not pp_root.is_dir():
+        raise InputError(f"{pp_root}: no preprocess derivative (run `dawm preprocess {bids_dir}` first)")
+    label_root = bids_dir / "derivatives" / labels if labels else None
+    if label_root is not None and not label_root.is_dir():
+        raise InputError(f"{label_root}: no label derivative '{labels}' (run `dawm label`, or choose another with --labels)")
+    wanted = {p.removeprefix("sub-") for p in participant_label} if participant_label else None
+    participants = _read_tsv(bids_dir / "participants.tsv")
+    part = participants.set_index("participant_id") if participants is not None and "participant_id" in participants else None
+    cases: list[Case] = []
+    for log_file in sorted(pp_root.glob("sub-*/**/anat/*_desc-preproc_log.json")):
+        info = json.loads(log_file.read_text())
+        subject, session = info["Subject"], info.get("Session")
+        if wanted is not None and subject not in wanted:
+            continue
+        base = BidsName(entities={"sub": subject, **({"ses": session} if session else {})}, suffix="")
+        d = log_file.parent
+        images = {s: d / base.with_(space="session", desc="preproc", suffix=s).filename for s in ("T1w", "FLAIR")}
+        images = {s: p for s, p in images.items() if p.exists()}
+        label = None
+        if label_root is not None:
+            label = label_root / base.with_(space="session", desc="dawm", suffix="dseg").relpath
+            if not label.exists():
+                log.info("%s: no target in %s, skipped", base.filename, label_root)
+                continue
+        key = f"sub-{subject}"
+        group = scanner = None
+        if part is not None and key in part.index:
+            group = part.loc[key].get("group")
+            scanner = part.loc[key].get("scanner")
+        sessions = _read_tsv(bids_dir / key / f"{key}_sessions.tsv")
+        if sessions is not None and "scanner" in sessions and session:
+            row = sessions[sessions.session_id == f"ses-{session}"]
+            if len(row) and isinstance(row.scanner.iloc[0], str):
+                scanner = row.scanner.iloc[0]
+        if not isinstance(scanner, str):
+            scanner = _scanner_from_sidecars(log_file)
+        cases.append(Case(
+            subject=subject, session=session, images=images,
+            brain=d / base.with_(space="session", desc="brain", suffix="mask").filename,
+            dseg=d / base.with_(space="session", suffix="dseg").filename,
+            preproc_log=log_file, label=label,
+            group=group if isinstance(group, str) else "n/a", scanner=scanner if isinstance(scanner, str) else "unknown",
+        ))  # fmt: skip
+    return cases
+
+
+# --------------------------------------------------------------------------------------------
+# splits
+# --------------------------------------------------------------------------------------------
+
+
+def _subjects(cases: list[Case]) -> dict[str, tuple[str, str]]:
+    """subject -> (scanner, group); a subject seen on several scanners takes its first session's."""
+    out: dict[str, tuple[str, str]] = {}
+    for c in sorted(cases, key=lambda c: c.key):
+        out.setdefault(c.subject, (c.scanner, c.group))
+    return out
+
+
+def _deal(subjects: dict[str, tuple[str, str]], n: int, rng: np.random.Generator) -> list[list[str]]:
+    """Deal subjects into ``n`` bins stratum by stratum (scanner, group), continuing round robin
+    across strata so the bins stay balanced in size and composition."""
+    strata: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for s, stratum in sorted(subjects.items()):
+        strata[stratum].append(s)
+    bins: list[list[str]] = [[] for _ in range(n)]
+    pos = int(rng.integers(n))
+    for stratum in sorted(strata):
+        members = list(strata[stratum])
+        rng.shuffle(members)
+        for s in members:
+            bins[pos % n].append(s)
+            pos += 1
+    return [sorted(b) for b in bins]
+
+
+def make_split(cases: list[Case], *, mode: str, folds: int, seed: int, test_fraction: float = 0.0) -> dict:
+    """A subject-level split: ``{"mode", "seed", "test": [...], "folds": [{"train", "val", "held_out"}]}``.
+
+    ``test`` (``test_fraction`` of the subjects, stratified) is in no fold. ``kfold``: ``folds``
+    folds, each subject validated exactly once. ``loso``: one fold per scanner, whose subjects are
+    the validation set (``held_out`` names it). ``InputError`` when there are too few subjects.
+    """
+    subjects = _subjects(cases)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 6]))
+    test: list[str] = []
+    if test_fraction > 0:
+        n_bins = max(2, int(round(1.0 / test_fraction)))
+        test = _deal(subjects, n_bins, rng)[0]
+    pool = {s: v for s, v in subjects.items() if s not in test}
+    out_folds: list[dict] = []
+    if mode == "kfold":
+        if len(pool) < folds:
+            raise InputError(f"{len(pool)} subject(s) for {folds} folds: need at least one validation subject per fold")
+        bins = _deal(pool, folds, rng)
+        for k in range(folds):
+            out_folds.append({"train": sorted(s for j, b in enumerate(bins) if j != k for s in b), "val": bins[k], "held_out": None})
+    elif mode == "loso":
+        scanners = sorted({sc for sc, _ in pool.values()})
+        if len(scanners) < 2:
+            raise InputError(f"leave-one-scanner-out needs subjects from at least two scanners, found {scanners}")
+        for sc in scanners:
+            out_folds.append({"train": sorted(s for s, (x, _) in pool.items() if x != sc),
+                              "val": sorted(s for s, (x, _) in pool.items() if x == sc), "held_out": sc})
+    else:
+        raise InputError(f"unknown split mode {mode!r} (kfold or loso)")
+    return {"mode": mode, "seed": seed, "test": sorted(test), "folds": out_folds,
+            "subjects": {s: {"scanner": sc, "group": g} for s, (sc, g) in sorted(subjects.items())}}
+
+
+def load_or_make_split(path: str | Path, cases: list[Case], *, mode: str, folds: int, seed: int, test_fraction: float = 0.0) -> dict:
+    """The split saved at ``path`` when it exists (checked against ``cases`` and ``mode``), else a
+    new one written there. ``InputError`` when the saved split does not fit the data."""
+    path = Path(path)
+    if path.exists():
+        split = json.loads(path.read_text())
+        if split["mode"] != mode:
+            raise InputError(f"{path}: the saved split is {split['mode']}, not {mode}; use another model folder")
+        known = set(split["subjects"])
+        missing = known - {c.subject for c in cases}
+        if missing:
+            raise InputError(f"{path}: subjects of the saved split have no data now: {', '.join(sorted(missing))}")
+        new = {c.subject for c in cases} - known
+        if new:
+            log.warning("%d subject(s) not in the saved split are ignored: %s", len(new), ", ".join(sorted(new)))
+        return split
+    split = make_split(cases, mode=mode, folds=folds, seed=seed, test_fraction=test_fraction)
+    write_json(path, split)
+    return split
+
+
+def cases_of(cases: list[Case], subjects: list[str]) -> list[Case]:
+    """The cases (all sessions) of ``subjects``."""
+    keep = set(subjects)
+    return [c for c in cases if c.subject in keep]

@@ -1,0 +1,165 @@
+"""``dawm predict``: a trained model over a BIDS dataset, written as BIDS derivatives.
+
+Sessions need the preprocess derivative; when a session has none (in ``bids_dir/derivatives/
+<preprocess>``), its T1w and FLAIR only are preprocessed - the clinical case - with the preprocess
+settings the model was trained with, into ``out_dir/derivatives/dawm-preprocess`` (the raw dataset
+is left untouched). Per session, in ``out_dir/sub-X/ses-Y/anat/``:
+
+* ``_space-session_desc-dawm_dseg.nii.gz`` (0 normal, 1 lesion, 2 DAWM) and
+  ``_space-session_label-{lesion,DAWM}_probseg.nii.gz`` (mean softmax over folds);
+* ``_space-<T1w|FLAIR>_desc-dawm_dseg.nii.gz``: the dseg on the raw reference image's own grid
+  (nearest neighbour);
+* ``_desc-dawm_volumes.tsv``: lesion and DAWM ml and % of WM per location class
+  (:mod:`dawm.model.volumes`);
+
+and at the top ``volumes.tsv`` (all sessions), ``dataset_description.json``, ``desc-dawm_dseg.tsv``
+and ``provenance.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from dawm.bids.derivatives import init_derivative, write_dseg_tsv, write_json, write_tsv
+from dawm.bids.layout import SessionInputs, discover_sessions
+from dawm.errors import InputError
+from dawm.image.io import load_volume, save_volume
+from dawm.image.resample import resample_to_grid
+from dawm.model import LABELS
+from dawm.model.data import Case, discover_cases
+from dawm.model.inference import LoadedModel, load_model, predict_probabilities
+from dawm.model.volumes import mni_coordinates, volume_table
+from dawm.parallel import Outcome, run_all
+from dawm.preprocess.config import PreprocessConfig
+from dawm.preprocess.pipeline import log_path, preprocess_session
+from dawm.provenance import provenance
+
+log = logging.getLogger(__name__)
+STAGE = "dawm-predict"
+CLINICAL_ROLES = ("T1w", "FLAIR")
+
+
+def clinical_preprocess_config(stored: dict | None) -> PreprocessConfig:
+    """The model's preprocess settings restricted to T1w/FLAIR (defaults when none were stored)."""
+    cfg = PreprocessConfig.model_validate(stored) if stored else PreprocessConfig()
+    refs = tuple(r for r in cfg.reference_roles if r in CLINICAL_ROLES) or CLINICAL_ROLES
+    seg = tuple(r for r in cfg.segmentation_channels if r in CLINICAL_ROLES) or CLINICAL_ROLES
+    n4 = cfg.n4.model_copy(update={"roles": tuple(r for r in cfg.n4.roles if r in CLINICAL_ROLES) or CLINICAL_ROLES})
+    return cfg.model_copy(update={"reference_roles": refs, "segmentation_channels": seg, "n4": n4,
+                                  "brain_mask_derivative": None, "lesion_mask_derivative": None})
+
+
+def _clinical_only(inputs: SessionInputs) -> SessionInputs:
+    keep = {r: p for r, p in inputs.images.items() if r in CLINICAL_ROLES}
+    return replace(inputs, images=keep, sidecars={r: s for r, s in inputs.sidecars.items() if r in keep})
+
+
+def ensure_preprocessed(bids_dir: Path, out_dir: Path, model: LoadedModel, *, participant_label=None, jobs: int = 1,
+                        preprocess: str = "dawm-preprocess") -> list[Case]:
+    """Cases of every session: from ``bids_dir/derivatives/<preprocess>`` when complete there, else
+    preprocessed (T1w/FLAIR only) into ``out_dir/derivatives/dawm-preprocess``. Sessions that fail
+    to preprocess are logged and left out."""
+    sessions = discover_sessions(bids_dir, participant_label)
+    existing = bids_dir / "derivatives" / preprocess
+    todo = [s for s in sessions if not log_path(existing, s).exists()]
+    todo = [_clinical_only(s) for s in todo]
+    todo = [s for s in todo if s.images]
+    nested = out_dir / "derivatives" / "dawm-preprocess"
+    if todo:
+        config = clinical_preprocess_config(model.info.get("preprocess_config"))
+        init_derivative(nested, name="dawm preprocess (for dawm predict)", description="T1w/FLAIR preprocessing for dawm predict",
+                        source="../../..")
+        config.save(nested / "preprocess_config.json")
+        fn = functools.partial(preprocess_session, config=config, out_root=nested, bids_dir=bids_dir)
+        for o in run_all(fn, todo, names=[s.key for s in todo], jobs=jobs, description="preprocessing (T1w/FLAIR)"):
+            if not o.ok:
+                log.error("%s: preprocessing failed: %s", o.name, o.error)
+    cases: list[Case] = []
+    for root in (existing, nested):
+        if root.is_dir():
+            cases += discover_cases(bids_dir, labels=None, preprocess_dir=root, participant_label=participant_label)
+    seen, unique = set(), []
+    for c in cases:
+        if c.key not in seen:
+            seen.add(c.key)
+            unique.append(c)
+    return unique
+
+
+def predict_session(case: Case, model: LoadedModel, out_dir: Path, *, tta: bool = False) -> pd.DataFrame:
+    """Predict one session and write its outputs; returns its volume table."""
+    brain_vol = load_volume(case.brain)
+    brain, affine = brain_vol.data > 0.5, brain_vol.affine
+    images = {s: load_volume(p).data for s, p in case.images.items() if s in model.suffixes}
+    probs = predict_probabilities(model, images, brain, affine, tta=tta)
+    pred = probs.argmax(0).astype(np.uint8)
+    base = case.base()
+    odir = out_dir / base.subject_dir()
+
+    def name(**kw) -> Path:
+        return odir / base.with_(**kw).filename
+
+    info = json.loads(case.preproc_log.read_text())
+    sidecar = {"Description": "dawm model prediction: 0 normal, 1 lesion, 2 DAWM", "Model": str(model.info.get("name")),
+               "ModelFolds": model.folds, "TTA": tta, "Inputs": model.suffixes,
+               "MissingInputs": [s for s in model.suffixes if s not in images], "Sources": [str(p) for p in case.images.values()]}
+    save_volume(pred, affine, name(space="session", desc="dawm", suffix="dseg"), dtype=np.uint8)
+    write_json(name(space="session", desc="dawm", suffix="dseg", extension=".json"), sidecar)
+    for k, label in ((1, "lesion"), (2, "DAWM")):
+        save_volume(probs[k], affine, name(space="session", label=label, suffix="probseg"), dtype=np.float32)
+    ref = info["Reference"]
+    raw_ref = Path(info["Inputs"][ref])
+    if raw_ref.exists():
+        raw = load_volume(raw_ref)  # the session grid lives in the reference's world: identity transform
+        native = resample_to_grid(pred, affine, raw.shape, raw.affine, interpolation="nearest")
+        save_volume(native, raw.affine, name(space=ref, desc="dawm", suffix="dseg"), dtype=np.uint8)
+        write_json(name(space=ref, desc="dawm", suffix="dseg", extension=".json"), {**sidecar, "SpatialReference": raw_ref.name})
+    else:
+        log.warning("%s: raw reference %s not found, no native-space dseg", case.key, raw_ref)
+    dseg = np.rint(load_volume(case.dseg, allow_empty=True).data).astype(np.uint8)
+    mni_name = next(iter(sorted(case.preproc_log.parent.glob(f"{case.key}_from-MNI*_to-session_mode-image_xfm.h5"))), None)
+    mni = mni_coordinates(mni_name, brain.shape, affine) if mni_name is not None else None
+    table = volume_table(pred, dseg, brain, affine, mni_xyz=mni)
+    table.insert(0, "session_id", f"ses-{case.session}" if case.session else "n/a")
+    table.insert(0, "participant_id", f"sub-{case.subject}")
+    write_tsv(name(desc="dawm", suffix="volumes", extension=".tsv"), table)
+    return table
+
+
+def predict_dataset(bids_dir: str | Path, out_dir: str | Path, model_dir: str | Path, *, participant_label: list[str] | None = None,
+                    jobs: int = 1, tta: bool = False, folds: list[int] | None = None,
+                    progress: Callable[[str], None] | None = None) -> list[Outcome]:
+    """Predict every session of ``bids_dir`` with the model in ``model_dir`` into ``out_dir``
+    (see the module docstring). ``jobs``: sessions preprocessed in parallel. Returns one
+    :class:`dawm.parallel.Outcome` per session (result: its volume table)."""
+    bids_dir, out_dir = Path(bids_dir), Path(out_dir)
+    model = load_model(model_dir, folds=folds)
+    if not (bids_dir / "dataset_description.json").exists():
+        raise InputError(f"{bids_dir}: not a BIDS dataset (no dataset_description.json)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cases = ensure_preprocessed(bids_dir, out_dir, model, participant_label=participant_label, jobs=jobs,
+                                preprocess=model.info.get("config", {}).get("preprocess", "dawm-preprocess"))
+    if not cases:
+        raise InputError(f"{bids_dir}: no session could be preprocessed for prediction")
+    for c in cases:  # refuse a model/data mismatch before writing anything
+        model.missing_inputs(set(c.images))
+    init_derivative(out_dir, name="dawm predict", description="lesion and DAWM segmentation by a dawm model", source=str(bids_dir))
+    write_dseg_tsv(out_dir / "desc-dawm_dseg.tsv", LABELS)
+    outcomes = run_all(functools.partial(predict_session, model=model, out_dir=out_dir, tta=tta), cases,
+                       names=[c.key for c in cases], jobs=1, description="predicting")
+    tables = [o.result for o in outcomes if o.ok]
+    if tables:
+        write_tsv(out_dir / "volumes.tsv", pd.concat(tables, ignore_index=True))
+    record = provenance("predict", {"model_dir": str(Path(model_dir).resolve()), "tta": tta, "folds": model.folds,
+                                    "model_fingerprint": model.info.get("data_fingerprint"), "model_version": model.info.get("dawm_version")})
+    record["sessions"] = {o.name: ("ok" if o.ok else f"failed: {o.error}") for o in outcomes}
+    write_json(out_dir / "provenance.json", record)
+    return outcomes

@@ -1,0 +1,84 @@
+"""Class-aware, deterministic patch sampling from cached cases.
+
+Each patch first draws a class with probabilities ``fractions`` (lesion, DAWM, anywhere in the
+brain), then a case that has voxels of that class, then one of its voxels as the patch centre
+(classes absent from every case fall back to "brain"). Patch ``index`` of ``epoch`` depends only on
+``(seed, epoch, index)``: the same on every run, worker and rank, which makes resume exact and lets
+DDP ranks shard the indices like a ``DistributedSampler``.
+
+The sampler returns a *region* larger than the training patch (``region_size``) so that rotations
+and scaling in :mod:`dawm.model.augment` do not pull zeros into the patch; the augmentation ends
+with a centre crop to the patch size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from dawm.model.cache import CachedCase
+
+CLASSES = ("lesion", "DAWM", "brain")
+
+
+def crop(array: np.ndarray, centre: Sequence[int], size: Sequence[int]) -> np.ndarray:
+    """The box of ``size`` voxels centred on ``centre`` from ``array`` (..., X, Y, Z), zero-padded
+    where it leaves the volume. Reads only the box (cheap on a memory map)."""
+    spatial = array.shape[-3:]
+    out = np.zeros(array.shape[:-3] + tuple(size), dtype=array.dtype)
+    src, dst = [], []
+    for c, s, n in zip(centre, size, spatial):
+        lo = int(c) - s // 2
+        a, b = max(lo, 0), min(lo + s, n)
+        if b <= a:
+            return out
+        src.append(slice(a, b))
+        dst.append(slice(a - lo, b - lo))
+    out[(..., *dst)] = array[(..., *src)]
+    return out
+
+
+@dataclass(frozen=True)
+class Patch:
+    """``image`` (C, *region) float32, ``label`` (*region) uint8, the drawn ``kind`` (lesion, DAWM,
+    brain), the ``case`` key and the ``centre`` voxel (canonical grid)."""
+
+    image: np.ndarray
+    label: np.ndarray
+    kind: str
+    case: str
+    centre: tuple[int, int, int]
+
+
+class PatchSampler:
+    """Draws :class:`Patch` es of ``region_size`` voxels from ``cases`` (see the module docstring)."""
+
+    def __init__(self, cases: Sequence[CachedCase], region_size: Sequence[int], *,
+                 fractions: Sequence[float] = (1 / 3, 1 / 3, 1 / 3), seed: int = 0) -> None:
+        if not cases:
+            raise ValueError("PatchSampler needs at least one case")
+        self.cases = list(cases)
+        self.region_size = tuple(int(s) for s in region_size)
+        self.fractions = np.asarray(fractions, float) / float(np.sum(fractions))
+        self.seed = seed
+        self._having = {k: [i for i, c in enumerate(self.cases) if len(c.locations.get(k, ())) > 0] for k in CLASSES}
+        if not self._having["brain"]:
+            raise ValueError("no case has brain voxels")
+
+    def available(self) -> dict[str, int]:
+        """Number of cases holding each class."""
+        return {k: len(v) for k, v in self._having.items()}
+
+    def sample(self, index: int, epoch: int = 0) -> Patch:
+        """Patch number ``index`` of ``epoch`` (deterministic)."""
+        rng = np.random.default_rng([self.seed, epoch, index])
+        kind = CLASSES[int(rng.choice(3, p=self.fractions))]
+        if not self._having[kind]:
+            kind = "brain"
+        ci = self._having[kind][int(rng.integers(len(self._having[kind])))]
+        case = self.cases[ci]
+        locs = case.locations[kind]
+        centre = tuple(int(v) for v in locs[int(rng.integers(len(locs)))])
+        return Patch(crop(case.image, centre, self.region_size), crop(case.label, centre, self.region_size), kind, case.key, centre)

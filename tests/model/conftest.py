@@ -1,0 +1,32 @@
+"""A tiny clinical-only cohort (3 mm, T1w + FLAIR), preprocessed once, with simulator-truth targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dawm.model.simtruth import write_truth_labels
+from dawm.preprocess.config import PreprocessConfig
+from dawm.preprocess.pipeline import preprocess_dataset
+from dawm.simulate.cohort import simulate_cohort
+from dawm.simulate.config import SimulationConfig
+
+#: Fast preprocessing of the 3 mm test cohort (no MNI refinement, IQMs or QC figures).
+PP_CONFIG = PreprocessConfig(spacing_mm=3.0, iqm=False, qc_figure=False, mni_refine=False)
+
+
+@pytest.fixture(scope="session")
+def model_cohort(tmp_path_factory) -> Path:
+    """sub-ms001 (prisma3t), sub-ms002 (achieva3t, 2D FLAIR stored LPS), sub-hc001 (prisma3t); one
+    session each; only T1w and FLAIR kept (the clinical case); ``derivatives/dawm-label`` = truth."""
+    root = tmp_path_factory.mktemp("model") / "bids"
+    result = simulate_cohort(SimulationConfig.small(resolution_mm=3.0, patients=2, controls=1, sessions=1, scanners=2), root)
+    assert not result.failures
+    for path in root.glob("sub-*/ses-*/anat/*"):
+        if not any(path.name.endswith(f"_{s}{ext}") for s in ("T1w", "FLAIR") for ext in (".nii.gz", ".json")):
+            path.unlink()
+    outcomes = preprocess_dataset(root, config=PP_CONFIG)
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    write_truth_labels(root)
+    return root

@@ -1,0 +1,110 @@
+"""The training cache (round trip, memory map, fingerprint), class-aware sampling, augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dawm.image.io import load_volume
+from dawm.model.augment import RandThickSliced, augment_patch, modality_dropout, training_transforms
+from dawm.model.cache import build_cache, fingerprint, normalise
+from dawm.model.data import discover_cases
+from dawm.model.orientation import from_canonical, to_canonical
+from dawm.model.sampling import PatchSampler, crop
+
+
+@pytest.fixture(scope="module")
+def cached(model_cohort: Path, tmp_path_factory):
+    cases = discover_cases(model_cohort)
+    fp, cache = build_cache(cases, ["t1w", "flair"], tmp_path_factory.mktemp("cache"))
+    return cases, fp, cache
+
+
+def test_cases_carry_group_and_scanner(model_cohort: Path) -> None:
+    cases = discover_cases(model_cohort)
+    assert {c.key for c in cases} == {"sub-hc001_ses-01", "sub-ms001_ses-01", "sub-ms002_ses-01"}
+    assert {c.subject: c.scanner for c in cases} == {"hc001": "prisma3t", "ms001": "prisma3t", "ms002": "achieva3t"}
+    assert {c.subject: c.group for c in cases}["hc001"] == "HC"
+    assert all(set(c.images) == {"T1w", "FLAIR"} and c.label is not None for c in cases)
+
+
+def test_cache_round_trips_memory_mapped(cached) -> None:
+    cases, fp, cache = cached
+    case = cases[0]
+    c = cache[case.key]
+    assert isinstance(c.image, np.memmap) and isinstance(c.label, np.memmap) and c.image.dtype == np.float32 and c.label.dtype == np.uint8
+    brain_vol = load_volume(case.brain)
+    brain = brain_vol.data > 0.5
+    expected = normalise([load_volume(case.images["T1w"]).data, load_volume(case.images["FLAIR"]).data], brain)
+    np.testing.assert_array_equal(from_canonical(np.asarray(c.image), brain_vol.affine), expected)
+    label = np.rint(load_volume(case.label, allow_empty=True).data).astype(np.uint8) * brain
+    np.testing.assert_array_equal(from_canonical(np.asarray(c.label), brain_vol.affine), label)
+    inside = np.asarray(c.image)[:, np.asarray(c.brain) > 0]
+    np.testing.assert_allclose(inside.mean(1), 0, atol=1e-4)
+    np.testing.assert_allclose(inside.std(1), 1, atol=1e-3)
+    assert fingerprint(cases, ["t1w", "flair"]) == fp != fingerprint(cases, ["flair"])
+
+
+def test_canonical_orientation_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.random((2, 4, 5, 6)).astype(np.float32)
+    lps = np.diag([-2.0, -2.0, 2.0, 1.0])
+    c, aff = to_canonical(a, lps)
+    assert c.shape == a.shape and np.all(np.diag(aff)[:3] > 0)
+    np.testing.assert_array_equal(c[:, ::-1, ::-1, :], a)
+    np.testing.assert_array_equal(from_canonical(c, lps), a)
+
+
+def test_sampler_hits_classes_at_requested_rates(cached) -> None:
+    _, _, cache = cached
+    cases = list(cache.values())
+    sampler = PatchSampler(cases, (24, 24, 24), fractions=(0.4, 0.3, 0.3), seed=3)
+    assert sampler.available()["lesion"] >= 1 and sampler.available()["DAWM"] >= 1
+    n = 600
+    patches = [sampler.sample(i, epoch=0) for i in range(n)]
+    centre = np.array([p.label[12, 12, 12] for p in patches])
+    kinds = np.array([p.kind for p in patches])
+    assert abs((centre == 1).mean() - 0.4) < 0.06
+    assert abs((centre == 2).mean() - 0.3) < 0.06
+    assert np.all(centre[kinds == "lesion"] == 1) and np.all(centre[kinds == "DAWM"] == 2)
+    again = sampler.sample(17, epoch=0)
+    np.testing.assert_array_equal(again.image, patches[17].image)
+    assert sampler.sample(17, epoch=1).centre != again.centre or sampler.sample(17, epoch=1).case != again.case
+
+
+def test_crop_pads_outside_the_volume() -> None:
+    a = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
+    out = crop(a, (0, 0, 0), (3, 3, 3))
+    assert out.shape == (3, 3, 3) and out[1, 1, 1] == a[0, 0, 0] and out[0].sum() == 0
+
+
+def test_augmentation_keeps_shapes_and_integer_labels() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(2, 40, 40, 40)).astype(np.float32)
+    label = (rng.random((40, 40, 40)) * 3).astype(np.uint8)
+    tf = training_transforms((32, 32, 32))
+    for seed in range(6):
+        img, lab = augment_patch(tf, image, label, seed)
+        assert img.shape == (2, 32, 32, 32) and img.dtype == torch.float32
+        assert lab.shape == (1, 32, 32, 32) and lab.dtype == torch.int64
+        assert set(torch.unique(lab).tolist()) <= {0, 1, 2}
+    a, _ = augment_patch(tf, image, label, 5)
+    b, _ = augment_patch(tf, image, label, 5)
+    assert torch.equal(a, b)  # deterministic for a seed
+
+
+def test_thick_slices_and_modality_dropout() -> None:
+    img = torch.from_numpy(np.random.default_rng(1).normal(size=(2, 16, 16, 16)).astype(np.float32))
+    t = RandThickSliced(("image",), prob=1.0, max_factor=4)
+    t.set_random_state(seed=0)
+    out = t({"image": img})["image"]
+    assert out.shape == img.shape
+    changed = [not torch.equal(out[c], img[c]) for c in range(2)]
+    assert sum(changed) == 1
+    x = np.ones((2, 4, 4, 4), np.float32)
+    dropped = [modality_dropout(x, 1.0, np.random.default_rng(s)) for s in range(10)]
+    assert all(d.sum() == 64 for d in dropped)  # exactly one channel zeroed, never both
+    assert modality_dropout(x[:1], 1.0, np.random.default_rng(0)).sum() == 64  # one channel: never dropped

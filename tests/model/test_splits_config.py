@@ -1,0 +1,85 @@
+"""Subject-level splits (k-fold stratified, leave-one-scanner-out), their reuse, configs, networks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dawm.errors import InputError
+from dawm.model.config import TrainConfig
+from dawm.model.data import Case, load_or_make_split, make_split
+from dawm.model.networks import build_network, n_parameters
+
+
+def _cases(n_subjects: int = 12, sessions: int = 2) -> list[Case]:
+    scanners, groups = ("prisma3t", "achieva3t", "skyra15t"), ("HC", "RRMS", "SPMS")
+    out = []
+    for i in range(n_subjects):
+        for s in range(sessions):
+            p = Path(f"/x/sub-s{i:02d}_ses-{s}")
+            out.append(Case(subject=f"s{i:02d}", session=f"{s + 1:02d}", images={"T1w": p}, brain=p, dseg=p, preproc_log=p,
+                            label=p, group=groups[i % 3], scanner=scanners[(i // 3) % 3]))
+    return out
+
+
+def test_kfold_subjects_never_in_two_folds_and_balanced() -> None:
+    cases = _cases()
+    split = make_split(cases, mode="kfold", folds=4, seed=1, test_fraction=0.25)
+    test = set(split["test"])
+    assert len(test) == 3
+    vals = [set(f["val"]) for f in split["folds"]]
+    for k, f in enumerate(split["folds"]):
+        assert not set(f["train"]) & set(f["val"]) and not (set(f["train"]) | set(f["val"])) & test
+        for j in range(k):
+            assert not vals[j] & vals[k]
+    assert set().union(*vals) | test == {c.subject for c in cases}
+    assert max(map(len, vals)) - min(map(len, vals)) <= 1
+    # the test set is stratified: 3 subjects from 3 different (scanner, group) strata
+    strata = {(c.scanner, c.group) for c in cases if c.subject in test}
+    assert len(strata) == 3
+    assert make_split(cases, mode="kfold", folds=4, seed=1, test_fraction=0.25) == split  # deterministic
+
+
+def test_loso_holds_one_scanner_out() -> None:
+    cases = _cases()
+    split = make_split(cases, mode="loso", folds=5, seed=0)
+    assert [f["held_out"] for f in split["folds"]] == sorted({c.scanner for c in cases})
+    scanner = {c.subject: c.scanner for c in cases}
+    for f in split["folds"]:
+        assert {scanner[s] for s in f["val"]} == {f["held_out"]}
+        assert f["held_out"] not in {scanner[s] for s in f["train"]}
+    with pytest.raises(InputError, match="two scanners"):
+        make_split([c for c in cases if c.scanner == "prisma3t"], mode="loso", folds=2, seed=0)
+    with pytest.raises(InputError, match="folds"):
+        make_split(_cases(2), mode="kfold", folds=5, seed=0)
+
+
+def test_split_is_saved_and_reused(tmp_path: Path) -> None:
+    cases = _cases()
+    path = tmp_path / "split.json"
+    first = load_or_make_split(path, cases, mode="kfold", folds=3, seed=0)
+    assert json.loads(path.read_text()) == first
+    again = load_or_make_split(path, cases, mode="kfold", folds=3, seed=99)  # another seed: the saved split wins
+    assert again == first
+    with pytest.raises(InputError, match="loso"):
+        load_or_make_split(path, cases, mode="loso", folds=3, seed=0)
+    with pytest.raises(InputError, match="no data now"):
+        load_or_make_split(path, cases[4:], mode="kfold", folds=3, seed=0)
+
+
+def test_config_presets_and_validation() -> None:
+    cfg = TrainConfig().resolved()
+    assert cfg.patch_size == (64, 64, 64) and cfg.optimizer == "adamw" and cfg.channels == ["t1w", "flair"]
+    gpu = TrainConfig(preset="gpu").resolved()
+    assert gpu.patch_size == (128, 128, 128) and gpu.optimizer == "sgd"
+    with pytest.raises(ValueError, match="divisible"):
+        TrainConfig(patch_size=(40, 40, 40))
+    with pytest.raises(ValueError, match="sum to 1"):
+        TrainConfig(class_fractions=(0.5, 0.5, 0.5))
+
+
+def test_network_sizes() -> None:
+    assert 1e6 < n_parameters(build_network("cpu-small", 2)) < 5e6
+    assert 25e6 < n_parameters(build_network("gpu", 2)) < 35e6
