@@ -247,9 +247,23 @@ def extract_brain(
             info["nonlinear_rejected"] = True
 
     fine = load_template(1) if (template is None and np.min(voxel_sizes(affine)) < 1.5) else tpl
-    probability = warp(fine.brain_mask, fine.affine, data.shape, affine, transform, "linear")
+    mask, probability = template_brain_mask(transform, data.shape, affine, template=fine)
+    return BrainExtraction(mask, probability, lin, nl, head, "template", info)
+
+
+def template_brain_mask(
+    transform, shape: tuple[int, int, int], affine: np.ndarray, *, template: Template | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The template brain mask pulled onto a grid through ``transform`` (template -> grid pull, any
+    type :func:`dawm.preprocess.registration.warp` takes): ``(mask, probability)``.
+
+    The mask is the probability thresholded at 0.5, reduced to its largest component, holes filled.
+    The template defaults to the 1 mm MNI bundle for grids finer than 1.5 mm, else 2 mm.
+    """
+    if template is None:
+        template = load_template(1 if np.min(voxel_sizes(affine)) < 1.5 else 2)
+    probability = warp(template.brain_mask, template.affine, shape, affine, transform, "linear").astype(np.float32)
     mask = probability > 0.5
     if not mask.any():
         raise ValueError("brain extraction failed: the registered template mask is empty")
-    mask = _fill_holes(_largest_component(mask))
-    return BrainExtraction(mask, probability.astype(np.float32), lin, nl, head, "template", info)
+    return _fill_holes(_largest_component(mask)), probability

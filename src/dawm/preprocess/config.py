@@ -55,6 +55,8 @@ class PreprocessConfig(BaseModel):
     n4: N4Config = Field(default_factory=N4Config)
     mni_refine: bool = Field(True, description="own demons registration of the bias-corrected T1-like brain to MNI; "
                              "False reuses the brain extraction's deformable registration (faster)")
+    brain_refine: bool = Field(True, description="after the deformable MNI registration, redraw the brain mask as the template mask "
+                               "pulled through it (the first mask comes from an affine template registration)")
     segmentation_channels: tuple[str, ...] = Field(("T1w", "FLAIR", "UNIT1"), description="bias-corrected roles used by segment_tissues")
     brain_mask_derivative: str | None = Field(None, description="derivatives/<name> holding user brain masks (*_desc-brain_mask / *_label-brain_mask)")
     lesion_mask_derivative: str | None = Field(None, description="derivatives/<name> holding lesion masks (*_label-lesion_mask), forced to WM")

@@ -49,7 +49,7 @@ from dawm.image.resample import isotropic_grid, resample_to_grid, voxel_sizes
 from dawm.image.units import mtr_to_percent, t1_to_ms
 from dawm.parallel import Backend, Outcome, run_all
 from dawm.preprocess.bias import correct_bias
-from dawm.preprocess.brain import extract_brain
+from dawm.preprocess.brain import extract_brain, template_brain_mask
 from dawm.preprocess.config import WEIGHTED_ROLES, PreprocessConfig
 from dawm.preprocess.qc import qc_figure
 from dawm.preprocess.quality import image_quality
@@ -406,7 +406,10 @@ def preprocess_session(
             initial = resample_to_grid(m.astype(np.uint8), m_aff, grid_shape, grid_affine,
                                        interpolation="nearest", transform_ras=m_mat) > 0
         try:
-            brain_result = extract_brain(on_grid[reference], grid_affine, template=tpl, initial_mask=initial, seed=config.seed)
+            # Affine only: the deformable MNI registration below refines the mask (better than a
+            # deformable step against the skull, which shrank masks on simulated heads).
+            brain_result = extract_brain(on_grid[reference], grid_affine, template=tpl, initial_mask=initial, seed=config.seed,
+                                         nonlinear=False)
         except ValueError as exc:
             raise InputError(f"{inputs.images[reference]}: brain extraction failed ({exc})") from None
         brain = brain_result.mask
@@ -429,6 +432,8 @@ def preprocess_session(
 
     with _timed(timings, "mni"):
         to_mni, from_mni, mni_how = register_to_mni(corrected, grid_affine, brain, brain_result, tpl, config)
+        if brain_result.method == "template" and mni_how.startswith("demons") and config.brain_refine:
+            brain, _ = template_brain_mask(to_mni, grid_shape, grid_affine)
 
     with _timed(timings, "segment"):
         priors = TissuePriors(*(warp(p, tpl.affine, grid_shape, grid_affine, to_mni, "linear") for p in (tpl.csf, tpl.gm, tpl.wm)))

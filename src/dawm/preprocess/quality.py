@@ -68,13 +68,15 @@ def air_mask(
     *,
     spacing_mm: Sequence[float] = (1.0, 1.0, 1.0),
     dilate_mm: float = 10.0,
+    head: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Background air: outside the head mask dilated by ``dilate_mm``, excluding exact zeros/NaNs."""
-    head = head_mask(image, brain_mask)
-    radius = np.maximum(1, np.round(dilate_mm / np.asarray(spacing_mm, dtype=float))).astype(int)
-    grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
-    ball = sum((g / max(r, 1)) ** 2 for g, r in zip(grid, radius)) <= 1.0
-    dilated = ndimage.binary_dilation(head, structure=ball)
+    """Background air: outside the head mask dilated by ``dilate_mm``, excluding exact zeros/NaNs.
+
+    ``head``: a head mask already computed by :func:`head_mask` (computed here when None)."""
+    if head is None:
+        head = head_mask(image, brain_mask)
+    # A Euclidean distance threshold is the dilation by a ball, in a fraction of the time.
+    dilated = ndimage.distance_transform_edt(~head, sampling=np.asarray(spacing_mm, dtype=float)) <= dilate_mm
     data = np.asarray(image, dtype=np.float64)
     return ~dilated & np.isfinite(data) & (data != 0)
 
@@ -137,9 +139,10 @@ def image_quality(
     out: dict[str, float] = {}
 
     # Background air.
-    air = air_mask(data, brain, spacing_mm=spacing)
+    head = head_mask(data, brain)
+    air = air_mask(data, brain, spacing_mm=spacing, head=head)
     if air.sum() < _MIN_VOXELS:
-        log.warning("background air mask has %d voxels (tight FOV or masked image); air-based "
+        log.info("background air mask has %d voxels (tight FOV or masked image); air-based "
                     "metrics are NaN", int(air.sum()))
         sigma_air = nan
         air_ok = False
@@ -205,7 +208,6 @@ def image_quality(
 
     # Foreground-background energy ratio.
     if air_ok:
-        head = head_mask(data, brain)
         fg = float(np.median(data[head] ** 2))
         bg = float(np.median(data[air] ** 2))
         out["fber"] = fg / bg if bg > 0 else nan
