@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.key}: {run['total_s']:.0f} s, peak {run['peak_rss_mb']:.0f} MB", flush=True)
 
     steps = list(rows[0]["timings_s"])
-    metric_keys = sorted({k for r in rows for k in r if k.startswith(("coreg_", "brain_", "wm_", "gm_", "csf_"))})
+    metric_keys = sorted({k for r in rows for k in r if k.startswith(("coreg_", "brain_", "wm_", "gm_", "csf_", "bias_"))})
     summary = {
         "resolution_mm": args.resolution, "sessions": len(rows), "jobs": args.jobs, "simulate_s": round(simulate_s, 1),
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(terse=True), "cpu_count": __import__("os").cpu_count()},

@@ -112,20 +112,31 @@ def demo(
 ) -> None:
     """Run the pipeline on the embedded synthetic cohort and say where the results are.
 
-    For now: simulate a cohort at 2 mm (or the tiny preset with --quick) and summarise it; the later
-    stages join as they land.
+    Simulates a cohort (8 patients + 4 controls, 2 sessions, 3 scanners, 2 mm; --quick: the tiny test
+    preset), preprocesses it, and scores the preprocessing against the simulator's truth.
     """
-    from dawm.simulate.cohort import simulate_cohort
-    from dawm.simulate.config import SimulationConfig
+    from dawm.demo import run_demo
 
-    config = SimulationConfig.small() if quick else SimulationConfig(patients=12, controls=4, sessions=2, scanners=3, resolution_mm=2.0)
     start = time.perf_counter()
     try:
-        result = simulate_cohort(config, output / "bids", jobs=jobs)
+        result = run_demo(output, quick=quick, jobs=jobs)
     except DawmError as exc:
         _fail(exc)
-    _print_cohort(result, time.perf_counter() - start)
-    if result.failures:
+    _print_cohort(result.cohort, time.perf_counter() - start)
+    acc = result.preprocess_accuracy
+    if not acc.empty:
+        cols = [c for c in ("brain_dice", "wm_dice", "gm_dice", "coreg_error_mm_FLAIR", "coreg_error_mm_MP2RAGE", "coreg_error_mm_MT", "bias_removed") if c in acc]
+        table = Table(title="Preprocessing against the truth (median over sessions)")
+        for c in cols:
+            table.add_column(c)
+        table.add_row(*(f"{acc[c].median():.3f}" for c in cols))
+        console.print(table)
+    failed = [o for o in result.preprocess if not o.ok] + list(result.cohort.failures)
+    for o in failed:
+        console.print(f"[red]failed[/] {o.name}: {o.error}")
+    console.print(f"dataset: {result.cohort.root}\npreprocessed: {result.cohort.root / 'derivatives' / 'dawm-preprocess'}\n"
+                  f"accuracy: {result.accuracy_tsv}\ntotal {time.perf_counter() - start:.0f} s")
+    if failed:
         raise typer.Exit(code=1)
 
 

@@ -245,6 +245,16 @@ def find_session_mask(
 # --------------------------------------------------------------------------------------------
 
 
+def n4_fit_region(brain: np.ndarray, brain_result, template: Template, shape, affine: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """Voxels N4 is fitted on: the MNI white-matter prior (> 0.5, affinely registered) inside the brain,
+    or the dilated brain mask (config ``n4.fit_region``; also the fallback without a template registration)."""
+    if config.n4.fit_region == "wm_prior" and brain_result.template_to_subject is not None:
+        wm = warp(template.wm, template.affine, shape, affine, brain_result.template_to_subject, "linear") > 0.5
+        if (wm & brain).sum() > 1000:
+            return wm & brain
+    return _dilate(brain, config.n4.mask_dilation_mm, config.spacing_mm)
+
+
 def register_to_mni(
     corrected: dict[str, np.ndarray], grid_affine: np.ndarray, brain: np.ndarray, brain_result,
     template: Template, config: PreprocessConfig,
@@ -417,7 +427,7 @@ def preprocess_session(
     corrected: dict[str, np.ndarray] = {}
     fields: dict[str, np.ndarray] = {}
     with _timed(timings, "bias"):
-        fit = _dilate(brain, config.n4.mask_dilation_mm, config.spacing_mm)
+        fit = n4_fit_region(brain, brain_result, tpl, grid_shape, grid_affine, config)
         for role in WEIGHTED_ROLES:
             if role not in on_grid:
                 continue
