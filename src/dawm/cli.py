@@ -47,6 +47,28 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
+def _report_outcomes(title: str, columns: tuple[str, ...], outcomes, row_of, footer: str | None = None) -> None:
+    """Print one table row per session (``row_of(result)`` gives the cells after name and status),
+    then the failures with their reasons; exit with code 1 when any session failed."""
+    table = Table(title=title)
+    for col in ("session", "status", *columns):
+        table.add_column(col)
+    for o in outcomes:
+        if o.ok:
+            status = "reused" if getattr(o.result, "reused", False) else "done"
+            table.add_row(o.name, status, *row_of(o.result))
+        else:
+            table.add_row(o.name, "[red]failed[/]", *("-" for _ in columns))
+    console.print(table)
+    if footer:
+        console.print(footer)
+    failed = [o for o in outcomes if not o.ok]
+    for o in failed:
+        console.print(f"[red]failed[/] {o.name}: {o.error}")
+    if failed:
+        raise typer.Exit(code=1)
+
+
 @app.command()
 def simulate(
     ctx: typer.Context,
@@ -164,22 +186,9 @@ def preprocess(
                                       jobs=jobs, backend=backend, address=address, force=force)  # type: ignore[arg-type]
     except DawmError as exc:
         _fail(exc)
-    table = Table(title=f"dawm preprocess: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s")
-    for col in ("session", "status", "reference", "missing", "seconds"):
-        table.add_column(col)
-    for o in outcomes:
-        if o.ok:
-            r = o.result
-            status = "reused" if r.reused else "done"
-            table.add_row(o.name, status, r.reference, ", ".join(r.missing) or "-", f"{sum(r.timings_s.values()):.0f}")
-        else:
-            table.add_row(o.name, "[red]failed[/]", "-", "-", "-")
-    console.print(table)
-    for o in outcomes:
-        if not o.ok:
-            console.print(f"[red]failed[/] {o.name}: {o.error}")
-    if any(not o.ok for o in outcomes):
-        raise typer.Exit(code=1)
+    _report_outcomes(f"dawm preprocess: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
+                     ("reference", "missing", "seconds"), outcomes,
+                     lambda r: (r.reference, ", ".join(r.missing) or "-", f"{sum(r.timings_s.values()):.0f}"))
 
 
 @app.command()
@@ -211,22 +220,9 @@ def label(
                                  preprocess_dir=preprocess_dir, jobs=jobs, force=force)
     except DawmError as exc:
         _fail(exc)
-    table = Table(title=f"dawm label ({config.rule}, {config.reference}): {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s")
-    for col in ("session", "status", "reference", "DAWM ml", "lesion ml", "WM ml"):
-        table.add_column(col)
-    for o in outcomes:
-        if o.ok:
-            r = o.result
-            table.add_row(o.name, "reused" if r.reused else "done", r.reference, f"{r.dawm_ml:.2f}", f"{r.lesion_ml:.2f}", f"{r.wm_ml:.0f}")
-        else:
-            table.add_row(o.name, "[red]failed[/]", "-", "-", "-", "-")
-    console.print(table)
-    for o in outcomes:
-        if not o.ok:
-            console.print(f"[red]failed[/] {o.name}: {o.error}")
-    if any(not o.ok for o in outcomes):
-        raise typer.Exit(code=1)
-
+    _report_outcomes(f"dawm label ({config.rule}, {config.reference}): {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
+                     ("reference", "DAWM ml", "lesion ml", "WM ml"), outcomes,
+                     lambda r: (r.reference, f"{r.dawm_ml:.2f}", f"{r.lesion_ml:.2f}", f"{r.wm_ml:.0f}"))
 
 
 def _parse_folds(folds: Optional[str]) -> tuple[Optional[int], Optional[list[int]]]:
@@ -323,19 +319,14 @@ def predict(
         outcomes = predict_dataset(bids_dir, out_dir, model, participant_label=participant_label, jobs=jobs, tta=tta, folds=which)
     except (DawmError, ValueError) as exc:
         _fail(exc)
-    table = Table(title=f"dawm predict: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s")
-    for col in ("session", "status", "lesion ml", "DAWM ml", "DAWM % WM"):
-        table.add_column(col)
-    for o in outcomes:
-        if o.ok:
-            row = o.result[o.result.location == "all"].iloc[0]
-            table.add_row(o.name, "done", f"{row.lesion_ml:.1f}", f"{row.dawm_ml:.1f}", f"{row.dawm_pct_wm:.2f}")
-        else:
-            table.add_row(o.name, "[red]failed[/]", "-", "-", "-")
-    console.print(table)
-    console.print(f"outputs: {out_dir}; volumes: {out_dir / 'volumes.tsv'}")
-    if any(not o.ok for o in outcomes):
-        raise typer.Exit(code=1)
+    def cells(volumes):
+        row = volumes[volumes.location == "all"].iloc[0]
+        return f"{row.lesion_ml:.1f}", f"{row.dawm_ml:.1f}", f"{row.dawm_pct_wm:.2f}"
+
+    _report_outcomes(f"dawm predict: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
+                     ("lesion ml", "DAWM ml", "DAWM % WM"), outcomes, cells,
+                     footer=f"outputs: {out_dir}; volumes: {out_dir / 'volumes.tsv'}")
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -4,14 +4,13 @@ segmentation look-up tables (``_dseg.tsv``)."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
 
 import dawm
+from dawm.atomic import atomic_target
 
 BIDS_VERSION = "1.9.0"
 
@@ -19,15 +18,8 @@ BIDS_VERSION = "1.9.0"
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_target(path) as tmp:
+        tmp.write_text(text)
     return path
 
 

@@ -32,17 +32,15 @@ def role_of(name: BidsName) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class SessionInputs:
-    """The raw images of one subject/session: ``images[role] -> path`` and their JSON sidecars."""
+class SessionKey:
+    """Naming shared by everything that stands for one subject/session (needs ``subject``, ``session``)."""
 
     subject: str
     session: str | None
-    images: dict[str, Path] = field(default_factory=dict)
-    sidecars: dict[str, dict] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
+        """``sub-X_ses-Y`` (or ``sub-X`` without sessions)."""
         return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
 
     def base(self) -> BidsName:
@@ -51,6 +49,16 @@ class SessionInputs:
         if self.session:
             ent["ses"] = self.session
         return BidsName(entities=ent, suffix="", extension=".nii.gz")
+
+
+@dataclass(frozen=True)
+class SessionInputs(SessionKey):
+    """The raw images of one subject/session: ``images[role] -> path`` and their JSON sidecars."""
+
+    subject: str
+    session: str | None
+    images: dict[str, Path] = field(default_factory=dict)
+    sidecars: dict[str, dict] = field(default_factory=dict)
 
 
 def read_sidecar(image_path: Path) -> dict:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from dawm.atomic import atomic_target
 from dawm.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,6 @@ def save_volume(
     Returns the path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.asarray(data)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
@@ -109,13 +107,7 @@ def save_volume(
     img.header.set_xyzt_units("mm", "sec")
     img.set_qform(img.affine, code=1)
     img.set_sform(img.affine, code=1)
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    try:
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix
+    with atomic_target(path, suffix) as tmp:
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -19,14 +19,11 @@ Defaults and where they come from:
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from dawm.bids.derivatives import write_json
-from dawm.errors import InputError
+from dawm.config import StageConfig
 
 Rule = Literal["t1", "mtr", "both", "either", "chi2"]
 Reference = Literal["controls", "self"]
@@ -35,7 +32,7 @@ DEFAULT_Z = 3.0
 DEFAULT_CHI2_P = 0.01
 
 
-class LabelConfig(BaseModel):
+class LabelConfig(StageConfig):
     """What ``dawm label`` does to each session (see the module docstring for the defaults' sources)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -79,17 +76,4 @@ class LabelConfig(BaseModel):
         """The p threshold of the chi2 rule."""
         return DEFAULT_CHI2_P if self.threshold is None or self.rule != "chi2" else float(self.threshold)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the settings as JSON (atomically)."""
-        return write_json(path, self.model_dump(mode="json"))
 
-    @classmethod
-    def load(cls, path: str | Path) -> "LabelConfig":
-        """Read settings written by :meth:`save` (``InputError`` naming the file if unusable)."""
-        path = Path(path)
-        try:
-            return cls.model_validate(json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise InputError(f"{path}: config file not found") from None
-        except (json.JSONDecodeError, ValueError) as exc:
-            raise InputError(f"{path}: invalid label config ({exc})") from None

@@ -3,14 +3,14 @@ stopping state and the RNG states (Python, NumPy, torch CPU and CUDA). Written a
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from dawm.atomic import atomic_target
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -44,14 +44,8 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer=None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "epoch": epoch, "state": state or {}, "rng": rng_states(),
     }  # fmt: skip
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
+    with atomic_target(path, ".pt") as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

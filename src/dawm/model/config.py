@@ -11,13 +11,11 @@ Fields left ``None`` take the preset's value (:meth:`TrainConfig.resolved`).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from dawm.errors import InputError
+from dawm.config import StageConfig
 
 Inputs = Literal["t1w", "flair", "t1w+flair"]
 Preset = Literal["cpu-small", "gpu", "tiny"]
@@ -30,7 +28,7 @@ PRESET_DEFAULTS: dict[str, dict] = {
 }
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(StageConfig):
     """What ``dawm train`` does. Sizes are voxels of the preprocess session grid."""
 
     model_config = ConfigDict(extra="forbid")
@@ -94,13 +92,3 @@ class TrainConfig(BaseModel):
                 values[key] = value
         return TrainConfig.model_validate(values)
 
-    @classmethod
-    def load(cls, path: str | Path) -> "TrainConfig":
-        """Read a config JSON (``InputError`` naming the file when unusable)."""
-        path = Path(path)
-        try:
-            return cls.model_validate(json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise InputError(f"{path}: config file not found") from None
-        except (json.JSONDecodeError, ValueError) as exc:
-            raise InputError(f"{path}: invalid train config ({exc})") from None

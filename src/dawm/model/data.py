@@ -21,13 +21,14 @@ import pandas as pd
 
 from dawm.bids.derivatives import write_json
 from dawm.bids.entities import BidsName
+from dawm.bids.layout import SessionKey
 from dawm.errors import InputError
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Case:
+class Case(SessionKey):
     """One session. ``images``: suffix (``T1w``/``FLAIR``) -> preprocessed image; ``label``: target
     dseg or None (prediction); ``group``/``scanner`` from participants.tsv / sessions.tsv / sidecars."""
 
@@ -42,15 +43,6 @@ class Case:
     scanner: str = "unknown"
     extra: dict = field(default_factory=dict)
 
-    @property
-    def key(self) -> str:
-        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
-
-    def base(self) -> BidsName:
-        ent = {"sub": self.subject}
-        if self.session:
-            ent["ses"] = self.session
-        return BidsName(entities=ent, suffix="", extension=".nii.gz")
 
 
 def _read_tsv(path: Path) -> pd.DataFrame | None:

@@ -6,14 +6,11 @@ set ``spacing_mm=2.0`` to keep the session grid at the acquisition resolution.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dawm.bids.derivatives import write_json
-from dawm.errors import InputError
+from dawm.config import StageConfig
 
 #: Roles that can define the session grid (in order of preference by default).
 REFERENCE_ROLES = ("T1w", "UNIT1", "FLAIR")
@@ -46,7 +43,7 @@ class N4Config(BaseModel):
         return roles
 
 
-class PreprocessConfig(BaseModel):
+class PreprocessConfig(StageConfig):
     """What ``dawm preprocess`` does to each session."""
 
     model_config = ConfigDict(extra="forbid")
@@ -75,17 +72,4 @@ class PreprocessConfig(BaseModel):
             raise ValueError(f"reference roles must be among {', '.join(REFERENCE_ROLES)}, got {roles}")
         return roles
 
-    def save(self, path: str | Path) -> Path:
-        """Write the settings as JSON (atomically)."""
-        return write_json(path, self.model_dump(mode="json"))
 
-    @classmethod
-    def load(cls, path: str | Path) -> "PreprocessConfig":
-        """Read settings written by :meth:`save` (``InputError`` naming the file if unusable)."""
-        path = Path(path)
-        try:
-            return cls.model_validate(json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise InputError(f"{path}: config file not found") from None
-        except (json.JSONDecodeError, ValueError) as exc:
-            raise InputError(f"{path}: invalid preprocess config ({exc})") from None

@@ -1,0 +1,28 @@
+"""Atomic file writing: write to a temporary file beside the target, then rename over it.
+
+An interrupted run never leaves a truncated output behind, and readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_target(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same ``suffix``); it replaces ``path`` on success
+    and is removed on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
