@@ -134,7 +134,7 @@ def demo(
 ) -> None:
     """Run the pipeline on the embedded synthetic cohort and say where the results are.
 
-    Simulates a cohort (8 patients + 4 controls, 2 sessions, 3 scanners, 2 mm; --quick: the tiny test
+    Simulates a cohort (6 patients + 3 controls, 2 sessions, 3 scanners, 2 mm; --quick: the tiny test
     preset), preprocesses it, and scores the preprocessing against the simulator's truth.
     """
     from dawm.demo import run_demo

@@ -31,10 +31,10 @@ class DemoResult:
 
 
 def demo_config(quick: bool) -> SimulationConfig:
-    """The demo cohort: 8 patients + 4 controls, 2 sessions, 3 scanners at 2 mm; ``quick``: the test preset."""
+    """The demo cohort: 6 patients + 3 controls, 2 sessions, 3 scanners at 2 mm; ``quick``: the test preset."""
     if quick:
         return SimulationConfig.small()
-    return SimulationConfig(patients=8, controls=4, sessions=2, scanners=3, resolution_mm=2.0)
+    return SimulationConfig(patients=6, controls=3, sessions=2, scanners=3, resolution_mm=2.0)
 
 
 def run_demo(output: str | Path, *, quick: bool = False, jobs: int = 2) -> DemoResult:

@@ -306,7 +306,7 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     sig = clin.pd * s * SIGNAL_SCALE
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     t1w = np.abs(noisy(sig, g, s2s, field, wm_level(sig) / (prof.snr * quality), motion))
-    save_volume(field, g.affine, root / TRUTH / base.with_(desc="biasfield", suffix="T1w").relpath)
+    save_volume(field, g.affine, root / TRUTH / base.with_(desc="biasfield", suffix="T1w").relpath, dtype=np.int16, scaled=True)
     _store(base.with_(suffix="T1w"), root, t1w, g.affine, _sidecar(prof, RepetitionTime=prof.mprage.tr_ms / 1000, InversionTime=prof.mprage.ti_ms[0] / 1000,
            FlipAngle=prof.mprage.flip_deg[0], EchoTime=0.003, SliceThickness=g.psf_fwhm_mm[2], MRAcquisitionType="3D", PulseSequenceType="MPRAGE"), integer=prof.integer_storage)
     stats_targets.append(("T1w", t1w, g, s2s, "normalised"))
@@ -318,7 +318,7 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     snr = prof.snr * 0.8 * (1.3 if f.dims == "2D" else 1.0) * quality
     flair = np.abs(noisy(sig, g, s2s, field, wm_level(sig) / snr, motion))
-    save_volume(field, g.affine, root / TRUTH / base.with_(desc="biasfield", suffix="FLAIR").relpath)
+    save_volume(field, g.affine, root / TRUTH / base.with_(desc="biasfield", suffix="FLAIR").relpath, dtype=np.int16, scaled=True)
     _store(base.with_(suffix="FLAIR"), root, flair, g.affine, _sidecar(prof, RepetitionTime=f.tr_ms / 1000, EchoTime=f.te_ms / 1000, InversionTime=f.ti_ms / 1000,
            SliceThickness=f.voxel_mm[2] if f.dims == "2D" else g.psf_fwhm_mm[2], SpacingBetweenSlices=(f.voxel_mm[2] + f.slice_gap_mm) if f.dims == "2D" else None,
            MRAcquisitionType=f.dims, FlipAngle=90.0 if f.dims == "2D" else 120.0), integer=prof.integer_storage)
