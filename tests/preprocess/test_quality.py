@@ -88,7 +88,7 @@ def test_definitions_on_tiny_array():
 
 def test_missing_inputs_give_nan_not_errors(anatomy, caplog):
     img, _ = _acquire(anatomy, 0.03)
-    with caplog.at_level(logging.INFO, logger="dawm.preprocess.quality"):
+    with caplog.at_level(logging.DEBUG, logger="dawm.preprocess.quality"):
         q = image_quality(img, brain_mask=anatomy["mask"], tissues=None, spacing_mm=(2, 2, 2))
     assert math.isnan(q["cnr"]) and math.isnan(q["cjv"]) and math.isnan(q["snr_wm"])
     assert np.isfinite(q["efc"]) and np.isfinite(q["fber"])

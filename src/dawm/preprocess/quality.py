@@ -142,7 +142,7 @@ def image_quality(
     head = head_mask(data, brain)
     air = air_mask(data, brain, spacing_mm=spacing, head=head)
     if air.sum() < _MIN_VOXELS:
-        log.info("background air mask has %d voxels (tight FOV or masked image); air-based "
+        log.debug("background air mask has %d voxels (tight FOV or masked image); air-based "
                     "metrics are NaN", int(air.sum()))
         sigma_air = nan
         air_ok = False
@@ -157,7 +157,7 @@ def image_quality(
     # Tissue statistics.
     stats: dict[str, tuple[float, float, int]] = {}
     if tissues is None:
-        log.info("no tissue segmentation given: tissue SNR, CNR, CJV, wm2max are NaN")
+        log.debug("no tissue segmentation given: tissue SNR, CNR, CJV, wm2max are NaN")
     else:
         dseg = np.asarray(tissues)
         for name, label in _TISSUES.items():
@@ -188,7 +188,7 @@ def image_quality(
         out["cjv"] = (sd_wm + sd_gm) / delta if delta > 0 else nan
         out["cnr"] = delta / math.sqrt(sigma_air**2 + sd_gm**2 + sd_wm**2) if air_ok else nan
         if not air_ok:
-            log.info("cnr is NaN: no usable background air")
+            log.debug("cnr is NaN: no usable background air")
         p9995 = float(np.percentile(data[finite], 99.95))
         wm_median = float(np.median(data[(np.asarray(tissues) == 3) & brain & finite]))
         out["wm2max"] = wm_median / p9995 if p9995 > 0 else nan
