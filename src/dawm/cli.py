@@ -107,8 +107,8 @@ def simulate(
         raise typer.Exit(code=1)
 
 
-def _print_cohort(result, seconds: float) -> None:
-    table = Table(title=f"Simulated cohort in {result.root} ({seconds:.0f} s)")
+def _print_cohort(result, seconds: float | None) -> None:
+    table = Table(title=f"Simulated cohort in {result.root}" + (f" ({seconds:.0f} s)" if seconds is not None else ""))
     for col in ("group", "subjects", "sessions", "lesion ml (mean)", "DAWM ml (mean)", "with DAWM"):
         table.add_column(col)
     vols = result.volumes
@@ -144,13 +144,15 @@ def demo(
         result = run_demo(output, quick=quick, jobs=jobs)
     except DawmError as exc:
         _fail(exc)
-    _print_cohort(result.cohort, time.perf_counter() - start)
+    _print_cohort(result.cohort, None)
     acc = result.preprocess_accuracy
+    shown = {"brain_dice": "brain Dice", "wm_dice": "WM Dice", "gm_dice": "GM Dice", "coreg_error_mm_FLAIR": "FLAIR reg mm",
+             "coreg_error_mm_MP2RAGE": "MP2RAGE reg mm", "coreg_error_mm_MT": "MT reg mm", "bias_removed": "N4 bias removed"}
     if not acc.empty:
-        cols = [c for c in ("brain_dice", "wm_dice", "gm_dice", "coreg_error_mm_FLAIR", "coreg_error_mm_MP2RAGE", "coreg_error_mm_MT", "bias_removed") if c in acc]
+        cols = [c for c in shown if c in acc]
         table = Table(title="Preprocessing against the truth (median over sessions)")
         for c in cols:
-            table.add_column(c)
+            table.add_column(shown[c])
         table.add_row(*(f"{acc[c].median():.3f}" for c in cols))
         console.print(table)
     failed = [o for o in result.preprocess if not o.ok] + list(result.cohort.failures)
