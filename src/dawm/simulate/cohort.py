@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,6 @@ def draw_participants(config: SimulationConfig) -> list[Participant]:
     for i, group in enumerate(groups):
         people.append(draw_participant(rng, f"ms{i + 1:03d}", group, profiles[i % len(profiles)].name, config.dawm_prevalence))
     if people and not any(p.dawm_present for p in people):
-        from dataclasses import replace
-
         people[0] = replace(people[0], dawm_present=True)  # a cohort with patients always shows some DAWM
     for i in range(config.controls):
         people.append(draw_participant(rng, f"hc{i + 1:03d}", "HC", profiles[i % len(profiles)].name, config.dawm_prevalence))
@@ -102,8 +101,6 @@ def simulate_cohort(config: SimulationConfig, out_dir: str | Path, *, jobs: int 
     for i, p in enumerate(people):
         done = truth / f"sub-{p.participant_id}" / f"sub-{p.participant_id}_simulation.json"
         if done.exists():
-            import json
-
             summaries[p.participant_id] = SubjectSummary(**json.loads(done.read_text()))
             log.info("sub-%s already simulated, skipped", p.participant_id)
         else:

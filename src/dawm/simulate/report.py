@@ -47,7 +47,7 @@ def simulation_report(summaries) -> pd.DataFrame:
             x = np.r_[pool["DAWM"], pool["NAWM"]] * DAWM_DIRECTION.get(modality, 1)
             rows.append({"kind": "auc", "scanner": scanner, "modality": modality, "tissue": "DAWM_vs_NAWM",
                          "mean": float(roc_auc_score(y, x)), "n": int(len(y))})
-    vols = pd.DataFrame([dict(s, group=None) for summ in summaries for s in summ.sessions])
+    vols = pd.DataFrame([s for summ in summaries for s in summ.sessions])
     if not vols.empty:
         for col in ("lesion_ml", "dawm_ml"):
             rows.append({"kind": "volume", "scanner": "all", "modality": "truth", "tissue": col,

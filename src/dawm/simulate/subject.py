@@ -6,11 +6,12 @@ returns a :class:`SubjectSummary` with volumes and voxel samples for the cohort 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from scipy import ndimage
 
 from dawm.bids.derivatives import write_json, write_tsv
 from dawm.bids.entities import BidsName
@@ -20,6 +21,7 @@ from dawm.simulate import acquisition as acq
 from dawm.simulate import anatomy, pathology
 from dawm.simulate.clinical import Participant, draw_edss
 from dawm.simulate.config import SimulationConfig
+from dawm.simulate.pathology import DAWM_LOAD_ML, LESION_LOAD_ML
 from dawm.simulate.properties import DAWM_EFFECT, SubjectTissueTraits, tissue_properties
 from dawm.simulate.scanners import ScannerProfile
 from dawm.simulate.signal import MPRAGESignal, flair_signal, mt_pair, mtr_map, t1_from_uni, uni
@@ -54,8 +56,6 @@ def _traits(rng: np.random.Generator, shape, spacing_mm: float, patient: bool) -
     mtr_field = anatomy._smooth_noise(rng, tuple(max(s // 4, 2) for s in shape), 15.0 / spacing_mm / 4)
 
     def up(x):
-        from scipy import ndimage
-
         return ndimage.zoom(x, [s / c for s, c in zip(shape, x.shape)], order=1)[: shape[0], : shape[1], : shape[2]].astype(np.float32)
 
     texture = anatomy._smooth_noise(rng, shape, 0.6) * 0.02
@@ -76,7 +76,7 @@ def _location_labels(tpl: anatomy.TemplateSpace) -> np.ndarray:
     loc[tpl.dist_cortex_mm <= 3.0] = 2
     loc[tpl.dist_ventricle_mm <= 10.0] = 1
     loc[tpl.region == 2] = 4
-    loc[tpl.wm + tpl.deep_gm * 0 < 0.3] = 0
+    loc[tpl.wm < 0.3] = 0
     return loc
 
 
@@ -132,8 +132,6 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
 
     # Pathology at baseline and its evolution (template space).
     if patient:
-        from dawm.simulate.pathology import DAWM_LOAD_ML, LESION_LOAD_ML
-
         load = float(np.clip(rng_path.lognormal(np.log(LESION_LOAD_ML[part.group]), 0.8), 0.5, 60.0))
         lesions = pathology.draw_lesions(rng_path, tpl, load)
         frac, grade = pathology.render_lesions(lesions, tpl, rng_path)
@@ -192,8 +190,6 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
 
         # Transmit field (subject grid, smooth) and signals.
         b1 = (1 + prof.b1_amplitude * anatomy._smooth_noise(b1_rng, tuple(max(n // 8, 2) for n in tpl.shape), 1.0)).astype(np.float32)
-        from scipy import ndimage
-
         b1 = ndimage.zoom(b1, [n / c for n, c in zip(tpl.shape, b1.shape)], order=1)[: tpl.shape[0], : tpl.shape[1], : tpl.shape[2]]
         wm_pure = fr["wm"] > 0.9
         # Tissue statistics use voxels of (nearly) pure tissue, as literature values are.
@@ -221,11 +217,11 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
             trans = anatomy.pull(transitions, coords, order=0) * inbrain
             save_volume(trans.astype(np.uint8), tpl.affine, troot / base.with_(desc="transition", suffix="dseg").relpath)
             summary_ses.update({f"{TRANSITION_KEY[k]}_ml": float((trans == k).sum() * vox_ml) for k in TRANSITION_KEY})
-        edss = draw_edss(rng_clin, part, years_since_baseline=years, lesion_ml=float(patho.__eq__(1).sum() * vox_ml),
-                         dawm_ml=float(dawm_mask.sum() * vox_ml))
+        lesion_ml, dawm_ml = float((patho == 1).sum() * vox_ml), float(dawm_mask.sum() * vox_ml)
+        edss = draw_edss(rng_clin, part, years_since_baseline=years, lesion_ml=lesion_ml, dawm_ml=dawm_ml)
         summary_ses.update({
             "session_id": f"ses-{ses}", "years_since_baseline": round(years, 2), "age": round(age, 1),
-            "edss": edss, "lesion_ml": float((patho == 1).sum() * vox_ml), "dawm_ml": float(dawm_mask.sum() * vox_ml),
+            "edss": edss, "lesion_ml": lesion_ml, "dawm_ml": dawm_ml,
             "wm_ml": float((tissue == 3).sum() * vox_ml), "brain_ml": float(inbrain.sum() * vox_ml),
             "n_lesions": int(_count_components(patho == 1)), "atrophy_mm": round(atrophy_mm, 2),
         })
@@ -236,8 +232,6 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
         summary.sessions.append(summary_ses)
 
     sessions_tsv = [{k: v for k, v in row.items() if k in ("session_id", "acq_time", "age", "edss", "years_since_baseline", "scanner")} for row in summary.sessions]
-    import pandas as pd
-
     write_tsv(root / f"sub-{part.participant_id}" / f"sub-{part.participant_id}_sessions.tsv", pd.DataFrame(sessions_tsv))
     write_json(root / f"sub-{part.participant_id}" / f"sub-{part.participant_id}_sessions.json", SESSIONS_JSON)
     write_json(root / TRUTH / f"sub-{part.participant_id}" / f"sub-{part.participant_id}_simulation.json", asdict(summary))
@@ -256,8 +250,6 @@ TRANSITION_KEY = {k: v for k, v in pathology.TRANSITIONS.items() if k}
 
 
 def _count_components(mask: np.ndarray) -> int:
-    from scipy import ndimage
-
     return int(ndimage.label(mask)[1])
 
 
