@@ -1,6 +1,6 @@
 # dawm: two entry points for a fresh machine (only Python needed).
 #   make demo  -> sets up .venv and runs the pipeline on the embedded synthetic cohort
-#   make test  -> sets up .venv (+ the BIDS validator) and runs the test suite
+#   make test  -> sets up .venv (+ the BIDS validator, + headless Chromium) and runs the test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TOOLS := .tools
 VALIDATOR := $(TOOLS)/node_modules/.bin/bids-validator
 
-.PHONY: demo test venv validator bench clean
+.PHONY: demo test venv validator chromium bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,14 @@ $(VALIDATOR):
 
 validator: $(VALIDATOR)
 
+# Headless Chromium checks the HTML report (tests/evaluate/test_report_html.py); installed with apt-get if absent.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
 demo: $(STAMP)
 	$(BIN)/dawm demo --output demo_output
 
-test: $(STAMP) $(VALIDATOR)
+test: $(STAMP) $(VALIDATOR) chromium
 	DAWM_BIDS_VALIDATOR=$(abspath $(VALIDATOR)) $(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -1,0 +1,1 @@
+"""Evaluation stage: accuracy metrics, bias and clinical-association statistics, figures, report."""
