@@ -15,3 +15,17 @@ def small_cohort(tmp_path_factory):
     result = simulate_cohort(SimulationConfig.small(), root, jobs=2)
     assert not result.failures, result.failures
     return result
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory):
+    """``dawm demo --quick`` run once (3 mm: 2 patients + 1 control, 2 sessions, 2 scanners; every
+    stage); returns ``(output folder, CLI output)``. The demo test and the evaluate tests share it."""
+    from typer.testing import CliRunner
+
+    from dawm.cli import app
+
+    out = tmp_path_factory.mktemp("demo")
+    res = CliRunner().invoke(app, ["demo", "--quick", "--output", str(out), "--jobs", "2"])
+    assert res.exit_code == 0, res.output
+    return out, res.output

@@ -42,9 +42,9 @@ def main(
     setup_logging(verbose)
 
 
-def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
-    raise typer.Exit(code=2)
+def _fail(exc: Exception, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+    raise typer.Exit(code=code)
 
 
 def _report_outcomes(title: str, columns: tuple[str, ...], outcomes, row_of, footer: str | None = None) -> None:
@@ -126,41 +126,56 @@ def _print_cohort(result, seconds: float | None) -> None:
         console.print(f"[red]failed[/] {f.name}: {f.error}")
 
 
+#: The key numbers the demo prints per comparison (all of them are in each report's summary.json).
+DEMO_NUMBERS = ("dawm_n_scored", "dawm_dice_mean", "dawm_volume_spearman_rho", "dawm_volume_icc_a1", "lesion_dice_mean", "lesion_f1_mean")
+
+
 @app.command()
 def demo(
     output: Path = typer.Option(Path("demo_output"), "--output", "-o", help="Where the demo writes everything."),
-    quick: bool = typer.Option(False, "--quick", help="A few minutes: the tiny cohort used by the tests."),
+    quick: bool = typer.Option(False, "--quick", help="A few minutes: the tests' tiny 3 mm cohort and network."),
+    full: bool = typer.Option(False, "--full", help="The benchmark cohort (2 mm, 12 patients + 6 controls, longer training; about an hour on 2 cores)."),
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Parallel workers."),
 ) -> None:
-    """Run the pipeline on the embedded synthetic cohort and say where the results are.
+    """Run the whole pipeline on the embedded synthetic cohort and say where everything is.
 
-    Simulates a cohort (6 patients + 3 controls, 2 sessions, 3 scanners, 2 mm; --quick: the tiny test
-    preset), preprocesses it, and scores the preprocessing against the simulator's truth.
+    Simulates a cohort (default: 6 patients + 3 controls, 2 sessions, 3 scanners, 2 mm), then
+    preprocesses, labels DAWM from the quantitative maps, trains the CPU network on part of the
+    subjects, predicts the others from T1w + FLAIR (and with one of them missing), and evaluates:
+    HTML reports of the model against the labels and the truth, and of the labels against the truth.
     """
     from dawm.demo import run_demo
 
+    if quick and full:
+        _fail(DawmError("--quick and --full exclude each other"))
     start = time.perf_counter()
     try:
-        result = run_demo(output, quick=quick, jobs=jobs)
+        result = run_demo(output, mode="quick" if quick else "full" if full else "default", jobs=jobs,
+                          progress=lambda msg: console.print(f"[bold]{msg}[/] ({time.perf_counter() - start:.0f} s)"))
     except DawmError as exc:
         _fail(exc)
-    _print_cohort(result.cohort, None)
     acc = result.preprocess_accuracy
-    shown = {"brain_dice": "brain Dice", "wm_dice": "WM Dice", "gm_dice": "GM Dice", "coreg_error_mm_FLAIR": "FLAIR reg mm",
-             "coreg_error_mm_MP2RAGE": "MP2RAGE reg mm", "coreg_error_mm_MT": "MT reg mm", "bias_removed": "N4 bias removed"}
-    if not acc.empty:
-        cols = [c for c in shown if c in acc]
+    if acc is not None and not acc.empty:
+        shown = {"brain_dice": "brain Dice", "wm_dice": "WM Dice", "coreg_error_mm_FLAIR": "FLAIR reg mm", "bias_removed": "N4 bias removed"}
         table = Table(title="Preprocessing against the truth (median over sessions)")
+        cols = [c for c in shown if c in acc]
         for c in cols:
             table.add_column(shown[c])
         table.add_row(*(f"{acc[c].median():.3f}" for c in cols))
         console.print(table)
-    failed = [o for o in result.preprocess if not o.ok] + list(result.cohort.failures)
-    for o in failed:
-        console.print(f"[red]failed[/] {o.name}: {o.error}")
-    console.print(f"dataset: {result.cohort.root}\npreprocessed: {result.cohort.root / 'derivatives' / 'dawm-preprocess'}\n"
-                  f"accuracy: {result.accuracy_tsv}\ntotal {time.perf_counter() - start:.0f} s")
-    if failed:
+    table = Table(title="Key numbers")
+    table.add_column("comparison: metric")
+    table.add_column("value", justify="right")
+    for key, value in result.summary.items():
+        if key.split(": ", 1)[-1] in DEMO_NUMBERS:
+            table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    for name, path in result.folders.items():
+        console.print(f"{name}: {path}")
+    for failure in result.failures:
+        console.print(f"[red]failed[/] {failure}")
+    console.print(f"total {time.perf_counter() - start:.0f} s")
+    if result.failures:
         raise typer.Exit(code=1)
 
 
@@ -311,6 +326,8 @@ def predict(
     tta: bool = typer.Option(False, "--tta", help="Average the 8 mirrored predictions (slower, slightly better)."),
     folds: Optional[str] = typer.Option(None, help="Folds to ensemble, e.g. 0,1 (default: every trained fold)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Sessions preprocessed in parallel (when preprocessing is needed)."),
+    drop: Optional[list[str]] = typer.Option(None, "--drop", help="Input to ignore as if not acquired (T1w or FLAIR; repeatable): "
+                                             "measures what a missing modality costs."),
 ) -> None:
     """Segment lesions and DAWM with a trained model; preprocesses T1w/FLAIR first where needed."""
     from dawm.model.predict import predict_dataset
@@ -318,7 +335,8 @@ def predict(
     start = time.perf_counter()
     try:
         which = [int(k) for k in folds.split(",")] if folds else None
-        outcomes = predict_dataset(bids_dir, out_dir, model, participant_label=participant_label, jobs=jobs, tta=tta, folds=which)
+        outcomes = predict_dataset(bids_dir, out_dir, model, participant_label=participant_label, jobs=jobs, tta=tta, folds=which,
+                                   drop=tuple(drop or ()))
     except (DawmError, ValueError) as exc:
         _fail(exc)
     def cells(volumes):
@@ -328,6 +346,50 @@ def predict(
     _report_outcomes(f"dawm predict: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
                      ("lesion ml", "DAWM ml", "DAWM % WM"), outcomes, cells,
                      footer=f"outputs: {out_dir}; volumes: {out_dir / 'volumes.tsv'}")
+
+
+def _parse_compare(items: Optional[list[str]]) -> dict[str, Path]:
+    """``--compare NAME=DIR`` (repeatable) as ``{name: folder}``."""
+    out: dict[str, Path] = {}
+    for item in items or []:
+        name, sep, folder = item.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            raise DawmError(f"--compare must be NAME=DIR, got {item!r}")
+        out[name.strip()] = Path(folder.strip())
+    return out
+
+
+@app.command()
+def evaluate(
+    pred_dir: Path = typer.Argument(..., help="Derivative folder with the predictions (*_space-session_desc-dawm_dseg.nii.gz)."),
+    ref_dir: Path = typer.Argument(..., help="Derivative folder with the reference labels, same file names (dawm label, simulator truth)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Report folder (report.html, TSV tables, summary.json)."),
+    bids: Optional[Path] = typer.Option(None, "--bids", help="Raw BIDS dataset (default: the prediction's SourceDatasets, or its grandparent)."),
+    preprocess_dir: Optional[Path] = typer.Option(None, "--preprocess", help="dawm preprocess outputs (default BIDS/derivatives/dawm-preprocess)."),
+    truth: Optional[Path] = typer.Option(None, "--truth", help="Simulator truth (default BIDS/derivatives/dawm-truth when present)."),
+    compare: Optional[list[str]] = typer.Option(None, "--compare", help="Another prediction folder to compare, NAME=DIR (repeatable)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=10, help="Bootstrap resamples of the confidence intervals."),
+) -> None:
+    """Score predictions against reference labels: accuracy, bias, evolution, clinical association, HTML report."""
+    from dawm.evaluate.pipeline import evaluate_dataset
+
+    start = time.perf_counter()
+    try:
+        result = evaluate_dataset(pred_dir, ref_dir, output, bids_dir=bids, preprocess_dir=preprocess_dir, truth_dir=truth,
+                                  compare=_parse_compare(compare), n_boot=bootstrap, progress=lambda text: log.info("evaluate: %s", text))
+    except DawmError as exc:
+        _fail(exc, code=1)
+    n = result.numbers
+    table = Table(title=f"dawm evaluate: {n['n_sessions']} session(s) in {time.perf_counter() - start:.0f} s")
+    for col in ("class", "Dice (95 % CI)", "volume ICC(A,1)", "Spearman ρ", "Bland-Altman bias ml"):
+        table.add_column(col)
+    for cls in ("dawm", "lesion"):
+        table.add_row(cls, f"{n[f'{cls}_dice_mean']:.3f} ({n[f'{cls}_dice_ci_low']:.3f}-{n[f'{cls}_dice_ci_high']:.3f})",
+                      f"{n[f'{cls}_volume_icc_a1']:.3f}", f"{n[f'{cls}_volume_spearman_rho']:.3f}", f"{n[f'{cls}_volume_bias']:.3f}")
+    console.print(table)
+    console.print(f"lesion-wise F1 {n['lesion_f1_mean']:.3f}; sessions failed {n['n_failed']}, only in the prediction "
+                  f"{n['n_only_prediction']}, only in the reference {n['n_only_reference']}")
+    console.print(f"report: {result.report}\ntables: {result.output_dir}", soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,6 +48,8 @@ from dawm.label.zscores import abnormality_correlation, masked_smooth, zscore
 log = logging.getLogger(__name__)
 MODALITIES = ("T1", "MTR")
 MAD_TO_SD = 1.4826
+#: Robust-SD distance from the first-pass trend beyond which a voxel is left out of the second pass.
+TREND_OUTLIER_Z = 2.0
 
 
 @dataclass
@@ -141,14 +143,31 @@ class SelfNormativeModel:
     def __init__(self, config: LabelConfig | None = None) -> None:
         self.config = config or LabelConfig()
         self.stats_: dict[str, dict[int, tuple[float, float, int]]] = {}
+        self._trends: dict[str, np.ndarray] = {}
 
     def _trend(self, maps: SessionMaps, mod: str) -> np.ndarray | float:
+        """The smooth trend of the reference NAWM (0 when ``trend_fwhm_mm`` is 0), cached per modality.
+
+        Robust in two passes: voxels more than ``TREND_OUTLIER_Z`` robust SD from the first trend
+        (e.g. a large DAWM region still inside the reference) are left out of the second, so the
+        trend follows B1 / regional drifts, not the abnormality it should reveal."""
         fwhm = self.config.trend_fwhm_mm
-        return masked_smooth(maps.maps[mod], maps.reference, fwhm, maps.spacing_mm) if fwhm > 0 else 0.0
+        if fwhm <= 0:
+            return 0.0
+        if mod not in self._trends:
+            values, ref, sp = maps.maps[mod], maps.reference, maps.spacing_mm
+            trend = masked_smooth(values, ref, fwhm, sp, out_mask=maps.wm)
+            _, sd = robust_stats((values - trend)[ref])
+            inliers = ref & (np.abs(values - trend) <= TREND_OUTLIER_Z * max(sd, 1e-6))
+            if inliers.sum() > 0.5 * ref.sum():
+                trend = masked_smooth(values, inliers, fwhm, sp, out_mask=maps.wm)
+            self._trends[mod] = trend
+        return self._trends[mod]
 
     def fit(self, maps: SessionMaps) -> "SelfNormativeModel":
         """Regional robust statistics of the session's reference NAWM (after removing its smooth
         trend when ``trend_fwhm_mm`` > 0)."""
+        self._trends = {}
         self.stats_ = {mod: regional_stats(arr - self._trend(maps, mod), maps.region, maps.reference, self.config.min_region_voxels)
                        for mod, arr in maps.maps.items()}
         return self

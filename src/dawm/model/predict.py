@@ -94,11 +94,12 @@ def ensure_preprocessed(bids_dir: Path, out_dir: Path, model: LoadedModel, *, pa
     return unique
 
 
-def predict_session(case: Case, model: LoadedModel, out_dir: Path, *, tta: bool = False) -> pd.DataFrame:
-    """Predict one session and write its outputs; returns its volume table."""
+def predict_session(case: Case, model: LoadedModel, out_dir: Path, *, tta: bool = False, drop: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Predict one session and write its outputs; returns its volume table. ``drop``: input
+    suffixes (e.g. ``("T1w",)``) to leave out as if not acquired (the missing-modality path)."""
     brain_vol = load_volume(case.brain)
     brain, affine = brain_vol.data > 0.5, brain_vol.affine
-    images = {s: load_volume(p).data for s, p in case.images.items() if s in model.suffixes}
+    images = {s: load_volume(p).data for s, p in case.images.items() if s in model.suffixes and s not in drop}
     probs = predict_probabilities(model, images, brain, affine, tta=tta)
     pred = probs.argmax(0).astype(np.uint8)
     base = case.base()
@@ -135,7 +136,7 @@ def predict_session(case: Case, model: LoadedModel, out_dir: Path, *, tta: bool 
 
 
 def predict_dataset(bids_dir: str | Path, out_dir: str | Path, model_dir: str | Path, *, participant_label: list[str] | None = None,
-                    jobs: int = 1, tta: bool = False, folds: list[int] | None = None,
+                    jobs: int = 1, tta: bool = False, folds: list[int] | None = None, drop: tuple[str, ...] = (),
                     progress: Callable[[str], None] | None = None) -> list[Outcome]:
     """Predict every session of ``bids_dir`` with the model in ``model_dir`` into ``out_dir``
     (see the module docstring). ``jobs``: sessions preprocessed in parallel. Returns one
@@ -150,15 +151,15 @@ def predict_dataset(bids_dir: str | Path, out_dir: str | Path, model_dir: str | 
     if not cases:
         raise InputError(f"{bids_dir}: no session could be preprocessed for prediction")
     for c in cases:  # refuse a model/data mismatch before writing anything
-        model.missing_inputs(set(c.images))
+        model.missing_inputs(set(c.images) - set(drop))
     init_derivative(out_dir, name="dawm predict", description="lesion and DAWM segmentation by a dawm model", source=str(bids_dir))
     write_dseg_tsv(out_dir / "desc-dawm_dseg.tsv", LABELS)
-    outcomes = run_all(functools.partial(predict_session, model=model, out_dir=out_dir, tta=tta), cases,
+    outcomes = run_all(functools.partial(predict_session, model=model, out_dir=out_dir, tta=tta, drop=tuple(drop)), cases,
                        names=[c.key for c in cases], jobs=1, description="predicting")
     tables = [o.result for o in outcomes if o.ok]
     if tables:
         write_tsv(out_dir / "volumes.tsv", pd.concat(tables, ignore_index=True))
-    record = provenance("predict", {"model_dir": str(Path(model_dir).resolve()), "tta": tta, "folds": model.folds,
+    record = provenance("predict", {"model_dir": str(Path(model_dir).resolve()), "tta": tta, "folds": model.folds, "dropped_inputs": list(drop),
                                     "model_fingerprint": model.info.get("data_fingerprint"), "model_version": model.info.get("dawm_version")})
     record["sessions"] = {o.name: ("ok" if o.ok else f"failed: {o.error}") for o in outcomes}
     write_json(out_dir / "provenance.json", record)

@@ -60,7 +60,7 @@ class PreprocessConfig(StageConfig):
                                "pulled through it (the first mask comes from an affine template registration)")
     segmentation_channels: tuple[str, ...] = Field(("T1w", "FLAIR", "UNIT1"), description="bias-corrected roles used by segment_tissues")
     brain_mask_derivative: str | None = Field(None, description="derivatives/<name> holding user brain masks (*_desc-brain_mask / *_label-brain_mask)")
-    lesion_mask_derivative: str | None = Field(None, description="derivatives/<name> holding lesion masks (*_label-lesion_mask), forced to WM")
+    lesion_mask_derivative: str | None = Field("lesion-masks", description="derivatives/<name> holding lesion masks (*_label-lesion_mask, e.g. a rater's), forced to WM; used when present, else the automatic candidates")
     iqm: bool = Field(True, description="compute image-quality metrics")
     qc_figure: bool = Field(True, description="write a QC PNG per session")
 

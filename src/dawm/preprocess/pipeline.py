@@ -226,7 +226,7 @@ def find_session_mask(
     if not hits:
         return None
     path = hits[-1]
-    vol = load_volume(path)
+    vol = load_volume(path, allow_empty=True)  # an empty mask is a valid answer (no lesions)
     mask = vol.data > 0.5
     for role, other in volumes.items():
         if other.shape == vol.shape and np.allclose(other.affine, vol.affine, atol=1e-3):

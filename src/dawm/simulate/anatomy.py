@@ -57,6 +57,22 @@ def _world_coords(shape, affine) -> np.ndarray:
     return (affine[:3, :3] @ idx + affine[:3, 3:4]).reshape((3,) + tuple(shape))
 
 
+#: Exponent that sharpens the population tissue probabilities into one individual's tissue fractions.
+SHARPEN_GAMMA = 2.5
+
+
+def _sharpen(fractions: tuple[np.ndarray, ...], gamma: float = SHARPEN_GAMMA) -> tuple[np.ndarray, ...]:
+    """Population probability maps are blurrier than any one brain (they average many anatomies):
+    raise them to ``gamma`` and renormalise to the same head fraction, so partial volume is kept
+    at tissue borders while deep white matter becomes pure WM, as in an individual."""
+    stack = np.stack(fractions)
+    total = stack.sum(0)
+    powered = stack**gamma
+    norm = powered.sum(0)
+    out = np.where(norm > 0, powered * (total / np.maximum(norm, 1e-12)), stack)
+    return tuple(o.astype(np.float32) for o in out)
+
+
 @lru_cache(maxsize=4)
 def template_space(spacing_mm: float = 1.0) -> TemplateSpace:
     """The template on a grid of ``spacing_mm`` voxels, padded by 16 mm for the head shells."""
@@ -89,6 +105,7 @@ def template_space(spacing_mm: float = 1.0) -> TemplateSpace:
     total = gm + wm + csf
     scale = np.where(total > 1, 1 / np.maximum(total, 1e-6), 1.0)
     gm, wm, csf = gm * scale, wm * scale, csf * scale
+    gm, wm, csf = _sharpen((gm, wm, csf))
 
     world = _world_coords(shape, affine)
     box = np.ones(shape, bool)

@@ -18,7 +18,7 @@ from dawm.simulate.config import SimulationConfig
 from dawm.simulate.pathology import TRANSITIONS
 from dawm.simulate.report import simulation_report
 from dawm.simulate.scanners import scanner_profiles
-from dawm.simulate.subject import LOCATION_LABELS, PATHOLOGY_LABELS, TISSUE_LABELS, TRUTH, SubjectSummary, SubjectTask, simulate_subject
+from dawm.simulate.subject import LESION_MASKS, LOCATION_LABELS, PATHOLOGY_LABELS, TISSUE_LABELS, TRUTH, SubjectSummary, SubjectTask, simulate_subject
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,8 @@ def simulate_cohort(config: SimulationConfig, out_dir: str | Path, *, jobs: int 
     profiles = {p.name: p for p in scanner_profiles(config.scanners)}
     _dataset_files(root, config, people)
     truth = init_derivative(root / TRUTH, name="dawm simulation truth", description="ground truth of the simulated cohort", source="../..")
+    init_derivative(root / LESION_MASKS, name="lesion masks", description="rater-style lesion masks on each session's FLAIR grid "
+                    "(simulated: truth lesions >= 50 % in a FLAIR voxel, components under 3 voxels missed)", source="../..")
     stamp = root / TRUTH / "dawm_simulate_config.json"
     if stamp.exists() and stamp.read_text() != config.model_dump_json(indent=2):
         log.warning("%s holds a cohort made with another config: recomputing every subject", root)

@@ -33,6 +33,8 @@ DAWM_LOAD_ML = {"RRMS": 9.0, "SPMS": 16.0, "PPMS": 13.0}
 #: DAWM fate over 5 years: converts to lesion, persists, resolves (Gabr & Narayana 2021).
 DAWM_FATE_5Y = {"lesion": 0.15, "persist": 0.45, "resolve": 0.40}
 #: New lesions per year in an untreated-to-treated mix of patients.
+#: Template WM fraction where DAWM can start / is fully possible (DAWM is a white-matter property).
+WM_PURITY = (0.6, 0.85)
 NEW_LESIONS_PER_YEAR = {"RRMS": 0.8, "SPMS": 0.5, "PPMS": 0.3}
 
 # Transition labels written by the simulator (relative to the previous session).
@@ -149,25 +151,31 @@ def render_lesions(lesions: list[Lesion], tpl: TemplateSpace, rng: np.random.Gen
 
 
 def draw_dawm(rng: np.random.Generator, tpl: TemplateSpace, lesion_frac: np.ndarray, volume_ml: float,
-              *, softness: float = 0.10) -> np.ndarray:
-    """DAWM severity in [0, 1]: periventricular and peri-lesional drive plus smooth noise, thresholded
-    so that the 0.5 level covers ``volume_ml`` of white matter outside lesions."""
+              *, softness: float = 0.05) -> np.ndarray:
+    """DAWM severity in [0, 1]: periventricular and peri-lesional drive plus smooth patchy noise,
+    thresholded so that the 0.5 level covers ``volume_ml`` of white matter outside lesions.
+
+    DAWM is a property of white matter: it is drawn where the template WM fraction is >= 0.8 and
+    fades out below (``WM_PURITY``), so the ventricle wall's partial-volume rim is not DAWM; the
+    periventricular drive peaks a few mm into the WM and the noise (6 mm) makes patches rather
+    than a uniform shell (Seewann et al., Arch Neurol 2009: patchy, ill-defined regions)."""
     if volume_ml <= 0:
         return np.zeros(tpl.shape, np.float32)
     sp = tpl.spacing_mm
-    noise = _smooth_noise(rng, tpl.shape, 4.0 / sp)
+    noise = _smooth_noise(rng, tpl.shape, 6.0 / sp)
     lesion_dist = ndimage.distance_transform_edt(lesion_frac < 0.5, sampling=sp)
     halo_weight = rng.uniform(0.5, 1.2)
-    drive = (1.2 * np.exp(-tpl.dist_ventricle_mm / 12.0) + halo_weight * np.exp(-lesion_dist / 5.0) * (lesion_frac < 0.5)
-             + 0.45 * noise)
-    eligible = (tpl.wm >= 0.5) & (lesion_frac < 0.5) & (tpl.region == 1)
+    purity = np.clip((tpl.wm - WM_PURITY[0]) / (WM_PURITY[1] - WM_PURITY[0]), 0, 1)
+    drive = (1.2 * np.exp(-np.maximum(tpl.dist_ventricle_mm - 3.0, 0) / 12.0)
+             + halo_weight * np.exp(-lesion_dist / 5.0) * (lesion_frac < 0.5) + 0.6 * noise) * purity
+    eligible = (tpl.wm >= WM_PURITY[1]) & (lesion_frac < 0.5) & (tpl.region == 1)
     n_target = int(round(volume_ml * 1000.0 / sp**3))
     values = drive[eligible]
     if n_target <= 0 or values.size == 0:
         return np.zeros(tpl.shape, np.float32)
     thr = np.partition(values, max(values.size - n_target, 0))[max(values.size - n_target, 0)]
     sev = special.expit((drive - thr) / softness).astype(np.float32)
-    return sev * np.clip(tpl.wm * 1.5, 0, 1) * (tpl.region == 1)
+    return sev * purity.astype(np.float32) * (tpl.region == 1)
 
 
 def evolve(rng: np.random.Generator, tpl: TemplateSpace, state: PathologyState, *, years: float, group: str,

@@ -27,6 +27,10 @@ from dawm.simulate.scanners import ScannerProfile
 from dawm.simulate.signal import MPRAGESignal, flair_signal, mt_pair, mtr_map, t1_from_uni, uni
 
 TRUTH = "derivatives/dawm-truth"
+#: Expert-style lesion masks drawn on each session's FLAIR grid (as research cohorts ship them).
+LESION_MASKS = "derivatives/lesion-masks"
+#: Lesions smaller than this (FLAIR voxels) are missed by the simulated rater.
+RATER_MIN_VOXELS = 3
 TISSUE_LABELS = {0: "background", 1: "CSF", 2: "GM", 3: "WM"}
 PATHOLOGY_LABELS = {0: "normal", 1: "lesion", 2: "DAWM"}
 LOCATION_LABELS = {0: "none", 1: "periventricular", 2: "juxtacortical", 3: "deep", 4: "infratentorial"}
@@ -60,11 +64,11 @@ def _traits(rng: np.random.Generator, shape, spacing_mm: float, patient: bool) -
 
     texture = anatomy._smooth_noise(rng, shape, 0.6) * 0.02
     return SubjectTissueTraits(
-        t1_field=up(t1_field) * 0.03,
-        mtr_field=up(mtr_field) * 0.8,
+        t1_field=up(t1_field) * 0.015,
+        mtr_field=up(mtr_field) * 0.5,
         texture=texture.astype(np.float32),
-        dawm_t1=float(rng.uniform(0.10, 0.20)) if patient else DAWM_EFFECT["t1"],
-        dawm_mtr_pu=float(rng.uniform(3.5, 6.5)) if patient else DAWM_EFFECT["mtr_pu"],
+        dawm_t1=float(rng.uniform(0.12, 0.20)) if patient else DAWM_EFFECT["t1"],
+        dawm_mtr_pu=float(rng.uniform(4.0, 7.0)) if patient else DAWM_EFFECT["mtr_pu"],
         nawm_mtr_shift_pu=float(-rng.uniform(0.5, 2.5)) if patient else 0.0,
         nawm_t1_skew=float(rng.uniform(0.0, 0.02)) if patient else 0.0,
     )
@@ -253,6 +257,17 @@ def _count_components(mask: np.ndarray) -> int:
     return int(ndimage.label(mask)[1])
 
 
+def _rater_lesion_mask(root: Path, base: BidsName, lesion: np.ndarray, tpl, g: "acq.Grid", s2s: np.ndarray) -> None:
+    """The lesion mask a rater draws on the FLAIR: the truth lesions seen through the FLAIR's PSF
+    (>= 50 %), without components under ``RATER_MIN_VOXELS`` voxels (``space-FLAIR``, FLAIR grid)."""
+    seen = acq.acquire(lesion.astype(np.float32), tpl.affine, g, s2s) >= 0.5
+    labels, n = ndimage.label(seen)
+    if n:
+        sizes = ndimage.sum(seen, labels, range(1, n + 1))
+        seen = np.isin(labels, np.flatnonzero(sizes >= RATER_MIN_VOXELS) + 1)
+    save_volume(seen.astype(np.uint8), g.affine, root / LESION_MASKS / base.with_(space="FLAIR", label="lesion", suffix="mask").relpath, dtype=np.uint8)
+
+
 def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2, mpr, wm_pure, tissue, patho, lesion, summary) -> dict:
     """Make and write the session's images; record stats and samples. Returns the session row start."""
     r = cfg.resolution_mm
@@ -315,6 +330,7 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
            SliceThickness=f.voxel_mm[2] if f.dims == "2D" else g.psf_fwhm_mm[2], SpacingBetweenSlices=(f.voxel_mm[2] + f.slice_gap_mm) if f.dims == "2D" else None,
            MRAcquisitionType=f.dims, FlipAngle=90.0 if f.dims == "2D" else 120.0), integer=prof.integer_storage)
     stats_targets.append(("FLAIR", flair, g, s2s, "normalised"))
+    _rater_lesion_mask(root, base, lesion, tpl, g, s2s)
 
     # MP2RAGE: complex inversions share coil field and phase; UNI and the scanner's T1 map.
     g = grid("MP2RAGE"); s2s = motion_of("MP2RAGE")

@@ -1,0 +1,240 @@
+"""Inputs of ``dawm evaluate``: find and match dseg files, locate the related derivatives, and read
+session metadata (participants.tsv, sessions.tsv, raw sidecars), image-quality metrics and the
+simulator's documented EDSS model. No statistics here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dawm.bids.entities import BidsName, parse_name
+from dawm.errors import InputError
+from dawm.image.io import Volume, load_volume
+from dawm.image.resample import resample_to_grid
+from dawm.label.pipeline import _participants, _session_row, session_infos
+
+log = logging.getLogger(__name__)
+
+DSEG_GLOB = "sub-*/**/anat/*_space-session_desc-dawm_dseg.nii.gz"
+PREPROCESS, TRUTH = "dawm-preprocess", "dawm-truth"
+#: Image-quality metrics (``group_iqm.tsv`` columns) tested against accuracy, per weighted image.
+QUALITY_METRICS = ("snr_total", "cnr", "cjv", "efc", "fber", "inu_range", "fwhm_mm")
+
+
+@dataclass(frozen=True)
+class SessionPair:
+    """A session present in both folders: ``rel`` (path relative to each root), the two dsegs."""
+
+    rel: str
+    subject: str
+    session: str | None
+    pred: Path
+    ref: Path
+
+    @property
+    def key(self) -> str:
+        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+    @property
+    def ids(self) -> dict[str, str]:
+        """``participant_id`` / ``session_id`` columns (``n/a`` without sessions)."""
+        return {"participant_id": f"sub-{self.subject}", "session_id": f"ses-{self.session}" if self.session else "n/a"}
+
+    def base(self) -> BidsName:
+        return BidsName({"sub": self.subject, **({"ses": self.session} if self.session else {})}, "", ".nii.gz")
+
+
+@dataclass
+class EvaluationInputs:
+    """The folders of one evaluation (``None``: not available) and what was found in them."""
+
+    pred_dir: Path
+    ref_dir: Path
+    bids_dir: Path | None
+    preprocess_dir: Path | None
+    truth_dir: Path | None
+    pairs: list[SessionPair]
+    only_pred: list[str]
+    only_ref: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def find_dsegs(root: Path, what: str) -> dict[str, Path]:
+    """``relative path -> file`` of every ``*_space-session_desc-dawm_dseg.nii.gz`` under ``root``;
+    ``InputError`` naming ``root`` when it is not a folder or holds none."""
+    if not root.is_dir():
+        raise InputError(f"{root}: {what} folder not found")
+    found = {p.relative_to(root).as_posix(): p for p in sorted(root.glob(DSEG_GLOB))}
+    if not found:
+        raise InputError(f"{root}: no *_space-session_desc-dawm_dseg.nii.gz files in the {what} folder")
+    return found
+
+
+def match_sessions(pred_dir: Path, ref_dir: Path) -> tuple[list[SessionPair], list[str], list[str]]:
+    """Sessions matched by relative path, and the relative paths found in only one folder (logged)."""
+    pred, ref = find_dsegs(pred_dir, "prediction"), find_dsegs(ref_dir, "reference")
+    pairs = []
+    for rel in sorted(set(pred) & set(ref)):
+        ent = parse_name(rel).entities
+        pairs.append(SessionPair(rel, ent["sub"], ent.get("ses"), pred[rel], ref[rel]))
+    only_pred, only_ref = sorted(set(pred) - set(ref)), sorted(set(ref) - set(pred))
+    for rel in only_pred:
+        log.warning("%s: no reference in %s, skipped", rel, ref_dir)
+    for rel in only_ref:
+        log.warning("%s: no prediction in %s, skipped", rel, pred_dir)
+    if not pairs:
+        raise InputError(f"{pred_dir}: no session matches one of {ref_dir} (same sub-X/ses-Y/anat/ file names)")
+    return pairs, only_pred, only_ref
+
+
+def default_bids_dir(pred_dir: Path) -> Path | None:
+    """The raw dataset of a derivative: a folder named in ``SourceDatasets`` (or a ``GeneratedBy``
+    entry's ``SourceDataset``) of its dataset_description.json (relative paths resolve against
+    ``pred_dir``), else ``pred_dir``'s grandparent when it is ``<bids>/derivatives/<name>``."""
+    desc = pred_dir / "dataset_description.json"
+    try:
+        info = json.loads(desc.read_text()) if desc.exists() else {}
+    except json.JSONDecodeError:
+        log.warning("%s: invalid JSON, ignored", desc)
+        info = {}
+    urls = [s.get("URL") for s in info.get("SourceDatasets", []) if isinstance(s, dict)]
+    urls += [g.get("SourceDataset") for g in info.get("GeneratedBy", []) if isinstance(g, dict)]
+    for url in urls:
+        if isinstance(url, str) and url and "://" not in url.removeprefix("file://"):
+            cand = (pred_dir / url.removeprefix("file://")).resolve()
+            if cand.is_dir():
+                return cand
+    return pred_dir.resolve().parent.parent if pred_dir.resolve().parent.name == "derivatives" else None
+
+
+def resolve_inputs(pred_dir: str | Path, ref_dir: str | Path, *, bids_dir: str | Path | None = None,
+                   preprocess_dir: str | Path | None = None, truth_dir: str | Path | None = None) -> EvaluationInputs:
+    """Match the sessions and work out the optional folders (given ones must exist)."""
+    pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
+    pairs, only_pred, only_ref = match_sessions(pred_dir, ref_dir)
+    for given, what in ((bids_dir, "BIDS"), (preprocess_dir, "preprocess"), (truth_dir, "truth")):
+        if given is not None and not Path(given).is_dir():
+            raise InputError(f"{given}: {what} folder not found")
+    notes = []
+    bids = Path(bids_dir) if bids_dir is not None else default_bids_dir(pred_dir)
+    if bids is None or not ((bids / "participants.tsv").exists() or any(bids.glob("sub-*"))):
+        notes.append(f"no BIDS dataset found for {pred_dir} (give --bids): no session metadata")
+        bids = None
+    pre = Path(preprocess_dir) if preprocess_dir is not None else (bids / "derivatives" / PREPROCESS if bids else None)
+    if pre is not None and not pre.is_dir():
+        notes.append(f"{pre}: no preprocess derivative: no quality metrics, registration or background images")
+        pre = None
+    truth = Path(truth_dir) if truth_dir is not None else (bids / "derivatives" / TRUTH if bids else None)
+    if truth is not None and not truth.is_dir():
+        truth = None
+    return EvaluationInputs(pred_dir, ref_dir, bids, pre, truth, pairs, only_pred, only_ref, notes)
+
+
+# --------------------------------------------------------------------------------------------
+# images
+# --------------------------------------------------------------------------------------------
+
+
+def load_labels(path: Path) -> Volume:
+    """A label image as a Volume of uint8 labels (empty images allowed)."""
+    vol = load_volume(path, allow_empty=True)
+    return Volume(np.rint(vol.data).astype(np.uint8), vol.affine, vol.path, vol.n_nonfinite)
+
+
+def same_grid(a: Volume, shape: tuple[int, ...], affine: np.ndarray) -> bool:
+    return a.shape == tuple(shape) and np.allclose(a.affine, affine, atol=1e-4)
+
+
+def on_grid(vol: Volume, shape: tuple[int, int, int], affine: np.ndarray, interpolation: str = "nearest") -> np.ndarray:
+    """``vol``'s data on the grid ``(shape, affine)`` of the same world (resampled only when it differs)."""
+    if same_grid(vol, shape, affine):
+        return vol.data
+    return resample_to_grid(vol.data, vol.affine, shape, affine, interpolation=interpolation)  # type: ignore[arg-type]
+
+
+def preprocessed(pre_dir: Path, pair: SessionPair, **entities: str) -> Path:
+    """A file of the session in the preprocess derivative, e.g. ``space="session", desc="preproc", suffix="T1w"``."""
+    return pre_dir / pair.base().with_(**entities).relpath
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+# --------------------------------------------------------------------------------------------
+
+
+def _number(value: object) -> float:
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
+    return out
+
+
+def session_metadata(bids_dir: Path) -> pd.DataFrame:
+    """One row per session of ``bids_dir``: group, sex, age, edss (sessions.tsv overrides
+    participants.tsv), disease_duration (years, at the session when sessions.tsv has
+    ``years_since_baseline``), scanner, manufacturer, model, field_t, flair_type (2D/3D) and
+    flair_slice_mm, from ``session_infos`` and the raw FLAIR/T1w sidecars."""
+    parts = _participants(bids_dir)
+    rows = []
+    for info in session_infos(bids_dir):
+        inputs = info.inputs
+        person, visit = parts.get(inputs.subject, {}), _session_row(bids_dir, inputs)
+        flair = inputs.sidecars.get("FLAIR", {})
+        any_side = next((inputs.sidecars[r] for r in ("T1w", "FLAIR", *inputs.sidecars) if inputs.sidecars.get(r)), {})
+        duration = _number(person.get("disease_duration")) + _number(visit.get("years_since_baseline", 0.0))
+        edss = _number(visit["edss"]) if "edss" in visit else _number(person.get("edss"))
+        rows.append({
+            "participant_id": f"sub-{inputs.subject}", "session_id": f"ses-{inputs.session}" if inputs.session else "n/a",
+            "group": info.group, "sex": person.get("sex"), "age": info.age, "edss": edss, "disease_duration": duration,
+            "scanner": info.scanner, "manufacturer": any_side.get("Manufacturer"), "model": any_side.get("ManufacturersModelName"),
+            "field_t": info.field_t, "flair_type": flair.get("MRAcquisitionType"), "flair_slice_mm": _number(flair.get("SliceThickness")),
+        })
+    return pd.DataFrame(rows)
+
+
+def quality_table(pre_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Per-session IQMs from ``<pre_dir>/group_iqm.tsv`` (one row per image), pivoted to columns
+    ``<metric>_<role>`` (e.g. ``snr_total_FLAIR``) for :data:`QUALITY_METRICS`; returns the table
+    (with participant_id, session_id) and its usable quality columns (finite, not constant)."""
+    path = pre_dir / "group_iqm.tsv"
+    if path.exists():
+        long = pd.read_csv(path, sep="\t", na_values="n/a")
+    else:
+        files = sorted(pre_dir.glob("sub-*/**/*_desc-iqm_metrics.tsv"))
+        long = pd.concat([pd.read_csv(p, sep="\t", na_values="n/a") for p in files], ignore_index=True) if files else pd.DataFrame()
+    metrics = [m for m in QUALITY_METRICS if m in long.columns]
+    if long.empty or not metrics or "role" not in long.columns:
+        return pd.DataFrame(columns=["participant_id", "session_id"]), []
+    long["session_id"] = long["session_id"].fillna("n/a")
+    wide = long.pivot_table(index=["participant_id", "session_id"], columns="role", values=metrics, aggfunc="last")
+    wide.columns = [f"{m}_{role}" for m, role in wide.columns]
+    wide = wide.reset_index()
+    cols = [c for c in wide.columns[2:] if wide[c].notna().sum() >= 3 and wide[c].nunique() > 1]
+    return wide, cols
+
+
+def simulated_edss_coefficient(bids_dir: Path | None, term: str = "dawm_ml") -> float | None:
+    """The coefficient of ``term`` in the simulator's EDSS model, when ``participants.json``
+    documents it (``dawm simulate`` writes ``... (simulated: intercept=1.0, ..., dawm_ml=0.05, ...)``)."""
+    path = bids_dir / "participants.json" if bids_dir else None
+    if path is None or not path.exists():
+        return None
+    try:
+        text = json.loads(path.read_text()).get("edss", {}).get("Description", "")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    m = re.search(rf"simulated:.*\b{re.escape(term)}=([-+0-9.eE]+)", text)
+    return float(m.group(1)) if m else None
+
+
+def truth_volumes(truth_dir: Path | None) -> pd.DataFrame | None:
+    """``<truth_dir>/volumes.tsv`` (participant_id, session_id, lesion_ml, dawm_ml, ...) or None."""
+    path = truth_dir / "volumes.tsv" if truth_dir else None
+    return pd.read_csv(path, sep="\t", na_values="n/a") if path is not None and path.exists() else None
