@@ -5,6 +5,29 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 
+class Degradation(BaseModel):
+    """Controlled acquisition degradation applied to every scanner profile (the evaluation's
+    dose-response): ``noise`` multiplies the noise SD, ``bias`` the receive-field amplitude,
+    ``motion`` (ghost amplitude, e.g. 0.3) forces ghosting in every session, ``flair_slice_mm``
+    makes every FLAIR 2D with that slice thickness. The defaults leave the profiles as they are."""
+
+    noise: float = Field(1.0, gt=0, description="noise SD factor (2 = half the SNR)")
+    bias: float = Field(1.0, ge=0, description="receive-field (log) amplitude factor")
+    motion: float | None = Field(None, ge=0, le=1, description="ghosting amplitude in every session (None: the profile's random motion)")
+    flair_slice_mm: float | None = Field(None, gt=0, le=10, description="2D FLAIR with this slice thickness (None: the profile's FLAIR)")
+
+    def apply(self, profile):
+        """A copy of a :class:`~dawm.simulate.scanners.ScannerProfile` with this degradation."""
+        update = {"snr": profile.snr / self.noise, "bias_amplitude": profile.bias_amplitude * self.bias}
+        if self.motion is not None:
+            update["motion_amplitude"] = self.motion
+        if self.flair_slice_mm is not None:
+            inplane = profile.flair.voxel_mm[0] if profile.flair.dims == "2D" else 0.9
+            update["flair"] = profile.flair.model_copy(update={"dims": "2D", "voxel_mm": (inplane, inplane, self.flair_slice_mm),
+                                                              "slice_gap_mm": 0.0, "tr_ms": max(profile.flair.tr_ms, 9000.0)})
+        return profile.model_copy(update=update)
+
+
 class SimulationConfig(BaseModel):
     """What ``dawm simulate`` makes. Defaults give a cohort good enough to train and evaluate."""
 
@@ -27,6 +50,8 @@ class SimulationConfig(BaseModel):
         default_factory=lambda: {"RRMS": 0.45, "SPMS": 0.8, "PPMS": 0.7},
         description="probability that a patient of a group has DAWM (about a third in RRMS per Gabr & Narayana; more in progressive MS per Vrenken 2010); raised slightly so small cohorts have DAWM to learn from",
     )
+
+    degrade: Degradation = Field(default_factory=Degradation, description="controlled acquisition degradation (dose-response studies)")
 
     @classmethod
     def small(cls, **overrides) -> "SimulationConfig":

@@ -44,6 +44,7 @@ class ScannerProfile(BaseModel):
     bias_amplitude: float = 0.25  # std of the log receive field
     b1_amplitude: float = 0.05  # std of the relative transmit field
     motion_probability: float = 0.15  # chance that a session has ghosting artefacts
+    motion_amplitude: float | None = None  # forced ghosting amplitude of every session (None: random, see motion_probability)
     storage: Literal["RAS", "LPS"] = "RAS"
     oblique_deg: float = 10.0
     integer_storage: bool = False

@@ -274,6 +274,7 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     pose = acq.rigid_matrix(rng.normal(0, 4.0, 3), rng.normal(0, 5.0, 3))
     quality = float(rng.lognormal(0.0, 0.2))
     motion = float(rng.uniform(0.15, 0.5)) if rng.random() < prof.motion_probability else 0.0
+    motion = prof.motion_amplitude if prof.motion_amplitude is not None else motion  # drawn anyway: same random stream
     base = BidsName({"sub": part.participant_id, "ses": ses}, "", ".nii.gz")
     poses: dict[str, list] = {}
 
