@@ -12,6 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _default_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give (0o666 less the umask): mkstemp's
+    0o600 would hide outputs from the rest of a lab's group."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_target(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path`` (same ``suffix``); it replaces ``path`` on success
@@ -22,6 +30,7 @@ def atomic_target(path: str | Path, suffix: str = "") -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -78,3 +78,18 @@ def test_units_detection():
     assert np.allclose(mtr_to_percent(frac, declared="fraction")[0], 40)
     with pytest.raises(InputError):
         t1_to_ms(np.zeros((2, 2, 2)))
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    """Outputs are readable like any file the user writes (umask), not mkstemp's private 0o600."""
+    import os
+
+    from dawm.atomic import atomic_target
+
+    old = os.umask(0o022)
+    try:
+        with atomic_target(tmp_path / "out.tsv", suffix=".tsv") as tmp:
+            tmp.write_text("a\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.tsv").stat().st_mode & 0o777 == 0o644
