@@ -170,15 +170,23 @@ def boxplot_by(df: pd.DataFrame, value: str, by: str, *, title: str = "") -> Fig
     return fig
 
 
-def scatter_with_fit(df: pd.DataFrame, x: str, y: str, *, hue: str | None = None, title: str = "") -> Figure:
-    """Scatter of ``y`` against ``x`` (coloured by ``hue``) with the OLS line; Spearman rho in the legend."""
+def _grouped_axes(df: pd.DataFrame, x: str, y: str, hue: str | None, *, numeric: tuple[str, ...]):
+    """``(figure, axes, clean data, groups by hue)`` for a scatter or line plot; None when no data is left."""
     data = _clean(df, [x, y, hue])
-    data = _numeric(data, x, y) if data is not None else None
+    data = _numeric(data, *numeric) if data is not None else None
     if data is None or data.empty:
-        return no_data_figure(title)
+        return None
     fig = _figure()
     ax = fig.add_subplot()
-    groups = data.groupby(hue, sort=True) if hue else [(None, data)]
+    return fig, ax, data, (data.groupby(hue, sort=True) if hue else [(None, data)])
+
+
+def scatter_with_fit(df: pd.DataFrame, x: str, y: str, *, hue: str | None = None, title: str = "") -> Figure:
+    """Scatter of ``y`` against ``x`` (coloured by ``hue``) with the OLS line; Spearman rho in the legend."""
+    started = _grouped_axes(df, x, y, hue, numeric=(x, y))
+    if started is None:
+        return no_data_figure(title)
+    fig, ax, data, groups = started
     for n, (key, g) in enumerate(groups):
         ax.scatter(g[x], g[y], s=18, alpha=0.75, color=_CYCLE[n % len(_CYCLE)] if hue else "#1f77b4",
                    label=f"{hue} = {key}" if hue else f"n = {len(g)}")
@@ -225,13 +233,10 @@ def transition_bars(df: pd.DataFrame, *, title: str = "Longitudinal DAWM transit
 
 def line_plot(df: pd.DataFrame, x: str, y: str, hue: str | None = None, title: str = "") -> Figure:
     """Lines of ``y`` against ``x`` (sorted by ``x``), one per ``hue`` level (dose-response curves)."""
-    data = _clean(df, [x, y, hue])
-    data = _numeric(data, y) if data is not None else None
-    if data is None or data.empty:
+    started = _grouped_axes(df, x, y, hue, numeric=(y,))
+    if started is None:
         return no_data_figure(title)
-    fig = _figure()
-    ax = fig.add_subplot()
-    groups = data.groupby(hue, sort=True) if hue else [(None, data)]
+    fig, ax, _, groups = started
     for n, (key, g) in enumerate(groups):
         g = g.sort_values(x)
         ax.plot(g[x], g[y], marker="o", ms=4, color=_CYCLE[n % len(_CYCLE)] if hue else "#1f77b4",
