@@ -58,7 +58,7 @@ def demo_plan(mode: Mode = "default") -> DemoPlan:
     elif mode == "default":
         sim = SimulationConfig(patients=6, controls=3, sessions=2, scanners=3, resolution_mm=2.0)
         pre = PreprocessConfig(spacing_mm=2.0, registration_spacing_mm=3.0, qc_figure=False)
-        train = TrainConfig(preset="cpu-small", patch_size=(48, 48, 48), iterations_per_epoch=25, max_epochs=45, val_every=15,
+        train = TrainConfig(preset="cpu-small", patch_size=(48, 48, 48), iterations_per_epoch=25, max_epochs=35, val_every=7,
                             patience=3, folds=3, test_fraction=0.34, inference_patch_size=(96, 96, 96))
     else:
         sim = SimulationConfig(patients=12, controls=6, sessions=2, scanners=3, resolution_mm=2.0)
