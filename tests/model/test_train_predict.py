@@ -186,6 +186,8 @@ def test_model_data_mismatch_is_refused(clinical: Path, trained: Path, tmp_path:
     assert not (tmp_path / "out" / "sub-ms001").exists()
     with pytest.raises(InputError, match="not a dawm model"):
         load_model(tmp_path)
+    with pytest.raises(InputError, match="--drop T2w: not an input of this model"):
+        predict_dataset(clinical, tmp_path / "out", trained, participant_label=["ms001"], drop=("T2w",))
 
 
 def test_cli_help_and_errors(tmp_path: Path) -> None:

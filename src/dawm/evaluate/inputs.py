@@ -17,7 +17,7 @@ from dawm.bids.entities import BidsName, parse_name
 from dawm.errors import InputError
 from dawm.image.io import Volume, load_volume
 from dawm.image.resample import resample_to_grid
-from dawm.label.pipeline import _participants, _session_row, session_infos
+from dawm.label.pipeline import participants_by_subject, session_infos, session_row
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +181,11 @@ def session_metadata(bids_dir: Path) -> pd.DataFrame:
     participants.tsv), disease_duration (years, at the session when sessions.tsv has
     ``years_since_baseline``), scanner, manufacturer, model, field_t, flair_type (2D/3D) and
     flair_slice_mm, from ``session_infos`` and the raw FLAIR/T1w sidecars."""
-    parts = _participants(bids_dir)
+    parts = participants_by_subject(bids_dir)
     rows = []
     for info in session_infos(bids_dir):
         inputs = info.inputs
-        person, visit = parts.get(inputs.subject, {}), _session_row(bids_dir, inputs)
+        person, visit = parts.get(inputs.subject, {}), session_row(bids_dir, inputs)
         flair = inputs.sidecars.get("FLAIR", {})
         any_side = next((inputs.sidecars[r] for r in ("T1w", "FLAIR", *inputs.sidecars) if inputs.sidecars.get(r)), {})
         duration = _number(person.get("disease_duration")) + _number(visit.get("years_since_baseline", 0.0))

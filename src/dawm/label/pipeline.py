@@ -81,7 +81,7 @@ class SessionInfo:
         return self.scanner
 
 
-def _participants(bids_dir: Path) -> dict[str, dict]:
+def participants_by_subject(bids_dir: Path) -> dict[str, dict]:
     path = bids_dir / "participants.tsv"
     if not path.exists():
         return {}
@@ -89,7 +89,7 @@ def _participants(bids_dir: Path) -> dict[str, dict]:
     return {str(r["participant_id"]).removeprefix("sub-"): r for r in table.to_dict("records")}
 
 
-def _session_row(bids_dir: Path, inputs: SessionInputs) -> dict:
+def session_row(bids_dir: Path, inputs: SessionInputs) -> dict:
     """The session's row of ``sub-X/sub-X_sessions.tsv`` ({} when absent)."""
     path = bids_dir / f"sub-{inputs.subject}" / f"sub-{inputs.subject}_sessions.tsv"
     if not inputs.session or not path.exists():
@@ -103,10 +103,10 @@ def session_infos(bids_dir: str | Path, participant_label: list[str] | None = No
     """Every session of ``bids_dir`` with its participant and scanner metadata (age and scanner of
     ``sub-X_sessions.tsv`` override those of participants.tsv)."""
     bids_dir = Path(bids_dir)
-    parts = _participants(bids_dir)
+    parts = participants_by_subject(bids_dir)
     infos = []
     for inputs in discover_sessions(bids_dir, participant_label):
-        row = {**parts.get(inputs.subject, {}), **{k: v for k, v in _session_row(bids_dir, inputs).items() if k in ("age", "scanner")}}
+        row = {**parts.get(inputs.subject, {}), **{k: v for k, v in session_row(bids_dir, inputs).items() if k in ("age", "scanner")}}
         sidecar = next((inputs.sidecars[r] for r in ("T1map", "UNIT1", "T1w", "MTRmap", "FLAIR") if inputs.sidecars.get(r)), {})
         field_t = sidecar.get("MagneticFieldStrength")
         scanner = row.get("scanner")

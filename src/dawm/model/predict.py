@@ -143,6 +143,9 @@ def predict_dataset(bids_dir: str | Path, out_dir: str | Path, model_dir: str | 
     :class:`dawm.parallel.Outcome` per session (result: its volume table)."""
     bids_dir, out_dir = Path(bids_dir), Path(out_dir)
     model = load_model(model_dir, folds=folds)
+    unknown = sorted(set(drop) - set(model.suffixes))
+    if unknown:
+        raise InputError(f"--drop {', '.join(unknown)}: not an input of this model (its inputs: {', '.join(model.suffixes)})")
     if not (bids_dir / "dataset_description.json").exists():
         raise InputError(f"{bids_dir}: not a BIDS dataset (no dataset_description.json)")
     out_dir.mkdir(parents=True, exist_ok=True)
