@@ -14,7 +14,8 @@ from pathlib import Path
 
 def _default_mode() -> int:
     """The permissions a plain ``open(path, "w")`` would give (0o666 less the umask): mkstemp's
-    0o600 would hide outputs from the rest of a lab's group."""
+    0o600 would hide outputs from the rest of a lab's group. Read per call (os.umask can only be
+    read by setting it, so it is set straight back)."""
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
