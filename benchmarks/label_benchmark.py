@@ -13,6 +13,11 @@ is applied (:func:`dawm.label.pipeline.apply_rule`). Truth: ``desc-pathology_dse
 the session grid (:func:`dawm.preprocess.evaluate.truth_on_session_grid`). Dice is averaged over
 patient sessions with truth DAWM (and pooled over them); volume agreement is over all patient
 sessions (Spearman rho, mean absolute error in ml); control FP is the mean DAWM ml per control session.
+
+Ceiling table: what any threshold on the z maps could reach. Per patient session with truth DAWM,
+the self-reference z maps (T1, MTR and their combination (z_T1 - z_MTR) / sqrt 2) are thresholded at
+the *best* z for that session (an oracle, no cleaning) inside the pipeline's eligible WM;
+``coverage`` is the share of the true DAWM inside that mask, an upper bound of recall.
 Writes ``benchmarks/results/label.{json,md,png}`` (or ``--name``).
 """
 
@@ -62,7 +67,7 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
     pre = bids / "derivatives" / "dawm-preprocess"
     infos = [i for i in session_infos(bids) if preprocessed(pre, i.inputs)]
     model = fit_controls(infos, pre, base.model_copy(update={"reference": "controls"}))
-    rows = []
+    rows, ceiling = [], []
     for info in infos:
         start = time.perf_counter()
         prepared = prepare_session(info, pre, base)
@@ -84,8 +89,27 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
                                  "rule": rule, "threshold": thr, "est_ml": float(dawm.sum() * voxel_ml),
                                  "true_ml": float(true_dawm.sum() * voxel_ml), "inter_ml": inter * voxel_ml,
                                  "dice": 2.0 * inter / max(int(dawm.sum() + true_dawm.sum()), 1) if true_dawm.any() else np.nan})
+        if true_dawm.any() and not is_control:
+            ref, _ = reference_for(prepared, base.model_copy(update={"reference": "self"}), None)
+            ceiling.extend(_ceiling(info.key, ref.z, true_dawm, eligible))
         print(f"{info.key}: {time.perf_counter() - start:.0f} s", flush=True)
-    return {"rows": rows, "sessions": [i.key for i in infos]}
+    return {"rows": rows, "ceiling": ceiling, "sessions": [i.key for i in infos]}
+
+
+def _ceiling(key: str, z: dict, true_dawm: np.ndarray, eligible: np.ndarray) -> list[dict]:
+    """Best-threshold Dice of each z map (abnormal direction) inside the eligible WM."""
+    scores = {m: v for m, v in (("T1", z.get("T1")), ("MTR", -z["MTR"] if "MTR" in z else None)) if v is not None}
+    if len(scores) == 2:
+        scores["combined"] = (scores["T1"] + scores["MTR"]) / np.sqrt(2)
+    rows = []
+    coverage = int((true_dawm & eligible).sum()) / max(int(true_dawm.sum()), 1)
+    for name, score in scores.items():
+        best = (0.0, np.nan)
+        for thr in np.arange(0.5, 6.01, 0.25):
+            found = (score > thr) & eligible
+            best = max(best, (2.0 * int((found & true_dawm).sum()) / max(int(found.sum() + true_dawm.sum()), 1), float(thr)))
+        rows.append({"session": key, "mask": "eligible WM", "z": name, "dice": best[0], "threshold": best[1], "coverage": coverage})
+    return rows
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -140,7 +164,22 @@ def markdown(summary: list[dict], meta: dict) -> str:
             continue
         lines.append(f"| {r['mode']} | {r['rule']} | {r['threshold']:g} | {r['dice_mean']:.2f} | {r['dice_pooled']:.2f} | {r['spearman']:.2f} | "
                      f"{r['mae_ml']:.2f} | {r['patient_est_ml']:.1f}/{r['patient_true_ml']:.1f} | {r['control_fp_ml']:.2f} ({r['control_fp_used']}) |")
+    if meta.get("ceiling"):
+        lines += ["", "## Ceiling of a threshold rule (oracle threshold per session, self reference)", "",
+                  "| mask | z map | best Dice, mean | best z, median | truth coverage |", "|---|---|---|---|---|"]
+        for r in meta["ceiling"]:
+            lines.append(f"| {r['mask']} | {r['z']} | {r['dice']:.2f} | {r['threshold']:.2f} | {r['coverage']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def ceiling_summary(rows: list[dict]) -> list[dict]:
+    import pandas as pd
+
+    if not rows:
+        return []
+    g = pd.DataFrame(rows).groupby(["mask", "z"], sort=False)
+    return [{"mask": m, "z": z, "dice": float(d.dice.mean()), "threshold": float(d.threshold.median()), "coverage": float(d.coverage.mean())}
+            for (m, z), d in g]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate(bids, base)
     summary = summarise(result["rows"])
     meta = {"bids": str(bids), "sessions": result["sessions"], "config": base.model_dump(mode="json"),
-            "seconds": time.perf_counter() - start, "python": sys.version.split()[0], "platform": platform.platform(terse=True)}
+            "ceiling": ceiling_summary(result["ceiling"]), "seconds": time.perf_counter() - start, "python": sys.version.split()[0], "platform": platform.platform(terse=True)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"meta": meta, "summary": summary, "rows": result["rows"]}, indent=1, default=float) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps({"meta": meta, "summary": summary, "rows": result["rows"], "ceiling": result["ceiling"]}, indent=1, default=float) + "\n")
     (RESULTS / f"{args.name}.md").write_text(markdown(summary, meta))
     plot(summary, base.rule, RESULTS / f"{args.name}.png")
     print(markdown(summary, meta))

@@ -5,6 +5,14 @@ Usage::
 
     python benchmarks/model_accuracy.py                  # 2 mm cohort, 24 patients + 8 controls (long)
     python benchmarks/model_accuracy.py --tiny           # 3 mm, 3 patients + 1 control, a few iterations
+    python benchmarks/model_accuracy.py --bids demo_output_full/bids --labels dawm-label-bench \
+        --test-subjects hc001,ms001,ms005,ms009,ms010      # an existing simulated + preprocessed cohort
+
+With ``--bids`` the cohort is not simulated nor preprocessed again; the qMRI labels are made with
+the current ``dawm label`` defaults into ``derivatives/<--labels>`` (reused when present).
+``--test-subjects`` fixes the test split (the same for every input configuration; the folds are
+dealt from the other subjects): on a small cohort a random test split may hold no patient with
+DAWM, which leaves the DAWM columns empty.
 
 Steps: simulate a cohort (reused when ``--work`` already holds it), preprocess it (T1w, FLAIR and the
 quantitative maps), label it with ``dawm label`` (the qMRI labels; when the label stage fails the
@@ -48,22 +56,37 @@ TRUTH_LABELS = "dawm-truthlabel"
 log = logging.getLogger("model_accuracy")
 
 
-def _labels(bids: Path) -> str | None:
-    """Run ``dawm label``; the derivative's name, or None when the stage is unavailable or fails."""
+def _labels(bids: Path, name: str = "dawm-label") -> str | None:
+    """Run ``dawm label`` into ``derivatives/<name>``; the name, or None when the stage is unavailable or fails."""
     try:
         from dawm.label.pipeline import label_dataset
     except ImportError as exc:
         print(f"dawm label unavailable ({exc}): training on the simulator's truth")
         return None
     try:
-        outcomes = label_dataset(bids)
+        outcomes = label_dataset(bids, output=bids / "derivatives" / name)
     except Exception as exc:  # noqa: BLE001 - the benchmark goes on with the truth
         print(f"dawm label failed ({exc}): training on the simulator's truth")
         return None
     bad = [o for o in outcomes if not o.ok]
     if bad:
         print(f"dawm label failed for {len(bad)} session(s), e.g. {bad[0].name}: {bad[0].error}")
-    return "dawm-label" if len(bad) < len(outcomes) else None
+    return name if len(bad) < len(outcomes) else None
+
+
+def _fixed_split(model_dir: Path, cases, test: list[str], folds: int, seed: int) -> None:
+    """Write ``model_dir/split.json`` with ``test`` as the test subjects and ``folds`` k-folds of the rest."""
+    from dawm.model.data import make_split
+
+    known = {c.subject for c in cases}
+    unknown = sorted(set(test) - known)
+    if unknown:
+        raise SystemExit(f"--test-subjects not in the cohort: {', '.join(unknown)}")
+    split = make_split([c for c in cases if c.subject not in test], mode="kfold", folds=folds, seed=seed)
+    split["test"] = sorted(test)
+    split["subjects"] = {c.subject: {"scanner": c.scanner, "group": c.group} for c in sorted(cases, key=lambda c: c.key)}
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "split.json").write_text(json.dumps(split, indent=2) + "\n")
 
 
 def _dseg(path: Path | None) -> np.ndarray | None:
@@ -127,27 +150,37 @@ def main() -> None:
     ap.add_argument("--test-fraction", type=float, default=0.25)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--name", default="model_accuracy")
+    ap.add_argument("--bids", type=Path, default=None, help="an existing simulated BIDS cohort with derivatives/dawm-preprocess (no simulate/preprocess)")
+    ap.add_argument("--labels", default="dawm-label", help="derivative name of the qMRI labels (made with the current defaults when missing)")
+    ap.add_argument("--test-subjects", default=None, help="comma-separated subjects (no sub-) forming the test split")
     args = ap.parse_args()
     if args.tiny:
         args.patients, args.controls, args.sessions, args.resolution = 3, 1, 1, 3.0
         args.max_epochs, args.iterations, args.patch = 2, 2, args.patch or 16
         args.preset = "tiny" if args.preset == "cpu-small" else args.preset
-    work = args.work / ("tiny" if args.tiny else f"{args.resolution:g}mm")
-    bids = work / "bids"
     t0 = time.perf_counter()
-    sim = SimulationConfig(patients=args.patients, controls=args.controls, sessions=args.sessions, scanners=2 if args.tiny else 3,
-                           resolution_mm=args.resolution)
-    simulate_cohort(sim, bids, jobs=args.jobs)
-    pp = PreprocessConfig(spacing_mm=args.resolution, iqm=False, qc_figure=False, mni_refine=not args.tiny)
-    outcomes = preprocess_dataset(bids, config=pp, jobs=args.jobs)
-    failed = [o.name for o in outcomes if not o.ok]
+    if args.bids:
+        bids, work = args.bids, args.work / args.bids.resolve().parent.name
+        participants = (bids / "participants.tsv").read_text().splitlines()[1:]
+        cohort = {"bids": str(bids), "subjects": len(participants)}
+        failed = []
+    else:
+        work = args.work / ("tiny" if args.tiny else f"{args.resolution:g}mm")
+        bids = work / "bids"
+        sim = SimulationConfig(patients=args.patients, controls=args.controls, sessions=args.sessions, scanners=2 if args.tiny else 3,
+                               resolution_mm=args.resolution)
+        simulate_cohort(sim, bids, jobs=args.jobs)
+        cohort = sim.model_dump()
+        pp = PreprocessConfig(spacing_mm=args.resolution, iqm=False, qc_figure=False, mni_refine=not args.tiny)
+        outcomes = preprocess_dataset(bids, config=pp, jobs=args.jobs)
+        failed = [o.name for o in outcomes if not o.ok]
     write_truth_labels(bids, name=TRUTH_LABELS)
-    qmri = _labels(bids)
+    qmri = _labels(bids, args.labels)
     target = qmri or TRUTH_LABELS
     prep_s = time.perf_counter() - t0
 
     all_cases = discover_cases(bids, labels=target)
-    results: dict = {"cohort": sim.model_dump(), "preprocess_failed": failed, "target": target, "preset": args.preset,
+    results: dict = {"cohort": cohort, "preprocess_failed": failed, "target": target, "preset": args.preset,
                      "max_epochs": args.max_epochs, "iterations_per_epoch": args.iterations, "data_seconds": prep_s, "configs": {}}
     for inputs in args.inputs.split(","):
         model_dir = work / f"model-{inputs.replace('+', '-')}"
@@ -155,6 +188,8 @@ def main() -> None:
                           patch_size=(args.patch,) * 3 if args.patch else None, test_fraction=args.test_fraction,
                           folds=3 if args.tiny else 5, labels=target,
                           inference_patch_size=(48, 48, 48) if args.tiny else None)
+        if args.test_subjects and not (model_dir / "split.json").exists():
+            _fixed_split(model_dir, all_cases, args.test_subjects.split(","), cfg.folds, cfg.seed)
         t = time.perf_counter()
         resume = (model_dir / "fold-0" / "last.pt").exists()
         info = train(bids, model_dir, cfg, folds=[0], resume=resume)
@@ -200,10 +235,12 @@ def main() -> None:
     def f(v):
         return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.3f}"
 
-    lines = [f"# dawm model accuracy ({'tiny smoke run, ' if args.tiny else ''}{args.patients} patients + {args.controls} controls, "
-             f"{args.sessions} session(s), {args.resolution:g} mm)", "",
+    title = (f"`{args.bids}` ({cohort['subjects']} subjects)" if args.bids else
+             f"{'tiny smoke run, ' if args.tiny else ''}{args.patients} patients + {args.controls} controls, {args.sessions} session(s), {args.resolution:g} mm")
+    lines = [f"# dawm model accuracy ({title})", "",
              f"Target: `{target}`; preset {args.preset}, {args.max_epochs} epochs x {args.iterations} iterations, fold 0; "
-             f"test subjects: {', '.join(split['test'])}.", "",
+             f"test subjects: {', '.join(split['test'])}{' (named with --test-subjects)' if args.test_subjects else ''}; "
+             f"{time.perf_counter() - t0:.0f} s in all.", "",
              "| inputs | test sessions | lesion Dice (truth) | DAWM Dice (truth) | DAWM ml Spearman (truth) | lesion Dice (qMRI) | DAWM Dice (qMRI) | DAWM ml Spearman (qMRI) | train s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["configs"].items():

@@ -43,8 +43,7 @@ def test_cli_says_to_preprocess_first(tmp_path: Path) -> None:
 @pytest.mark.parametrize("reference", ["controls", "self"])
 def test_label_dataset_outputs(cohort: Path, tmp_path: Path, reference: str) -> None:
     out = tmp_path / reference
-    # z 3.5: the threshold at which the benchmark's control FP is < 1 ml (the default 3.0 gives ~1.4 ml there)
-    config = LabelConfig(reference=reference, threshold=3.5)
+    config = LabelConfig(reference=reference)  # default rule and threshold: control FP must stay < 1 ml
     outcomes = label_dataset(cohort, output=out, config=config)
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
     for name in ("dataset_description.json", "label_config.json", "provenance.json", "desc-dawm_dseg.tsv", "desc-location_dseg.tsv", "volumes.tsv"):

@@ -10,7 +10,7 @@ from dawm.image.units import mtr_to_percent, t1_to_ms
 from dawm.label.config import LabelConfig
 from dawm.label.normative import SelfNormativeModel
 from dawm.label.pipeline import apply_rule
-from dawm.label.rules import abnormal_mask, clean_mask, within_mm
+from dawm.label.rules import abnormal_mask, clean_mask, eligible_wm, within_mm
 from dawm.label.zscores import chi2_pvalue, mahalanobis_sq
 from dawm.preprocess.evaluate import dice
 
@@ -110,8 +110,31 @@ def test_cluster_filter_by_physical_size() -> None:
 
 
 def test_config_threshold_semantics() -> None:
-    assert LabelConfig().z_threshold == 3.0
+    assert LabelConfig().z_threshold == 2.5
     assert LabelConfig(rule="chi2", threshold=0.001).chi2_p == 0.001
     assert LabelConfig(rule="t1", threshold=3.0).z_threshold == 3.0
     with pytest.raises(ValueError):
         LabelConfig(rule="chi2", threshold=2.0)
+
+
+def test_eligible_wm_is_the_pure_core() -> None:
+    """A voxel next to GM, next to a low-probability WM voxel, under a low WM prior or next to a
+    lesion cannot be DAWM; deep pure WM can."""
+    shape = (12, 12, 12)
+    dseg = np.full(shape, 3, np.uint8)
+    dseg[:, :, :2] = 2  # a GM slab
+    wm_prob = np.ones(shape, np.float32)
+    wm_prob[6, 6, 8] = 0.5  # one uncertain WM voxel
+    prior = np.ones(shape, np.float32)
+    prior[:3] = 0.5  # low population WM prior (e.g. near the deep grey nuclei)
+    lesion = np.zeros(shape, bool)
+    lesion[9, 9, 6] = True
+    ok = eligible_wm(wm_prob, dseg, lesion, 1.0, purity=0.9, lesion_margin_mm=1.0, pv_margin_mm=1.5,
+                     wm_prior=prior, prior_min=0.85)
+    assert not ok[:, :, :3].any()  # GM and the 1.5 mm shell next to it (faces and edges at 1 mm)
+    assert ok[6, 6, 4] and ok[5, 5, 5]  # deep pure WM
+    assert not ok[6, 6, 8] and not ok[6, 6, 7] and not ok[6, 7, 8] and ok[6, 6, 10]
+    assert not ok[:3].any() and ok[3:, 4:, 4:].sum() > 0
+    assert not ok[9, 9, 6] and not ok[9, 9, 5] and ok[9, 9, 4]
+    without = eligible_wm(wm_prob, dseg, lesion, 1.0, purity=0.9, lesion_margin_mm=1.0)
+    assert without[:3, 5, 5].all() and without[6, 6, 7] and without[:, :, 2].all()

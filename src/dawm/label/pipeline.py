@@ -153,6 +153,7 @@ class PreparedSession:
     location: np.ndarray
     lesion_source: str
     notes: dict = field(default_factory=dict)
+    wm_prior: np.ndarray | None = None  # MNI152 WM prior on the session grid (None: no MNI transform)
 
 
 def mni_coordinates(transform_path: Path, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
@@ -169,6 +170,16 @@ def mni_coordinates(transform_path: Path, shape: tuple[int, int, int], affine: n
     inside = warp(np.ones(tpl.t1.shape, np.float32), tpl.affine, shape, affine, tx, "linear", 0.0) > 0.999
     out = np.stack([warp(w, tpl.affine, shape, affine, tx, "linear", 0.0) for w in world])
     return np.where(inside, out, np.nan).astype(np.float32)
+
+
+def mni_wm_prior(transform_path: Path, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """The MNI152 WM prior (0..1, float32) pulled onto the grid (shape, affine) through the
+    ``from-MNI_to-session`` transform (0 outside the template)."""
+    from dawm.preprocess.registration import load_transform, warp
+    from dawm.preprocess.template import load_template
+
+    tpl = load_template(2)
+    return warp(tpl.wm, tpl.affine, shape, affine, load_transform(transform_path), "linear", 0.0).astype(np.float32)
 
 
 def prepare_session(info: SessionInfo, pre_root: str | Path, config: LabelConfig) -> PreparedSession:
@@ -215,25 +226,27 @@ def prepare_session(info: SessionInfo, pre_root: str | Path, config: LabelConfig
     lesion &= brain
 
     xfm = _file(pre_root, inputs, from_=MNI, to="session", mode="image", suffix="xfm", extension=".h5")
-    mni_xyz = None
+    mni_xyz = wm_prior = None
     if xfm.exists():
         mni_xyz = mni_coordinates(xfm, shape, affine)
+        wm_prior = mni_wm_prior(xfm, shape, affine) if config.wm_prior_min > 0 else None
         if np.isnan(mni_xyz[:, brain]).mean() > 0.05:
             log.warning("%s: the MNI transform leaves the template grid for %.0f %% of the brain", inputs.key,
                         100 * np.isnan(mni_xyz[:, brain]).mean())
         mni_xyz = np.nan_to_num(mni_xyz, nan=-1e4)
     else:
-        notes["mni"] = "no MNI transform: no infratentorial class, one hemisphere"
+        notes["mni"] = "no MNI transform: no infratentorial class, one hemisphere, no WM-prior restriction"
     wm_all = (wm | lesion) & brain
     location = location_classes(dseg, brain, spacing, wm=wm_all, mni_xyz=mni_xyz, affine=affine)
     region = regions(location, hemisphere(mni_xyz, shape), pv_band(dseg, spacing))
 
-    pure = wm & (wm_prob >= config.wm_purity) & ~lesion & brain
+    pure = eligible_wm(wm_prob, dseg, lesion, spacing, purity=config.wm_purity, lesion_margin_mm=0.0,
+                       pv_margin_mm=config.pv_margin_mm, wm_prior=wm_prior, prior_min=config.wm_prior_min) & brain
     maps = {m: np.where(pure, masked_smooth(a, pure, config.smoothing_fwhm_mm, spacing), a).astype(np.float32) for m, a in raw.items()}
     reference = pure & ~within_mm(lesion, config.reference_lesion_margin_mm, spacing) & (region >= 0)
     sm = SessionMaps(key=inputs.key, subject=inputs.subject, affine=affine, maps=maps, raw=raw, reference=reference, wm=wm_all,
                      region=region, mni_xyz=mni_xyz, age=info.age, norm_key=info.norm_key(config.group_by))
-    return PreparedSession(sm, dseg, wm_prob, lesion, location, source, notes)
+    return PreparedSession(sm, dseg, wm_prob, lesion, location, source, notes, wm_prior)
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,7 +273,8 @@ def reference_for(prepared: PreparedSession, config: LabelConfig, model: Control
 def eligible_of(prepared: PreparedSession, config: LabelConfig) -> np.ndarray:
     """The voxels of a prepared session that may be DAWM (:func:`~dawm.label.rules.eligible_wm`)."""
     return eligible_wm(prepared.wm_prob, prepared.dseg, prepared.lesion, prepared.maps.spacing_mm, purity=config.wm_purity,
-                       lesion_margin_mm=config.lesion_margin_mm, pv_margin_mm=config.pv_margin_mm)
+                       lesion_margin_mm=config.lesion_margin_mm, pv_margin_mm=config.pv_margin_mm,
+                       wm_prior=prepared.wm_prior, prior_min=config.wm_prior_min)
 
 
 def apply_rule(prepared: PreparedSession, ref: Reference, config: LabelConfig, *, eligible: np.ndarray | None = None) -> np.ndarray:

@@ -3,7 +3,9 @@
 A voxel is DAWM when it is
 
 1. *eligible*: white matter (dseg WM, WM probability >= ``purity``), farther than ``lesion_margin_mm``
-   from a lesion, and (optionally) farther than ``pv_margin_mm`` from CSF/cortical GM;
+   from a lesion, farther than ``pv_margin_mm`` from any voxel that is not such pure WM (the
+   partial-volume shell at GM/CSF borders), and, given a population WM prior (the MNI152 WM
+   probability warped to the session), where that prior is at least ``prior_min``;
 2. *abnormal* by the rule: ``t1``: z_T1 >= thr; ``mtr``: z_MTR <= -thr; ``both``: both; ``either``:
    one of them; ``chi2``: the 2-dof Mahalanobis distance of (z_T1, -z_MTR) has p < p_thr and the
    voxel deviates in the DAWM direction (z_T1 - z_MTR > 0), so that low-T1/high-MTR voxels never count;
@@ -45,13 +47,18 @@ def eligible_wm(
     purity: float = 0.5,
     lesion_margin_mm: float = 2.0,
     pv_margin_mm: float = 0.0,
+    wm_prior: np.ndarray | None = None,
+    prior_min: float = 0.0,
 ) -> np.ndarray:
-    """Voxels that may be DAWM: WM (``dseg == 3``, ``wm_prob >= purity``), not within
-    ``lesion_margin_mm`` of a lesion, not within ``pv_margin_mm`` of CSF or GM (``dseg`` 1 / 2)."""
-    ok = (np.asarray(dseg) == 3) & (np.asarray(wm_prob) >= purity)
-    ok &= ~within_mm(lesion, lesion_margin_mm, spacing_mm)
+    """Voxels that may be DAWM: pure WM (``dseg == 3`` and ``wm_prob >= purity``), not within
+    ``lesion_margin_mm`` of a lesion, not within ``pv_margin_mm`` of a voxel that is not pure WM, and
+    ``wm_prior >= prior_min`` where a prior is given (bool (X, Y, Z))."""
+    pure = (np.asarray(dseg) == 3) & (np.asarray(wm_prob) >= purity)
+    ok = pure & ~within_mm(lesion, lesion_margin_mm, spacing_mm)
     if pv_margin_mm > 0:
-        ok &= ~within_mm((dseg == 1) | (dseg == 2), pv_margin_mm, spacing_mm)
+        ok &= ~within_mm(~pure, pv_margin_mm, spacing_mm)
+    if wm_prior is not None and prior_min > 0:
+        ok &= np.asarray(wm_prior) >= prior_min
     return ok
 
 
