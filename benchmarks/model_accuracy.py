@@ -12,7 +12,9 @@ With ``--bids`` the cohort is not simulated nor preprocessed again; the qMRI lab
 the current ``dawm label`` defaults into ``derivatives/<--labels>`` (reused when present).
 ``--test-subjects`` fixes the test split (the same for every input configuration; the folds are
 dealt from the other subjects): on a small cohort a random test split may hold no patient with
-DAWM, which leaves the DAWM columns empty.
+DAWM, which leaves the DAWM columns empty. ``--train-on truth`` trains on the simulator's truth
+instead of the qMRI labels (the FLAIR baseline is then tuned on the truth too): the gap between
+the two runs is what the label noise costs.
 
 Steps: simulate a cohort (reused when ``--work`` already holds it), preprocess it (T1w, FLAIR and the
 quantitative maps), label it with ``dawm label`` (the qMRI labels; when the label stage fails the
@@ -152,6 +154,8 @@ def main() -> None:
     ap.add_argument("--name", default="model_accuracy")
     ap.add_argument("--bids", type=Path, default=None, help="an existing simulated BIDS cohort with derivatives/dawm-preprocess (no simulate/preprocess)")
     ap.add_argument("--labels", default="dawm-label", help="derivative name of the qMRI labels (made with the current defaults when missing)")
+    ap.add_argument("--train-on", choices=("qmri", "truth"), default="qmri",
+                    help="training targets: the qMRI labels, or the simulator's truth (a learnability check: the label noise removed)")
     ap.add_argument("--test-subjects", default=None, help="comma-separated subjects (no sub-) forming the test split")
     args = ap.parse_args()
     if args.tiny:
@@ -176,14 +180,14 @@ def main() -> None:
         failed = [o.name for o in outcomes if not o.ok]
     write_truth_labels(bids, name=TRUTH_LABELS)
     qmri = _labels(bids, args.labels)
-    target = qmri or TRUTH_LABELS
+    target = TRUTH_LABELS if args.train_on == "truth" else qmri or TRUTH_LABELS
     prep_s = time.perf_counter() - t0
 
     all_cases = discover_cases(bids, labels=target)
     results: dict = {"cohort": cohort, "preprocess_failed": failed, "target": target, "preset": args.preset,
                      "max_epochs": args.max_epochs, "iterations_per_epoch": args.iterations, "data_seconds": prep_s, "configs": {}}
     for inputs in args.inputs.split(","):
-        model_dir = work / f"model-{inputs.replace('+', '-')}"
+        model_dir = work / f"model-{inputs.replace('+', '-')}{'-truth' if args.train_on == 'truth' else ''}"
         cfg = TrainConfig(inputs=inputs, preset=args.preset, max_epochs=args.max_epochs, iterations_per_epoch=args.iterations,
                           patch_size=(args.patch,) * 3 if args.patch else None, test_fraction=args.test_fraction,
                           folds=3 if args.tiny else 5, labels=target,
