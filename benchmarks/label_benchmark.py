@@ -156,7 +156,8 @@ def plot(summary: list[dict], rule: str, path: Path) -> None:
 
 def markdown(summary: list[dict], meta: dict) -> str:
     lines = [f"# dawm label benchmark\n", f"cohort: `{meta['bids']}` ({len(meta['sessions'])} sessions); "
-             f"base config: rule `{meta['config']['rule']}`, smoothing {meta['config']['smoothing_fwhm_mm']} mm; {meta['seconds']:.0f} s\n",
+             f"base config: rule `{meta['config']['rule']}`, smoothing {meta['config']['smoothing_fwhm_mm']} mm, "
+             f"grown to z {meta['config'].get('grow_threshold')} from each threshold above it; {meta['seconds']:.0f} s\n",
              "| mode | rule | thr | Dice mean | Dice pooled | Spearman | MAE ml | patient ml (est/true) | control FP ml (ref) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in summary:

@@ -40,7 +40,7 @@ from dawm.image.units import mtr_to_percent, t1_to_ms
 from dawm.label.config import LabelConfig
 from dawm.label.locations import LOCATION_LABELS, hemisphere, location_classes, pv_band, regions
 from dawm.label.normative import ControlsNormativeModel, Reference, SelfNormativeModel, SessionMaps
-from dawm.label.rules import DAWM_LABELS, abnormal_mask, automatic_lesion_mask, eligible_wm, label_dawm, lesion_like, within_mm
+from dawm.label.rules import DAWM_LABELS, abnormal_mask, automatic_lesion_mask, eligible_wm, grow_from_seeds, label_dawm, lesion_like, within_mm
 from dawm.label.zscores import masked_smooth
 from dawm.parallel import Backend, Outcome, run_all
 from dawm.provenance import provenance
@@ -282,9 +282,13 @@ def apply_rule(prepared: PreparedSession, ref: Reference, config: LabelConfig, *
     (``eligible``: :func:`eligible_of`, precomputed when several rules are tried)."""
     spacing = prepared.maps.spacing_mm
     eligible = eligible_of(prepared, config) if eligible is None else eligible
-    abnormal = abnormal_mask(ref.z.get("T1"), ref.z.get("MTR"), config.rule, z_threshold=config.z_threshold,
-                             chi2_p=config.chi2_p, rho=ref.rho)
+    z_t1, z_mtr = ref.z.get("T1"), ref.z.get("MTR")
+    abnormal = abnormal_mask(z_t1, z_mtr, config.rule, z_threshold=config.z_threshold, chi2_p=config.chi2_p, rho=ref.rho)
     like = lesion_like(prepared.maps.raw.get("T1"), ref.mean.get("T1"), config.max_t1_rise)
+    grow = config.grow_threshold
+    if grow is not None and config.rule != "chi2" and grow < config.z_threshold:
+        allowed = eligible & ~prepared.lesion & (~like if like is not None else True)
+        abnormal = grow_from_seeds(abnormal, abnormal_mask(z_t1, z_mtr, config.rule, z_threshold=grow), allowed)
     return label_dawm(eligible, abnormal, prepared.lesion, spacing, lesion_like_mask=like,
                       min_cluster_mm3=config.min_cluster_mm3, closing_mm=config.closing_mm)
 

@@ -10,6 +10,9 @@ A voxel is DAWM when it is
    one of them; ``chi2``: the 2-dof Mahalanobis distance of (z_T1, -z_MTR) has p < p_thr and the
    voxel deviates in the DAWM direction (z_T1 - z_MTR > 0), so that low-T1/high-MTR voxels never count;
 3. *not lesion-like*: T1 no more than ``max_t1_rise`` above its reference mean;
+   with a grow level (hysteresis, :func:`grow_from_seeds`), voxels abnormal at the lower ``grow``
+   z that are connected to a voxel abnormal at the threshold count too: DAWM has ill-defined
+   margins, so a region is found by its core and followed out to where it fades;
 4. part of a cluster of at least ``min_cluster_mm3`` (26-connectivity), after an optional closing.
 
 By construction ``both`` ⊆ ``t1``, ``mtr`` ⊆ ``either``.
@@ -93,6 +96,21 @@ def abnormal_mask(
         a1, a2 = abnormality(z_t1, z_mtr)
         return (chi2_pvalue(mahalanobis_sq(a1, a2, rho)) < chi2_p) & (a1 + a2 > 0)
     raise ValueError(f"unknown rule {rule!r}")
+
+
+def grow_from_seeds(seeds: np.ndarray, candidates: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """The 26-connected components of ``candidates & allowed`` that hold a voxel of ``seeds & allowed``
+    (hysteresis thresholding with the two masks; all bool (X, Y, Z)); ``seeds`` should be a subset of
+    ``candidates``."""
+    allowed = np.asarray(allowed, bool)
+    grown = (np.asarray(candidates, bool) | np.asarray(seeds, bool)) & allowed
+    labels, n = ndimage.label(grown, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return grown
+    hit = np.zeros(n + 1, bool)
+    hit[np.unique(labels[np.asarray(seeds, bool) & allowed])] = True
+    hit[0] = False
+    return hit[labels]
 
 
 def lesion_like(t1_ms: np.ndarray | None, t1_reference_ms: np.ndarray | None, max_rise: float) -> np.ndarray | None:
