@@ -133,3 +133,19 @@ def test_bad_inputs_raise_value_error():
         warp(fixed[..., None], affine, fixed.shape, affine)
     with pytest.raises(ValueError, match="not found"):
         load_transform("/nonexistent/xfm.h5")
+
+
+def test_template_correlation_flags_a_missed_mni_registration() -> None:
+    """The QC that fails a session whose MNI registration missed: the template against itself
+    correlates ~1; displaced by 12 mm, the same brain correlates far below the 0.5 default."""
+    from dawm.preprocess.config import PreprocessConfig
+    from dawm.preprocess.pipeline import template_correlation
+    from dawm.preprocess.template import load_template
+
+    tpl = load_template(2)
+    brain = tpl.brain_mask > 0.5
+    good = template_correlation({"T1w": tpl.t1}, brain, tpl.affine, tpl, sitk.Euler3DTransform())
+    shifted = sitk.TranslationTransform(3, (12.0, 0.0, 12.0))
+    bad = template_correlation({"T1w": tpl.t1}, brain, tpl.affine, tpl, shifted)
+    assert good > 0.99 and bad < PreprocessConfig().min_template_correlation
+    assert template_correlation({"FLAIR": tpl.t1}, brain, tpl.affine, tpl, shifted) is None  # no T1-like image: no check

@@ -54,6 +54,7 @@ class PreprocessConfig(StageConfig):
     registration_spacing_mm: float = Field(2.0, gt=0, description="working grid of the rigid co-registrations (mm)")
     seed: int = Field(0, ge=0, description="seed of the registration metric sampling")
     n4: N4Config = Field(default_factory=N4Config)
+    min_template_correlation: float = Field(0.5, ge=-1, le=1, description="a session fails when its T1-like image correlates less than this with the registered MNI template inside the brain (a missed registration; good ones give about 0.8-0.9)")
     mni_refine: bool = Field(True, description="own demons registration of the bias-corrected T1-like brain to MNI; "
                              "False reuses the brain extraction's deformable registration (faster)")
     brain_refine: bool = Field(True, description="after the deformable MNI registration, redraw the brain mask as the template mask "

@@ -290,6 +290,21 @@ def register_to_mni(
     return nl.forward, nl.inverse, f"demons on {t1like}"
 
 
+def template_correlation(corrected: dict[str, np.ndarray], brain: np.ndarray, grid_affine: np.ndarray,
+                         template: Template, to_mni) -> float | None:
+    """Pearson correlation, inside ``brain``, of the session's bias-corrected T1-like image with the
+    MNI T1 template pulled through ``to_mni``: about 0.8-0.9 for a good registration, about 0.3 for one
+    that missed (a displaced brain mask). None without a T1-like image."""
+    t1like = next((r for r in _T1_LIKE if r in corrected), None)
+    if t1like is None or brain.sum() < 100:
+        return None
+    pulled = warp(template.t1, template.affine, brain.shape, grid_affine, to_mni, "linear")
+    a, b = np.asarray(corrected[t1like], np.float64)[brain], np.asarray(pulled, np.float64)[brain]
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 # --------------------------------------------------------------------------------------------
 # image-quality metrics
 # --------------------------------------------------------------------------------------------
@@ -444,6 +459,11 @@ def preprocess_session(
         to_mni, from_mni, mni_how = register_to_mni(corrected, grid_affine, brain, brain_result, tpl, config)
         if brain_result.method == "template" and mni_how.startswith("demons") and config.brain_refine:
             brain, _ = template_brain_mask(to_mni, grid_shape, grid_affine)
+        template_r = template_correlation(corrected, brain, grid_affine, tpl, to_mni)
+        if template_r is not None and template_r < config.min_template_correlation:
+            raise InputError(f"{inputs.key}: the MNI registration failed: inside the brain mask the T1-like image correlates "
+                             f"{template_r:.2f} with the registered template (< {config.min_template_correlation}); "
+                             f"the brain mask and tissues would be wrong (check the T1w's orientation and field of view)")
 
     with _timed(timings, "segment"):
         priors = TissuePriors(*(warp(p, tpl.affine, grid_shape, grid_affine, to_mni, "linear") for p in (tpl.csf, tpl.gm, tpl.wm)))
@@ -526,7 +546,7 @@ def preprocess_session(
         "Inputs": {r: str(p) for r, p in inputs.images.items()},
         "MissingModalities": list(missing), "SkippedSteps": skipped, "ImageNotes": notes,
         "Registration": {g: {k: v for k, v in i.items() if k != "matrix"} for g, i in transforms.items()},
-        "BrainExtraction": brain_result.method, "MNIRegistration": mni_how,
+        "BrainExtraction": brain_result.method, "MNIRegistration": mni_how, "TemplateCorrelation": template_r,
         "LesionMask": "given" if lesion_given is not None else "candidates",
         "Timings_s": timings, "Outputs": sorted(str(p.relative_to(out_root)) for p in outputs),
     })
