@@ -163,6 +163,8 @@ def main() -> None:
         args.max_epochs, args.iterations, args.patch = 2, 2, args.patch or 16
         args.preset = "tiny" if args.preset == "cpu-small" else args.preset
     t0 = time.perf_counter()
+    if args.bids and not (args.bids / "derivatives" / "dawm-preprocess").is_dir():
+        ap.error(f"--bids {args.bids}: no derivatives/dawm-preprocess there (simulate and preprocess it first)")
     if args.bids:
         bids, work = args.bids, args.work / args.bids.resolve().parent.name
         participants = (bids / "participants.tsv").read_text().splitlines()[1:]
@@ -193,7 +195,7 @@ def main() -> None:
                           folds=3 if args.tiny else 5, labels=target,
                           inference_patch_size=(48, 48, 48) if args.tiny else None)
         if args.test_subjects and not (model_dir / "split.json").exists():
-            _fixed_split(model_dir, all_cases, args.test_subjects.split(","), cfg.folds, cfg.seed)
+            _fixed_split(model_dir, all_cases, [t.strip().removeprefix("sub-") for t in args.test_subjects.split(",")], cfg.folds, cfg.seed)
         t = time.perf_counter()
         resume = (model_dir / "fold-0" / "last.pt").exists()
         info = train(bids, model_dir, cfg, folds=[0], resume=resume)

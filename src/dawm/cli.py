@@ -214,7 +214,7 @@ def label(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Derivatives folder (default BIDS_DIR/derivatives/dawm-label)."),
     reference: Optional[str] = typer.Option(None, "--reference", help="controls (same-scanner healthy controls) or self (the subject's own NAWM)."),
     rule: Optional[str] = typer.Option(None, "--rule", help="t1, mtr, both, either or chi2."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="z threshold (rule chi2: a p value)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="z threshold a region's core must pass; the region then grows to grow_threshold (2 by default, set in --config) (rule chi2: a p value, no growth)."),
     participant_label: Optional[list[str]] = typer.Option(None, "--participant-label", help="Subjects to label (repeatable; with or without sub-)."),
     preprocess_dir: Optional[Path] = typer.Option(None, "--preprocess-dir", help="dawm preprocess outputs (default BIDS_DIR/derivatives/dawm-preprocess)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="LabelConfig JSON (e.g. a saved label_config.json); options override it."),

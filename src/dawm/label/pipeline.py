@@ -156,30 +156,29 @@ class PreparedSession:
     wm_prior: np.ndarray | None = None  # MNI152 WM prior on the session grid (None: no MNI transform)
 
 
-def mni_coordinates(transform_path: Path, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
-    """(3, X, Y, Z) float32 MNI mm of every voxel of the grid (shape, affine), through the
+def mni_coordinates(transform, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """(3, X, Y, Z) float32 MNI mm of every voxel of the grid (shape, affine), through the loaded
     ``from-MNI_to-session`` transform (which pulls MNI-grid images onto the session grid): the
     coordinate maps of the 2 mm template grid, linearly interpolated. NaN outside the template grid."""
-    from dawm.preprocess.registration import load_transform, warp
+    from dawm.preprocess.registration import warp
     from dawm.preprocess.template import load_template
 
     tpl = load_template(2)
-    tx = load_transform(transform_path)
     ijk = np.indices(tpl.t1.shape, dtype=np.float32).reshape(3, -1)
     world = (tpl.affine[:3, :3] @ ijk + tpl.affine[:3, 3:4]).reshape((3, *tpl.t1.shape))
-    inside = warp(np.ones(tpl.t1.shape, np.float32), tpl.affine, shape, affine, tx, "linear", 0.0) > 0.999
-    out = np.stack([warp(w, tpl.affine, shape, affine, tx, "linear", 0.0) for w in world])
+    inside = warp(np.ones(tpl.t1.shape, np.float32), tpl.affine, shape, affine, transform, "linear", 0.0) > 0.999
+    out = np.stack([warp(w, tpl.affine, shape, affine, transform, "linear", 0.0) for w in world])
     return np.where(inside, out, np.nan).astype(np.float32)
 
 
-def mni_wm_prior(transform_path: Path, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
-    """The MNI152 WM prior (0..1, float32) pulled onto the grid (shape, affine) through the
+def mni_wm_prior(transform, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """The MNI152 WM prior (0..1, float32) pulled onto the grid (shape, affine) through the loaded
     ``from-MNI_to-session`` transform (0 outside the template)."""
-    from dawm.preprocess.registration import load_transform, warp
+    from dawm.preprocess.registration import warp
     from dawm.preprocess.template import load_template
 
     tpl = load_template(2)
-    return warp(tpl.wm, tpl.affine, shape, affine, load_transform(transform_path), "linear", 0.0).astype(np.float32)
+    return warp(tpl.wm, tpl.affine, shape, affine, transform, "linear", 0.0).astype(np.float32)
 
 
 def prepare_session(info: SessionInfo, pre_root: str | Path, config: LabelConfig) -> PreparedSession:
@@ -228,8 +227,11 @@ def prepare_session(info: SessionInfo, pre_root: str | Path, config: LabelConfig
     xfm = _file(pre_root, inputs, from_=MNI, to="session", mode="image", suffix="xfm", extension=".h5")
     mni_xyz = wm_prior = None
     if xfm.exists():
-        mni_xyz = mni_coordinates(xfm, shape, affine)
-        wm_prior = mni_wm_prior(xfm, shape, affine) if config.wm_prior_min > 0 else None
+        from dawm.preprocess.registration import load_transform
+
+        to_session = load_transform(xfm)
+        mni_xyz = mni_coordinates(to_session, shape, affine)
+        wm_prior = mni_wm_prior(to_session, shape, affine) if config.wm_prior_min > 0 else None
         if np.isnan(mni_xyz[:, brain]).mean() > 0.05:
             log.warning("%s: the MNI transform leaves the template grid for %.0f %% of the brain", inputs.key,
                         100 * np.isnan(mni_xyz[:, brain]).mean())
