@@ -18,6 +18,8 @@ Ceiling table: what any threshold on the z maps could reach. Per patient session
 the self-reference z maps (T1, MTR and their combination (z_T1 - z_MTR) / sqrt 2) are thresholded at
 the *best* z for that session (an oracle, no cleaning) inside the pipeline's eligible WM;
 ``coverage`` is the share of the true DAWM inside that mask, an upper bound of recall.
+"Dice in true core" scores every rule inside the simulator's own pure-WM core (true WM farther than
+``pv_margin_mm`` from true GM/CSF), apart from the DAWM drawn in partial-volume WM.
 Writes ``benchmarks/results/label.{json,md,png}`` (or ``--name``).
 """
 
@@ -73,6 +75,7 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
         prepared = prepare_session(info, pre, base)
         truth = np.rint(truth_on_session_grid(bids, pre, info.inputs, desc="pathology", suffix="dseg")).astype(int)
         true_dawm = truth == 2
+        true_core = _true_core(bids, pre, info, prepared.maps.spacing_mm, base.pv_margin_mm)
         voxel_ml = float(np.prod(prepared.maps.spacing_mm)) / 1000.0
         eligible = eligible_of(prepared, base)
         is_control = info.group == base.control_group
@@ -85,15 +88,30 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
                     cfg = cfg_mode.model_copy(update={"rule": rule, "threshold": thr})
                     dawm = apply_rule(prepared, ref, cfg, eligible=eligible) == 2
                     inter = int((dawm & true_dawm).sum())
+                    in_core = {"est_core_ml": float((dawm & true_core).sum() * voxel_ml),
+                               "true_core_ml": float((true_dawm & true_core).sum() * voxel_ml),
+                               "inter_core_ml": float((dawm & true_dawm & true_core).sum() * voxel_ml)}
                     rows.append({"session": info.key, "group": info.group, "control": is_control, "mode": mode, "used": used,
                                  "rule": rule, "threshold": thr, "est_ml": float(dawm.sum() * voxel_ml),
                                  "true_ml": float(true_dawm.sum() * voxel_ml), "inter_ml": inter * voxel_ml,
-                                 "dice": 2.0 * inter / max(int(dawm.sum() + true_dawm.sum()), 1) if true_dawm.any() else np.nan})
+                                 "dice": 2.0 * inter / max(int(dawm.sum() + true_dawm.sum()), 1) if true_dawm.any() else np.nan,
+                                 **in_core})
         if true_dawm.any() and not is_control:
             ref, _ = reference_for(prepared, base.model_copy(update={"reference": "self"}), None)
             ceiling.extend(_ceiling(info.key, ref.z, true_dawm, eligible))
         print(f"{info.key}: {time.perf_counter() - start:.0f} s", flush=True)
     return {"rows": rows, "ceiling": ceiling, "sessions": [i.key for i in infos]}
+
+
+def _true_core(bids: Path, pre: Path, info, spacing_mm, margin_mm: float) -> np.ndarray:
+    """The *true* pure-WM core of a session: simulator WM (``dseg`` 3) farther than ``margin_mm`` from
+    any true non-WM voxel, on the session grid. Scoring inside it separates the rule's errors from the
+    DAWM the simulator draws where white matter meets grey matter or CSF (partial volume), which the
+    issue's rule must leave out."""
+    from dawm.label.rules import within_mm
+
+    tissue = np.rint(truth_on_session_grid(bids, pre, info.inputs, suffix="dseg")).astype(int)
+    return (tissue == 3) & ~within_mm(tissue != 3, margin_mm, spacing_mm)
 
 
 def _ceiling(key: str, z: dict, true_dawm: np.ndarray, eligible: np.ndarray) -> list[dict]:
@@ -122,9 +140,11 @@ def summarise(rows: list[dict]) -> list[dict]:
         withd = pat[pat.true_ml > 0]
         ctl = g[g.control]
         pooled = 2 * withd.inter_ml.sum() / max(withd.est_ml.sum() + withd.true_ml.sum(), 1e-9) if len(withd) else np.nan
+        in_core = (2 * withd.inter_core_ml.sum() / max(withd.est_core_ml.sum() + withd.true_core_ml.sum(), 1e-9)
+                   if len(withd) and "inter_core_ml" in withd else np.nan)
         rho = stats.spearmanr(pat.est_ml, pat.true_ml).statistic if len(pat) > 2 and pat.true_ml.nunique() > 1 else np.nan
         out.append({"mode": mode, "rule": rule, "threshold": float(thr), "dice_mean": float(withd.dice.mean()) if len(withd) else np.nan,
-                    "dice_pooled": float(pooled), "spearman": float(rho), "mae_ml": float((pat.est_ml - pat.true_ml).abs().mean()),
+                    "dice_pooled": float(pooled), "dice_pooled_true_core": float(in_core), "spearman": float(rho), "mae_ml": float((pat.est_ml - pat.true_ml).abs().mean()),
                     "patient_est_ml": float(pat.est_ml.mean()), "patient_true_ml": float(pat.true_ml.mean()),
                     "control_fp_ml": float(ctl.est_ml.mean()) if len(ctl) else np.nan,
                     "control_fp_used": ",".join(sorted(set(ctl.used))) if len(ctl) else ""})
@@ -158,12 +178,14 @@ def markdown(summary: list[dict], meta: dict) -> str:
     lines = [f"# dawm label benchmark\n", f"cohort: `{meta['bids']}` ({len(meta['sessions'])} sessions); "
              f"base config: rule `{meta['config']['rule']}`, smoothing {meta['config']['smoothing_fwhm_mm']} mm, "
              f"grown to z {meta['config'].get('grow_threshold')} from each threshold above it; {meta['seconds']:.0f} s\n",
-             "| mode | rule | thr | Dice mean | Dice pooled | Spearman | MAE ml | patient ml (est/true) | control FP ml (ref) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "Dice in true core: pooled Dice with both masks restricted to the true pure-WM core (simulator WM farther than "
+             f"{meta['config']['pv_margin_mm']} mm from true GM/CSF), where the rule may label DAWM.\n",
+             "| mode | rule | thr | Dice mean | Dice pooled | Dice in true core | Spearman | MAE ml | patient ml (est/true) | control FP ml (ref) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary:
         if r["rule"] == meta["config"]["rule"] and r["threshold"] not in _grid(r["rule"]):
             continue
-        lines.append(f"| {r['mode']} | {r['rule']} | {r['threshold']:g} | {r['dice_mean']:.2f} | {r['dice_pooled']:.2f} | {r['spearman']:.2f} | "
+        lines.append(f"| {r['mode']} | {r['rule']} | {r['threshold']:g} | {r['dice_mean']:.2f} | {r['dice_pooled']:.2f} | {r.get('dice_pooled_true_core', np.nan):.2f} | {r['spearman']:.2f} | "
                      f"{r['mae_ml']:.2f} | {r['patient_est_ml']:.1f}/{r['patient_true_ml']:.1f} | {r['control_fp_ml']:.2f} ({r['control_fp_used']}) |")
     if meta.get("ceiling"):
         lines += ["", "## Ceiling of a threshold rule (oracle threshold per session, self reference)", "",

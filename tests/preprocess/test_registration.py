@@ -14,10 +14,12 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from dawm.image.resample import resample_to_grid
+from dawm.image.sitk_bridge import ras_transform_to_sitk
 from dawm.preprocess.registration import (
     LinearRegistration,
     load_transform,
     nonlinear_register,
+    rigid_approximation,
     rigid_register,
     save_transform,
     transform_points,
@@ -149,3 +151,51 @@ def test_template_correlation_flags_a_missed_mni_registration() -> None:
     bad = template_correlation({"T1w": tpl.t1}, brain, tpl.affine, tpl, shifted)
     assert good > 0.99 and bad < PreprocessConfig().min_template_correlation
     assert template_correlation({"FLAIR": tpl.t1}, brain, tpl.affine, tpl, shifted) is None  # no T1-like image: no check
+
+
+def test_rigid_approximation_keeps_a_rotated_start_in_place():
+    # A start rotated by ~15 degrees, re-centred ~100 mm from the origin: a naive ITK re-centring
+    # would move it by ~25 mm; the approximation of a rigid matrix must be exact everywhere.
+    start = rigid_matrix((12, -9, 6), (30, -60, 55))
+    centre = (60.0, -50.0, 70.0)
+    approx = rigid_approximation(start, centre)
+    exact = ras_transform_to_sitk(start)
+    for point in [(0.0, 0.0, 0.0), centre, (-80.0, 90.0, -40.0)]:
+        np.testing.assert_allclose(approx.TransformPoint(point), exact.TransformPoint(point), atol=1e-6)
+    # An affine start: the centre still lands where the affine sends it, with a pure rotation.
+    scaled = start @ np.diag([1.1, 0.9, 1.05, 1.0])
+    approx = rigid_approximation(scaled, centre)
+    np.testing.assert_allclose(approx.TransformPoint(centre), ras_transform_to_sitk(scaled).TransformPoint(centre), atol=1e-6)
+    rot = np.asarray(approx.GetMatrix()).reshape(3, 3)
+    np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-9)
+    with pytest.raises(ValueError, match="reflection"):
+        rigid_approximation(np.diag([-1.0, 1.0, 1.0, 1.0]), centre)
+
+
+def test_multi_start_escapes_the_basin_of_a_ghost():
+    # 150 mm above the head the fixed image holds a head-shaped blob of smooth noise (like the
+    # background artefacts that made a head mask leak on a simulated session). Started on it, one
+    # start stays there; a multi-start that also tries 150 mm lower finds the head, whose mutual
+    # information is clearly better, and takes it although the blob is the primary guess.
+    img, aff, brain = head_phantom("t1", seed=0)
+    shape, grid = oblique_lps_grid((3.0, 3.0, 3.0), (240, 240, 420), (4, -3, 6), (0, 0, 40))
+    motion = rigid_matrix((5, -4, 3), (6, -8, 10))  # fixed world -> phantom world
+    ghost = rigid_matrix((0, 0, 0), (0, 0, -150)) @ motion
+    rng = np.random.default_rng(3)
+    texture = ndimage.gaussian_filter(rng.normal(size=img.shape), 3.0)
+    blob = np.where(img > 0.05, 0.5 + 0.5 * texture / np.abs(texture).max(), 0.0)
+    fixed = to_int16(resample_to_grid(img, aff, shape, grid, transform_ras=motion)
+                     + resample_to_grid(blob, aff, shape, grid, transform_ras=ghost))
+    in_brain = resample_to_grid(brain.astype(np.float32), aff, shape, grid, transform_ras=motion) > 0.5
+    points = np.c_[np.argwhere(in_brain), np.ones(int(in_brain.sum()))] @ grid.T
+
+    def error_mm(m):
+        return float(np.mean(np.linalg.norm((points @ (m - motion).T)[:, :3], axis=1)))
+
+    single = rigid_register(fixed, grid, img, aff, seed=0, initial=ghost)
+    multi = rigid_register(fixed, grid, img, aff, seed=0, initial=[ghost, rigid_matrix((0, 0, 0), (0, 0, 150)) @ ghost])
+    print(f"started on the blob: single start error {error_mm(single.matrix_ras):.1f} mm (metric {single.metric:.3f}), "
+          f"multi-start {error_mm(multi.matrix_ras):.2f} mm (metric {multi.metric:.3f})")
+    assert error_mm(single.matrix_ras) > 100.0  # the trap is real
+    assert error_mm(multi.matrix_ras) < 2.0
+    assert multi.metric < single.metric

@@ -13,29 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
-
 from dawm.image.resample import voxel_sizes
-from dawm.image.sitk_bridge import to_sitk
 from dawm.label.locations import LOCATION_LABELS, location_classes
+from dawm.label.pipeline import mni_coordinates as label_mni_coordinates
+from dawm.preprocess.registration import load_transform
 
 log = logging.getLogger(__name__)
 
 
 def mni_coordinates(transform_path: str | Path, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray | None:
     """(3, X, Y, Z) float32 MNI RAS mm of every voxel of the grid ``(shape, affine)``, through the
-    pull transform at ``transform_path`` (session world -> MNI world); None when it is absent."""
+    pull transform at ``transform_path`` (session world -> MNI world); None when it is absent.
+    Voxels that fall outside the template grid get -1e4 mm, as in the label stage."""
     path = Path(transform_path)
     if not path.exists():
         return None
-    tx = sitk.ReadTransform(str(path))
-    ref = to_sitk(np.zeros(shape, np.uint8), affine)
-    field = sitk.TransformToDisplacementField(tx, sitk.sitkVectorFloat64, ref.GetSize(), ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection())
-    disp = sitk.GetArrayFromImage(field).transpose(2, 1, 0, 3)  # (X, Y, Z, 3) LPS mm
-    idx = np.indices(shape, dtype=np.float64)
-    ras = np.tensordot(np.asarray(affine)[:3, :3], idx, axes=1) + np.asarray(affine)[:3, 3, None, None, None]
-    lps = ras * np.array([-1.0, -1.0, 1.0])[:, None, None, None] + np.moveaxis(disp, -1, 0)
-    return (lps * np.array([-1.0, -1.0, 1.0])[:, None, None, None]).astype(np.float32)
+    return np.nan_to_num(label_mni_coordinates(load_transform(path), shape, affine), nan=-1e4)
 
 
 def volume_table(pred: np.ndarray, dseg: np.ndarray, brain: np.ndarray, affine: np.ndarray, *, mni_xyz: np.ndarray | None = None) -> pd.DataFrame:

@@ -244,6 +244,8 @@ def rigid_register(
     working_spacing_mm : isotropic spacing the images are resampled to internally (2 mm default,
         giving sub-millimetre accuracy for typical brain MRI; use 1.0 for the last bit).
     initial : optional starting transform (fixed -> moving RAS matrix); default: centres of mass.
+        A list of them is a multi-start: each is tried with a coarse rigid stage (8 mm, cheap) and
+        the one reaching the best metric is refined (see :func:`best_start`).
 
     Returns
     -------
@@ -263,34 +265,14 @@ def rigid_register(
     f_img, f_mask = _working_image(fixed_data, fixed_affine, working_spacing_mm, fmask)
     m_img, m_mask = _working_image(moving_data, moving_affine, working_spacing_mm, mmask)
 
-    rigid = sitk.Euler3DTransform() if dof != 7 else sitk.Similarity3DTransform()
-    if initial is None:
-        init = sitk.CenteredTransformInitializer(
-            _foreground_for_moments(f_img, f_mask),
-            _foreground_for_moments(m_img, m_mask),
-            rigid,
-            sitk.CenteredTransformInitializerFilter.MOMENTS,
-        )
-        rigid = type(rigid)(init)
-    else:
-        matrix = initial.matrix_ras if isinstance(initial, LinearRegistration) else initial
-        start = ras_transform_to_sitk(np.asarray(matrix, dtype=float))
-        centre = f_img.TransformContinuousIndexToPhysicalPoint(
-            [(s - 1) / 2.0 for s in f_img.GetSize()]
-        )
-        start.SetCenter(centre)
-        rigid.SetCenter(centre)
-        # Best rigid approximation of the starting matrix (polar decomposition).
-        u, _, vt = np.linalg.svd(np.asarray(start.GetMatrix()).reshape(3, 3))
-        rot = u @ vt
-        if np.linalg.det(rot) < 0:
-            raise ValueError("initial transform contains a reflection")
-        rigid.SetMatrix([float(v) for v in rot.ravel()])
-        rigid.SetTranslation(start.GetTranslation())
-
+    levels = 3
+    if isinstance(initial, (list, tuple)):
+        initial = best_start(f_img, m_img, f_mask, m_mask, initial, dof=dof, seed=seed)[0]
+        levels = 2  # the coarse level already ran from the chosen start
+    rigid = _start_transform(f_img, f_mask, m_img, m_mask, dof, initial)
     metric = _run_stage(
         f_img, m_img, rigid, f_mask, m_mask,
-        shrink=[4, 2, 1], sigmas_vox=[2.0, 1.0, 0.0], sampling=[0.5, 0.25, 0.1],
+        shrink=[4, 2, 1][-levels:], sigmas_vox=[2.0, 1.0, 0.0][-levels:], sampling=[0.5, 0.25, 0.1][-levels:],
         iterations=200, learning_rate_mm=2.0, seed=seed,
     )  # fmt: skip
     final: sitk.Transform = rigid
@@ -306,6 +288,75 @@ def rigid_register(
         )  # fmt: skip
         final = affine_tx
     return LinearRegistration(matrix_ras=sitk_transform_to_ras(final), metric=metric, dof=dof)
+
+
+def _start_transform(f_img: sitk.Image, f_mask: sitk.Image | None, m_img: sitk.Image, m_mask: sitk.Image | None,
+                     dof: int, initial: LinearRegistration | np.ndarray | None) -> sitk.Transform:
+    """The rigid (or similarity, dof 7) transform a linear registration starts from: centres of mass
+    when ``initial`` is None, else the best rigid approximation of ``initial``."""
+    rigid = sitk.Euler3DTransform() if dof != 7 else sitk.Similarity3DTransform()
+    if initial is None:
+        init = sitk.CenteredTransformInitializer(
+            _foreground_for_moments(f_img, f_mask),
+            _foreground_for_moments(m_img, m_mask),
+            rigid,
+            sitk.CenteredTransformInitializerFilter.MOMENTS,
+        )
+        rigid = type(rigid)(init)
+    else:
+        matrix = initial.matrix_ras if isinstance(initial, LinearRegistration) else initial
+        centre = f_img.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2.0 for s in f_img.GetSize()])
+        rigid = rigid_approximation(matrix, centre, dof=dof)
+    return rigid
+
+
+def rigid_approximation(matrix_ras: np.ndarray, centre_lps, *, dof: int = 6) -> sitk.Transform:
+    """The rigid (``dof`` 6, or 7: similarity at unit scale) ITK transform closest to a fixed -> moving
+    RAS 4x4 ``matrix_ras``: the rotation of its polar decomposition, about ``centre_lps`` (an ITK
+    physical point), mapping that centre where ``matrix_ras`` maps it. Exact for a rigid matrix.
+
+    (ITK's ``SetCenter`` keeps the translation, so re-centring a transform moves it; the translation
+    is set after the centre here.)"""
+    start = ras_transform_to_sitk(np.asarray(matrix_ras, dtype=float))
+    u, _, vt = np.linalg.svd(np.asarray(start.GetMatrix()).reshape(3, 3))
+    rot = u @ vt
+    if np.linalg.det(rot) < 0:
+        raise ValueError("initial transform contains a reflection")
+    rigid = sitk.Euler3DTransform() if dof != 7 else sitk.Similarity3DTransform()
+    centre = [float(v) for v in centre_lps]
+    rigid.SetCenter(centre)
+    rigid.SetMatrix([float(v) for v in rot.ravel()])
+    rigid.SetTranslation([float(v) for v in np.asarray(start.TransformPoint(centre)) - np.asarray(centre)])
+    return rigid
+
+
+def best_start(
+    f_img: sitk.Image, m_img: sitk.Image, f_mask: sitk.Image | None, m_mask: sitk.Image | None,
+    candidates: list, *, dof: int = 6, seed: int = 0, margin: float = 0.25,
+) -> tuple[np.ndarray, list[float]]:
+    """Multi-start: run a coarse rigid stage (working grid shrunk 4x, i.e. 8 mm for the default
+    2 mm) from each candidate start (fixed -> moving RAS 4x4 matrices or LinearRegistrations) and
+    return ``(the chosen candidate's coarse result as a 4x4 RAS matrix, the metric of every candidate)``.
+
+    The first candidate is the primary guess: another one is chosen only when its metric is better
+    by more than ``margin`` (relative), so the multi-start changes nothing unless the primary guess
+    clearly missed. A single start can fall into a wrong basin of mutual information when the guess
+    is off by a few centimetres (e.g. a head mask that leaks into background ghosts above the scalp);
+    on the simulated cohorts the metric was then -0.10 against -0.28 for the right basin, whereas
+    candidates reaching the same basin differ by a few percent.
+    """
+    if not candidates:
+        raise ValueError("best_start needs at least one candidate")
+    results = []
+    for i, cand in enumerate(candidates):
+        tx = _start_transform(f_img, f_mask, m_img, m_mask, dof, cand)
+        metric = _run_stage(f_img, m_img, tx, f_mask, m_mask, shrink=[4], sigmas_vox=[2.0], sampling=[0.5],
+                            iterations=100, learning_rate_mm=4.0, seed=seed + i)
+        results.append((metric, sitk_transform_to_ras(tx)))
+    best = min(range(len(results)), key=lambda i: results[i][0])
+    if results[best][0] >= results[0][0] * (1.0 + margin):  # metrics are negative: not clearly better
+        best = 0
+    return results[best][1], [m for m, _ in results]
 
 
 # --------------------------------------------------------------------------------------------
