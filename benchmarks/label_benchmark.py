@@ -38,6 +38,7 @@ from scipy import stats
 
 from dawm.label.config import LabelConfig
 from dawm.label.pipeline import apply_rule, eligible_of, fit_controls, prepare_session, preprocessed, reference_for, session_infos
+from dawm.label.rules import within_mm
 from dawm.preprocess.evaluate import truth_on_session_grid
 
 RESULTS = Path(__file__).parent / "results"
@@ -108,8 +109,6 @@ def _true_core(bids: Path, pre: Path, info, spacing_mm, margin_mm: float) -> np.
     any true non-WM voxel, on the session grid. Scoring inside it separates the rule's errors from the
     DAWM the simulator draws where white matter meets grey matter or CSF (partial volume), which the
     issue's rule must leave out."""
-    from dawm.label.rules import within_mm
-
     tissue = np.rint(truth_on_session_grid(bids, pre, info.inputs, suffix="dseg")).astype(int)
     return (tissue == 3) & ~within_mm(tissue != 3, margin_mm, spacing_mm)
 

@@ -155,7 +155,7 @@ def test_template_correlation_flags_a_missed_mni_registration() -> None:
 
 def test_rigid_approximation_keeps_a_rotated_start_in_place():
     # A start rotated by ~15 degrees, re-centred ~100 mm from the origin: a naive ITK re-centring
-    # would move it by ~25 mm; the approximation of a rigid matrix must be exact everywhere.
+    # would move it by ~28 mm; the approximation of a rigid matrix must be exact everywhere.
     start = rigid_matrix((12, -9, 6), (30, -60, 55))
     centre = (60.0, -50.0, 70.0)
     approx = rigid_approximation(start, centre)

@@ -10,7 +10,8 @@ Defaults and where they come from:
   the pure-WM core (below), ``benchmarks/label_benchmark.py`` gave pooled DAWM Dice / control false
   positives per session of 0.33 / 1.19 ml (controls reference) and 0.33 / 1.19 ml (self) on the
   1.5 mm cohort (0.38 inside the true pure-WM core), 0.35 / 0.71 ml and 0.34 / 0.68 ml on the 2 mm
-  demo cohort. Seeds at z 3 give the same Dice with 1.02 ml in the 2 mm controls; a plain z 2 (no growth) 0.30-0.35 with 1.13 ml there,
+  demo cohort. Seeds at z 3 give the same Dice with 0.97 ml in the 2 mm controls; a plain z 2 (no
+  growth) 0.30-0.35 with 1.13 ml there,
   a plain z 2.5 0.24-0.35 with <= 0.38 ml. For the ``chi2`` rule the threshold is a p value of the
   2-dof Mahalanobis distance (default 0.01) and there is no growth.
 * ``max_t1_rise`` 0.30: focal lesions have T1 35-95 % above WM (Vrenken 2010, :mod:`dawm.simulate.properties`),

@@ -7,8 +7,9 @@ Method
    FLAIR) and the salt-and-pepper background of MP2RAGE UNIT1 images are not.
 2. The MNI template T1 is registered to the subject head image with Mattes MI (affine, dof=12),
    initialised by aligning the template brain with the top of the head mask (a multi-start at 0,
-   +-20 and +-40 mm from it along the superior axis, the best after a coarse rigid stage kept,
-   since the top of a head mask can leak into background artefacts), the metric restricted
+   +-20 and +-40 mm from it along the superior axis; after a coarse rigid stage another start
+   replaces the guess only when its metric is clearly better, since the top of a head mask can leak
+   into background artefacts), the metric restricted
    to the head (fixed mask) and to a dilated template brain (moving mask), so skull and scalp,
    which the skull-stripped template lacks, barely influence it.
 3. A synthetic template in the subject's contrast (least-squares fit of the subject intensities
@@ -223,11 +224,7 @@ def extract_brain(
     tpl_spacing = float(np.mean(tpl.spacing_mm))
     moving_mask = ndimage.binary_dilation(tpl_brain, iterations=max(1, int(round(MOVING_MARGIN_MM / tpl_spacing))))
     start = _initial_translation(grid.head, grid.affine, tpl)
-    starts = []
-    for dz in START_OFFSETS_MM:
-        shifted = start.copy()
-        shifted[2, 3] += dz
-        starts.append(shifted)
+    starts = [start + np.pad([[0.0], [0.0], [dz]], ((0, 1), (3, 0))) for dz in START_OFFSETS_MM]  # shifted along z
     lin = rigid_register(
         data, affine, tpl.t1, tpl.affine,
         fixed_mask=head, moving_mask=moving_mask, dof=12, seed=seed, initial=starts,

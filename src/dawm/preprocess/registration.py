@@ -244,8 +244,8 @@ def rigid_register(
     working_spacing_mm : isotropic spacing the images are resampled to internally (2 mm default,
         giving sub-millimetre accuracy for typical brain MRI; use 1.0 for the last bit).
     initial : optional starting transform (fixed -> moving RAS matrix); default: centres of mass.
-        A list of them is a multi-start: each is tried with a coarse rigid stage (8 mm, cheap) and
-        the one reaching the best metric is refined (see :func:`best_start`).
+        A list of them is a multi-start: each is tried with a coarse rigid stage (8 mm, cheap); the
+        first is kept unless another reaches a clearly better metric (see :func:`best_start`).
 
     Returns
     -------
