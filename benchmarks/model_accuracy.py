@@ -39,13 +39,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from dawm.image.io import load_volume
 from dawm.model.config import TrainConfig
 from dawm.model.data import cases_of, discover_cases
 from dawm.model.inference import load_model, predict_probabilities
-from dawm.model.metrics import class_counts, pooled_dice
+from dawm.model.metrics import agreement, class_counts, pooled_dice
 from dawm.model.simtruth import write_truth_labels
 from dawm.model.train import train
 from dawm.preprocess.config import PreprocessConfig
@@ -91,19 +90,21 @@ def _fixed_split(model_dir: Path, cases, test: list[str], folds: int, seed: int)
     (model_dir / "split.json").write_text(json.dumps(split, indent=2) + "\n")
 
 
-def _dseg(path: Path | None) -> np.ndarray | None:
+def read_dseg(path: Path | None) -> np.ndarray | None:
+    """A label map as uint8 (None when ``path`` is None or missing)."""
     return np.rint(load_volume(path, allow_empty=True).data).astype(np.uint8) if path is not None and path.exists() else None
 
 
-def _label_path(bids: Path, case, name: str) -> Path:
+def label_path(bids: Path, case, name: str) -> Path:
+    """The session-grid ``desc-dawm_dseg`` of ``case`` in ``derivatives/<name>``."""
     return bids / "derivatives" / name / case.base().with_(space="session", desc="dawm", suffix="dseg").relpath
 
 
-def _flair_z(case) -> tuple[np.ndarray, np.ndarray]:
+def flair_z(case) -> tuple[np.ndarray, np.ndarray]:
     """FLAIR robust z-score against the session's WM, and the WM (dseg WM plus lesion candidates)."""
     flair = load_volume(case.images["FLAIR"]).data
-    dseg = _dseg(case.dseg)
-    lesion = _dseg(Path(str(case.dseg).replace("_space-session_dseg", "_space-session_label-lesion_mask")))
+    dseg = read_dseg(case.dseg)
+    lesion = read_dseg(Path(str(case.dseg).replace("_space-session_dseg", "_space-session_label-lesion_mask")))
     wm = dseg == 3
     v = flair[wm]
     med = np.median(v)
@@ -111,27 +112,39 @@ def _flair_z(case) -> tuple[np.ndarray, np.ndarray]:
     return (flair - med) / mad, wm | (lesion > 0 if lesion is not None else False)
 
 
-def _baseline(z: np.ndarray, wm: np.ndarray, z_dawm: float, z_lesion: float) -> np.ndarray:
+def flair_baseline(z: np.ndarray, wm: np.ndarray, z_dawm: float, z_lesion: float) -> np.ndarray:
+    """WM voxels with FLAIR z above ``z_dawm``: DAWM (2), above ``z_lesion``: lesion (1)."""
     out = np.zeros(z.shape, np.uint8)
     out[wm & (z > z_dawm)] = 2
     out[wm & (z > z_lesion)] = 1
     return out
 
 
+def tuned_baseline(bids: Path, train_cases, test_cases, target: str) -> tuple[tuple[float, float, float], dict[str, np.ndarray]]:
+    """The FLAIR threshold baseline: ``(score, z_dawm, z_lesion)`` maximising the mean of the pooled
+    lesion and DAWM Dice against ``derivatives/<target>`` on ``train_cases``, and its label maps of
+    ``test_cases`` (key -> (X, Y, Z) uint8, session grid)."""
+    zs = {c.key: flair_z(c) for c in [*train_cases, *test_cases]}
+    refs = {c.key: read_dseg(label_path(bids, c, target)) for c in train_cases}
+    best = (-1.0, 2.0, 4.0)
+    for z_d in (1.0, 1.5, 2.0, 2.5, 3.0):
+        for z_l in (3.0, 4.0, 5.0, 6.0, 8.0):
+            if z_l <= z_d:
+                continue
+            d = pooled_dice([class_counts(flair_baseline(*zs[c.key], z_d, z_l), refs[c.key]) for c in train_cases])
+            score = float(np.nanmean([d[1], d[2]]))
+            if score > best[0]:
+                best = (score, z_d, z_l)
+    return best, {c.key: flair_baseline(*zs[c.key], best[1], best[2]) for c in test_cases}
+
+
 def _evaluate(preds: dict[str, np.ndarray], targets: dict[str, dict[str, np.ndarray | None]], voxel_ml: dict[str, float]) -> dict:
     out: dict = {}
     for ref in ("truth", "qmri"):
-        pairs = [(preds[k], t[ref]) for k, t in targets.items() if t[ref] is not None]
-        if not pairs:
-            out.update({f"lesion_dice_{ref}": None, f"dawm_dice_{ref}": None, f"dawm_spearman_{ref}": None})
-            continue
-        d = pooled_dice([class_counts(p, t) for p, t in pairs])
-        out[f"lesion_dice_{ref}"], out[f"dawm_dice_{ref}"] = d[1], d[2]
-        pv = [float((p == 2).sum()) * voxel_ml[k] for k, (p, t) in zip(targets, pairs)]
-        tv = [float((t == 2).sum()) * voxel_ml[k] for k, (p, t) in zip(targets, pairs)]
-        rho = stats.spearmanr(pv, tv).statistic if len(pv) > 2 and np.std(pv) > 0 and np.std(tv) > 0 else float("nan")
-        out[f"dawm_spearman_{ref}"] = float(rho)
-        out[f"dawm_ml_pred_{ref}"], out[f"dawm_ml_target_{ref}"] = pv, tv
+        a = agreement(preds, {k: t[ref] for k, t in targets.items() if t[ref] is not None}, voxel_ml)
+        out.update({f"lesion_dice_{ref}": a["lesion_dice"], f"dawm_dice_{ref}": a["dawm_dice"], f"dawm_spearman_{ref}": a["dawm_spearman"]})
+        if a["dawm_ml_pred"]:
+            out[f"dawm_ml_pred_{ref}"], out[f"dawm_ml_target_{ref}"] = a["dawm_ml_pred"], a["dawm_ml_ref"]
     return out
 
 
@@ -208,7 +221,7 @@ def main() -> None:
             brain_vol = load_volume(c.brain)
             imgs = {s: load_volume(p).data for s, p in c.images.items()}
             preds[c.key] = predict_probabilities(model, imgs, brain_vol.data > 0.5, brain_vol.affine).argmax(0).astype(np.uint8)
-            targets[c.key] = {"truth": _dseg(_label_path(bids, c, TRUTH_LABELS)), "qmri": _dseg(_label_path(bids, c, qmri)) if qmri else None}
+            targets[c.key] = {"truth": read_dseg(label_path(bids, c, TRUTH_LABELS)), "qmri": read_dseg(label_path(bids, c, qmri)) if qmri else None}
             vox[c.key] = float(np.prod(brain_vol.spacing_mm)) / 1000
         results["configs"][inputs] = {"test_sessions": len(test), "train_seconds": train_s, "predict_seconds": time.perf_counter() - t,
                                       "fold0": info["folds"]["0"], **_evaluate(preds, targets, vox)}
@@ -219,19 +232,8 @@ def main() -> None:
     split = results["split"]
     train_cases = cases_of(all_cases, split["folds"][0]["train"] + split["folds"][0]["val"])
     test = cases_of(all_cases, split["test"])
-    zs = {c.key: _flair_z(c) for c in train_cases + test}
-    best = (-1.0, 2.0, 4.0)
-    for z_d in (1.0, 1.5, 2.0, 2.5, 3.0):
-        for z_l in (3.0, 4.0, 5.0, 6.0, 8.0):
-            if z_l <= z_d:
-                continue
-            counts = [class_counts(_baseline(*zs[c.key], z_d, z_l), _dseg(_label_path(bids, c, target))) for c in train_cases]
-            d = pooled_dice(counts)
-            score = np.nanmean([d[1], d[2]])
-            if score > best[0]:
-                best = (float(score), z_d, z_l)
-    preds = {c.key: _baseline(*zs[c.key], best[1], best[2]) for c in test}
-    targets = {c.key: {"truth": _dseg(_label_path(bids, c, TRUTH_LABELS)), "qmri": _dseg(_label_path(bids, c, qmri)) if qmri else None} for c in test}
+    best, preds = tuned_baseline(bids, train_cases, test, target)
+    targets = {c.key: {"truth": read_dseg(label_path(bids, c, TRUTH_LABELS)), "qmri": read_dseg(label_path(bids, c, qmri)) if qmri else None} for c in test}
     vox = {c.key: float(np.prod(load_volume(c.brain).spacing_mm)) / 1000 for c in test}
     results["configs"]["FLAIR threshold baseline"] = {"test_sessions": len(test), "z_dawm": best[1], "z_lesion": best[2], **_evaluate(preds, targets, vox)}
 

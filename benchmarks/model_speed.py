@@ -13,7 +13,9 @@ Measures, with ``torch.set_num_threads(--threads)`` (2 by default):
   1 mm volume (a 182 x 218 x 182 grid with a 140 x 172 x 136 mm ellipsoidal brain), time , and the
   peak resident memory of a fresh process while it runs (``/proc/self/statm`` sampled every 20 ms;
   the input volume and the network are already loaded);
-* GPU columns (time, peak allocated memory) when CUDA is available;
+* GPU columns (time, peak allocated memory) when CUDA is available (``--devices cuda`` for the GPU
+  alone); on the GPU the inference is timed after one warm-up call (its time is kept as
+  ``first_call_seconds``), in bf16 autocast as ``dawm predict`` runs it;
 * the training cache against NIfTI: time to get one patch from a memory-mapped ``.npy`` case
   versus reading the case's ``.nii.gz`` files (2 channels, label, brain mask).
 
@@ -118,9 +120,13 @@ def _infer(preset: str, roi: int, shape, threads: int, device: str, queue) -> No
     dev = torch.device(device)
     image, brain = _volume(shape, np.random.default_rng(0))
     net = build_network(preset, 2).to(dev).eval()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    first = None
+    if dev.type == "cuda":  # the first call pays CUDA/cuDNN start-up: timed apart, then the warm call is reported
+        t = time.perf_counter()
+        segment_volume([net], image, brain, (roi,) * 3, device=dev, sw_batch_size=2)
         torch.cuda.synchronize()
+        first = time.perf_counter() - t
+        torch.cuda.reset_peak_memory_stats()
     with _PeakRSS() as rss:
         base = rss.now()
         t = time.perf_counter()
@@ -134,6 +140,7 @@ def _infer(preset: str, roi: int, shape, threads: int, device: str, queue) -> No
            "output_shape": list(probs.shape)}
     if dev.type == "cuda":
         res["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        res["first_call_seconds"] = first
     queue.put(res)
 
 
@@ -182,8 +189,11 @@ def _cache_vs_nifti(shape, patch: int, n: int) -> dict:
 
 
 def _write_md(results: dict, name: str) -> None:
-    shape, devices = results["volume_shape"], ["cpu"] + (["cuda"] if results["cuda"] else [])
+    shape, devices = results["volume_shape"], results.get("devices") or ["cpu"] + (["cuda"] if results["cuda"] else [])
     args = argparse.Namespace(quick=results["quick"], threads=results["threads"])
+    def first(inf: dict) -> str:
+        return f" (first call {inf['first_call_seconds']:.2f})" if inf.get("first_call_seconds") is not None else ""
+
     lines = [f"# dawm model speed ({'quick, ' if args.quick else ''}volume {shape[0]}x{shape[1]}x{shape[2]} at 1 mm, {args.threads} threads)", "",
              f"{results['processor']}, torch {results['torch']}, GPU: {results['cuda'] or 'none'}", "",
              "| preset | params (M) | device | patch | train step (s) | patches/s | inference (s) | window | peak RSS sampled / ru_maxrss (MB) | peak GPU (MB) |",
@@ -192,7 +202,7 @@ def _write_md(results: dict, name: str) -> None:
         for dev in devices:
             tr, inf = row[f"train_{dev}"], row[f"infer_{dev}"]
             lines.append(f"| {preset} | {tr['parameters'] / 1e6:.1f} | {dev} | {tr['patch']}^3 x{tr['batch']} | {tr['step_s']:.2f} | "
-                         f"{tr['patches_per_s']:.2f} | {inf['seconds']:.1f} | {inf['roi']}^3 | {inf['peak_rss_mb']:.0f} / {inf.get('ru_maxrss_mb', float('nan')):.0f} | "
+                         f"{tr['patches_per_s']:.2f} | {inf['seconds']:.2f}{first(inf)} | {inf['roi']}^3 | {inf['peak_rss_mb']:.0f} / {inf.get('ru_maxrss_mb', float('nan')):.0f} | "
                          f"{inf.get('peak_gpu_mb', float('nan')):.0f} |")
     c = results["cache_vs_nifti"]
     lines += ["", f"Patch loading ({c['patch']}^3, 2 channels + label): NIfTI .nii.gz {c['nifti_ms_per_patch']:.1f} ms/patch, "
@@ -210,13 +220,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=2, help="timed training steps per preset after one warm-up (the gpu preset on CPU: one step, no warm-up)")
     ap.add_argument("--presets", default="cpu-small,gpu")
+    ap.add_argument("--devices", default=None, help="comma-separated, e.g. cuda (default: cpu, and cuda when available)")
     ap.add_argument("--name", default="model_speed")
     args = ap.parse_args()
     import torch
 
     shape = (96, 112, 96) if args.quick else (182, 218, 182)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    results: dict = {"volume_shape": list(shape), "threads": args.threads, "quick": args.quick, "machine": platform.platform(terse=True),
+    devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if "cuda" in devices and not torch.cuda.is_available():
+        ap.error("--devices cuda: no CUDA device here")
+    results: dict = {"devices": devices, "volume_shape": list(shape), "threads": args.threads, "quick": args.quick, "machine": platform.platform(terse=True),
                      "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
                      "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "presets": {}}
     for preset in args.presets.split(","):

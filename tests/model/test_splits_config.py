@@ -73,7 +73,7 @@ def test_config_presets_and_validation() -> None:
     cfg = TrainConfig().resolved()
     assert cfg.patch_size == (64, 64, 64) and cfg.optimizer == "adamw" and cfg.channels == ["t1w", "flair"]
     gpu = TrainConfig(preset="gpu").resolved()
-    assert gpu.patch_size == (128, 128, 128) and gpu.optimizer == "sgd"
+    assert gpu.patch_size == (128, 128, 128) and gpu.optimizer == "adamw"
     with pytest.raises(ValueError, match="divisible"):
         TrainConfig(patch_size=(40, 40, 40))
     with pytest.raises(ValueError, match="sum to 1"):

@@ -82,7 +82,9 @@ class CachedCase:
         return tuple(self.label.shape)  # type: ignore[return-value]
 
 
-def _locations(label: np.ndarray, brain: np.ndarray, rng: np.random.Generator, max_locations: int) -> dict[str, np.ndarray]:
+def class_locations(label: np.ndarray, brain: np.ndarray, rng: np.random.Generator, max_locations: int = 20000) -> dict[str, np.ndarray]:
+    """Voxel indices (N, 3) int32 of each sampling class (``lesion``: label 1, ``DAWM``: label 2,
+    ``brain``: brain > 0), at most ``max_locations`` per class (a random subset, in index order)."""
     out = {}
     for name, mask in (("lesion", label == 1), ("DAWM", label == 2), ("brain", brain > 0)):
         idx = np.argwhere(mask).astype(np.int32)
@@ -117,7 +119,7 @@ def build_case(case: Case, channels: list[str], folder: Path, *, max_locations: 
     np.save(folder / "image.npy", image)
     np.save(folder / "label.npy", label)
     np.save(folder / "brain.npy", brain_c)
-    locs = _locations(label, brain_c, np.random.default_rng([seed, 7]), max_locations)
+    locs = class_locations(label, brain_c, np.random.default_rng([seed, 7]), max_locations)
     np.savez(folder / "locations.npz", **locs)
     write_json(folder / "meta.json", {"key": case.key, "channels": channels, "affine": affine, "shape": list(label.shape),
                                       "normalisation": NORMALISATION, "n_locations": {k: len(v) for k, v in locs.items()}})

@@ -215,6 +215,8 @@ def train_fold(
     np.random.seed(seed % 2**32)
     cuda = dist.device.type == "cuda"
     amp = config.amp and cuda
+    if cuda:  # fixed patch sizes: let cuDNN pick its fastest kernels (GPU runs are not bit-exact anyway)
+        torch.backends.cudnn.benchmark = True
     net = build_network(config.preset, len(config.channels), len(LABELS), deep_supervision=config.deep_supervision).to(dist.device)
     optimizer = _optimizer(config, net.parameters())
     total_steps = config.max_epochs * config.iterations_per_epoch
