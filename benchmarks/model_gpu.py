@@ -14,7 +14,7 @@ as int8 in steps of 1/20 SD (clipped at +-6.35 SD; the clipped fraction is recor
 qMRI labels, the simulator's truth (both on the session grid) and the brain mask; the split
 (the named test subjects, fold 0 of a 5-fold stratified split of the others); and the test
 predictions of the FLAIR-threshold baseline, tuned on the training subjects against the qMRI labels
-(``model_accuracy.tuned_baseline``). A 2 mm cohort of 36 sessions packs into about 20 MB.
+(``model_accuracy.tuned_baseline``). The 36 sessions of the 2 mm full demo pack into 13 MB.
 
 **run** trains fold 0 with the library's own :func:`dawm.model.train.train_fold` (the ``gpu``
 preset: nnU-Net-sized DynUNet, SGD, bf16 autocast; ``--patch``/``--batch`` override the preset).

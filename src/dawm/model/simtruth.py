@@ -13,9 +13,8 @@ import numpy as np
 
 from dawm.bids.derivatives import init_derivative, write_dseg_tsv
 from dawm.image.io import load_volume, save_volume
-from dawm.image.resample import resample_to_grid
 from dawm.model import LABELS
-from dawm.preprocess.evaluate import TRUTH
+from dawm.preprocess.evaluate import TRUTH, pull_to_session
 
 
 def truth_on_session_grid(bids_dir: str | Path, preproc_log: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -27,12 +26,10 @@ def truth_on_session_grid(bids_dir: str | Path, preproc_log: str | Path) -> tupl
     key = f"sub-{sub}" + (f"_ses-{ses}" if ses else "")
     tdir = bids_dir / "derivatives" / TRUTH / f"sub-{sub}" / (f"ses-{ses}" if ses else "") / "anat"
     s2s = json.loads((tdir / f"{key}_from-subject_to-scanner_mode-image_xfm.json").read_text())["SubjectToScanner"]
-    ref_group = next(g for g, i in info["Registration"].items() if i["metric"] is None)
     grid = info["SessionGrid"]
     shape, affine = tuple(grid["shape"]), np.asarray(grid["affine"])
     truth = load_volume(tdir / f"{key}_space-subject_desc-pathology_dseg.nii.gz", allow_empty=True)
-    dseg = resample_to_grid(np.rint(truth.data).astype(np.uint8), truth.affine, shape, affine, interpolation="nearest",
-                            transform_ras=np.linalg.inv(np.asarray(s2s[ref_group])))
+    dseg = pull_to_session(np.rint(truth.data).astype(np.uint8), truth.affine, s2s, info, shape, affine)
     return dseg.astype(np.uint8), affine
 
 

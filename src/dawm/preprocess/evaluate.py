@@ -55,11 +55,19 @@ def truth_on_session_grid(bids_dir: str | Path, out_root: str | Path, inputs: Se
     s2s = json.loads((truth_dir / base.with_(from_="subject", to="scanner", mode="image", suffix="xfm", extension=".json").filename)
                      .read_text())["SubjectToScanner"]
     info = json.loads((out_dir / base.with_(desc="preproc", suffix="log", extension=".json").filename).read_text())
-    ref_group = next(g for g, i in info["Registration"].items() if i["metric"] is None)
     grid = load_volume(out_dir / base.with_(space="session", desc="brain", suffix="mask").filename, allow_empty=True)
     t = load_volume(truth_dir / base.with_(space="subject", **entities).filename, allow_empty=True)
-    return resample_to_grid(t.data, t.affine, grid.shape, grid.affine, interpolation="nearest",
-                            transform_ras=np.linalg.inv(np.asarray(s2s[ref_group])))
+    return pull_to_session(t.data, t.affine, s2s, info, grid.shape, grid.affine)
+
+
+def pull_to_session(data: np.ndarray, affine: np.ndarray, subject_to_scanner: dict, preproc_log: dict,
+                    shape: tuple[int, int, int], session_affine: np.ndarray) -> np.ndarray:
+    """A subject-space truth image (``data``, ``affine``) on the session grid (``shape``,
+    ``session_affine``), nearest neighbour: pulled through ``inv(SubjectToScanner[ref])``, the
+    reference acquisition being the one the preprocess log (``preproc_log``, parsed) registered to nothing."""
+    ref_group = next(g for g, i in preproc_log["Registration"].items() if i["metric"] is None)
+    return resample_to_grid(data, affine, shape, session_affine, interpolation="nearest",
+                            transform_ras=np.linalg.inv(np.asarray(subject_to_scanner[ref_group])))
 
 
 def evaluate_session(bids_dir: str | Path, out_root: str | Path, inputs: SessionInputs) -> dict[str, float]:
