@@ -138,6 +138,9 @@ def test_eligible_wm_is_the_pure_core() -> None:
     assert not ok[9, 9, 6] and not ok[9, 9, 5] and ok[9, 9, 4]
     without = eligible_wm(wm_prob, dseg, lesion, 1.0, purity=0.9, lesion_margin_mm=1.0)
     assert without[:3, 5, 5].all() and without[6, 6, 7] and without[:, :, 2].all()
+    # on a 2 mm grid the 1.5 mm margin still takes the first layer off (no centre lies closer than 2 mm)
+    coarse = eligible_wm(wm_prob, dseg, lesion, 2.0, purity=0.9, lesion_margin_mm=0.0, pv_margin_mm=1.5)
+    assert not coarse[:, :, 2].any() and coarse[5, 5, 3] and not coarse[6, 6, 7] and coarse[6, 6, 6]
 
 
 def test_grow_from_seeds_keeps_only_seeded_components() -> None:

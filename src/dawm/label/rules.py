@@ -3,8 +3,8 @@
 A voxel is DAWM when it is
 
 1. *eligible*: white matter (dseg WM, WM probability >= ``purity``), farther than ``lesion_margin_mm``
-   from a lesion, farther than ``pv_margin_mm`` from any voxel that is not such pure WM (the
-   partial-volume shell at GM/CSF borders), and, given a population WM prior (the MNI152 WM
+   from a lesion, farther than ``pv_margin_mm`` (and at least one voxel) from any voxel that is not
+   such pure WM (the partial-volume shell at GM/CSF borders), and, given a population WM prior (the MNI152 WM
    probability warped to the session), where that prior is at least ``prior_min``;
 2. *abnormal* by the rule: ``t1``: z_T1 >= thr; ``mtr``: z_MTR <= -thr; ``both``: both; ``either``:
    one of them; ``chi2``: the 2-dof Mahalanobis distance of (z_T1, -z_MTR) has p < p_thr and the
@@ -55,11 +55,15 @@ def eligible_wm(
 ) -> np.ndarray:
     """Voxels that may be DAWM: pure WM (``dseg == 3`` and ``wm_prob >= purity``), not within
     ``lesion_margin_mm`` of a lesion, not within ``pv_margin_mm`` of a voxel that is not pure WM, and
-    ``wm_prior >= prior_min`` where a prior is given (bool (X, Y, Z))."""
+    ``wm_prior >= prior_min`` where a prior is given (bool (X, Y, Z)).
+
+    A positive ``pv_margin_mm`` removes at least the first layer of voxels next to non-pure WM (the
+    margin is raised to the smallest voxel size): a 1.5 mm margin on a 2 mm grid would otherwise
+    remove nothing, since no voxel centre lies closer than 2 mm to its neighbour's."""
     pure = (np.asarray(dseg) == 3) & (np.asarray(wm_prob) >= purity)
     ok = pure & ~within_mm(lesion, lesion_margin_mm, spacing_mm)
     if pv_margin_mm > 0:
-        ok &= ~within_mm(~pure, pv_margin_mm, spacing_mm)
+        ok &= ~within_mm(~pure, max(pv_margin_mm, float(_spacing(spacing_mm).min())), spacing_mm)
     if wm_prior is not None and prior_min > 0:
         ok &= np.asarray(wm_prior) >= prior_min
     return ok
