@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from dawm.image.io import load_volume
-from dawm.image.resample import resample_to_grid
 from dawm.preprocess.brain import extract_brain
+from dawm.preprocess.evaluate import pull_to_session
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -34,8 +34,7 @@ def true_brain_on(bids: Path, t1w: Path, subject: str, session: str, shape, affi
     stem = f"sub-{subject}_ses-{session}"
     pose = json.loads((truth_dir / f"{stem}_from-subject_to-scanner_mode-image_xfm.json").read_text())["SubjectToScanner"]["T1w"]
     truth = load_volume(truth_dir / f"{stem}_space-subject_label-brain_mask.nii.gz")
-    return resample_to_grid(truth.data, truth.affine, shape, affine, interpolation="nearest",
-                            transform_ras=np.linalg.inv(np.asarray(pose))) > 0.5
+    return pull_to_session(truth.data, truth.affine, pose, shape, affine) > 0.5
 
 
 def main(argv: list[str] | None = None) -> int:

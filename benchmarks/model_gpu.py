@@ -275,6 +275,12 @@ def main() -> None:
     r.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: CPUs - 2)")
     r.add_argument("--model-dir", type=Path, default=None, help="where the checkpoints go (default: OUT/model)")
     args = ap.parse_args()
+    if args.step == "pack" and not (args.bids / "derivatives" / "dawm-preprocess").is_dir():
+        ap.error(f"--bids {args.bids}: no derivatives/dawm-preprocess there (preprocess and label the cohort first)")
+    if args.step == "pack" and not (args.bids / "derivatives" / args.labels).is_dir():
+        ap.error(f"--bids {args.bids}: no derivatives/{args.labels} (run dawm label, or name the labels with --labels)")
+    if args.step == "run" and not args.pack.is_file():
+        ap.error(f"--pack {args.pack}: no such file (make it with: model_gpu.py pack)")
     pack(args) if args.step == "pack" else run(args)
 
 

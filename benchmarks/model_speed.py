@@ -191,6 +191,7 @@ def _cache_vs_nifti(shape, patch: int, n: int) -> dict:
 def _write_md(results: dict, name: str) -> None:
     shape, devices = results["volume_shape"], results.get("devices") or ["cpu"] + (["cuda"] if results["cuda"] else [])
     args = argparse.Namespace(quick=results["quick"], threads=results["threads"])
+
     def first(inf: dict) -> str:
         return f" (first call {inf['first_call_seconds']:.2f})" if inf.get("first_call_seconds") is not None else ""
 

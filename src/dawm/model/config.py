@@ -41,7 +41,7 @@ class TrainConfig(StageConfig):
     patch_size: tuple[int, int, int] | None = Field(None, description="training patch (voxels); divisible by 16 (cpu-small), 32 (gpu) or 8 (tiny)")
     batch_size: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0, description="initial learning rate")
-    optimizer: Literal["adamw", "sgd"] | None = Field(None, description="adamw (both presets) or sgd (Nesterov 0.99, as nnU-Net); both with poly decay")
+    optimizer: Literal["adamw", "sgd"] | None = Field(None, description="adamw (every preset's default) or sgd (Nesterov 0.99, as nnU-Net); both with poly decay")
     weight_decay: float = Field(3e-5, ge=0)
     iterations_per_epoch: int | None = Field(None, ge=1)
     max_epochs: int = Field(100, ge=1)

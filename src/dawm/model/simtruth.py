@@ -14,7 +14,7 @@ import numpy as np
 from dawm.bids.derivatives import init_derivative, write_dseg_tsv
 from dawm.image.io import load_volume, save_volume
 from dawm.model import LABELS
-from dawm.preprocess.evaluate import TRUTH, pull_to_session
+from dawm.preprocess.evaluate import TRUTH, pull_to_session, reference_group
 
 
 def truth_on_session_grid(bids_dir: str | Path, preproc_log: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +29,7 @@ def truth_on_session_grid(bids_dir: str | Path, preproc_log: str | Path) -> tupl
     grid = info["SessionGrid"]
     shape, affine = tuple(grid["shape"]), np.asarray(grid["affine"])
     truth = load_volume(tdir / f"{key}_space-subject_desc-pathology_dseg.nii.gz", allow_empty=True)
-    dseg = pull_to_session(np.rint(truth.data).astype(np.uint8), truth.affine, s2s, info, shape, affine)
+    dseg = pull_to_session(np.rint(truth.data).astype(np.uint8), truth.affine, s2s[reference_group(info)], shape, affine)
     return dseg.astype(np.uint8), affine
 
 

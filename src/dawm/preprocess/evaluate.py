@@ -57,17 +57,23 @@ def truth_on_session_grid(bids_dir: str | Path, out_root: str | Path, inputs: Se
     info = json.loads((out_dir / base.with_(desc="preproc", suffix="log", extension=".json").filename).read_text())
     grid = load_volume(out_dir / base.with_(space="session", desc="brain", suffix="mask").filename, allow_empty=True)
     t = load_volume(truth_dir / base.with_(space="subject", **entities).filename, allow_empty=True)
-    return pull_to_session(t.data, t.affine, s2s, info, grid.shape, grid.affine)
+    return pull_to_session(t.data, t.affine, s2s[reference_group(info)], grid.shape, grid.affine)
 
 
-def pull_to_session(data: np.ndarray, affine: np.ndarray, subject_to_scanner: dict, preproc_log: dict,
-                    shape: tuple[int, int, int], session_affine: np.ndarray) -> np.ndarray:
-    """A subject-space truth image (``data``, ``affine``) on the session grid (``shape``,
-    ``session_affine``), nearest neighbour: pulled through ``inv(SubjectToScanner[ref])``, the
-    reference acquisition being the one the preprocess log (``preproc_log``, parsed) registered to nothing."""
-    ref_group = next(g for g, i in preproc_log["Registration"].items() if i["metric"] is None)
-    return resample_to_grid(data, affine, shape, session_affine, interpolation="nearest",
-                            transform_ras=np.linalg.inv(np.asarray(subject_to_scanner[ref_group])))
+def reference_group(preproc_log: dict) -> str:
+    """The acquisition group (e.g. ``T1w``) whose grid is the session grid: the one the preprocess
+    log (parsed) registered to nothing."""
+    return next(g for g, i in preproc_log["Registration"].items() if i["metric"] is None)
+
+
+def pull_to_session(data: np.ndarray, affine: np.ndarray, subject_to_scanner: np.ndarray,
+                    shape: tuple[int, int, int], grid_affine: np.ndarray) -> np.ndarray:
+    """A subject-space truth image (``data``, ``affine``) on a grid of that session's scanner world
+    (``shape``, ``grid_affine``), nearest neighbour, pulled through ``inv(subject_to_scanner)``: the
+    simulator's ``SubjectToScanner`` matrix of the acquisition that defines the grid (for the
+    session grid, :func:`reference_group`'s)."""
+    return resample_to_grid(data, affine, shape, grid_affine, interpolation="nearest",
+                            transform_ras=np.linalg.inv(np.asarray(subject_to_scanner)))
 
 
 def evaluate_session(bids_dir: str | Path, out_root: str | Path, inputs: SessionInputs) -> dict[str, float]:
@@ -86,7 +92,7 @@ def evaluate_session(bids_dir: str | Path, out_root: str | Path, inputs: Session
         (truth_dir / base.with_(from_="subject", to="scanner", mode="image", suffix="xfm", extension=".json").filename).read_text()
     )["SubjectToScanner"].items()}
     info = json.loads((out_dir / base.with_(desc="preproc", suffix="log", extension=".json").filename).read_text())
-    ref_group = next(g for g, i in info["Registration"].items() if i["metric"] is None)
+    ref_group = reference_group(info)
     to_subject = np.linalg.inv(s2s[ref_group])
 
     brain_out = load_volume(out_dir / base.with_(space="session", desc="brain", suffix="mask").filename, allow_empty=True)

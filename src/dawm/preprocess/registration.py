@@ -294,20 +294,18 @@ def _start_transform(f_img: sitk.Image, f_mask: sitk.Image | None, m_img: sitk.I
                      dof: int, initial: LinearRegistration | np.ndarray | None) -> sitk.Transform:
     """The rigid (or similarity, dof 7) transform a linear registration starts from: centres of mass
     when ``initial`` is None, else the best rigid approximation of ``initial``."""
-    rigid = sitk.Euler3DTransform() if dof != 7 else sitk.Similarity3DTransform()
-    if initial is None:
-        init = sitk.CenteredTransformInitializer(
-            _foreground_for_moments(f_img, f_mask),
-            _foreground_for_moments(m_img, m_mask),
-            rigid,
-            sitk.CenteredTransformInitializerFilter.MOMENTS,
-        )
-        rigid = type(rigid)(init)
-    else:
+    if initial is not None:
         matrix = initial.matrix_ras if isinstance(initial, LinearRegistration) else initial
         centre = f_img.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2.0 for s in f_img.GetSize()])
-        rigid = rigid_approximation(matrix, centre, dof=dof)
-    return rigid
+        return rigid_approximation(matrix, centre, dof=dof)
+    rigid = sitk.Euler3DTransform() if dof != 7 else sitk.Similarity3DTransform()
+    init = sitk.CenteredTransformInitializer(
+        _foreground_for_moments(f_img, f_mask),
+        _foreground_for_moments(m_img, m_mask),
+        rigid,
+        sitk.CenteredTransformInitializerFilter.MOMENTS,
+    )
+    return type(rigid)(init)
 
 
 def rigid_approximation(matrix_ras: np.ndarray, centre_lps, *, dof: int = 6) -> sitk.Transform:
