@@ -19,7 +19,7 @@ the self-reference z maps (T1, MTR and their combination (z_T1 - z_MTR) / sqrt 2
 the *best* z for that session (an oracle, no cleaning) inside the pipeline's eligible WM;
 ``coverage`` is the share of the true DAWM inside that mask, an upper bound of recall.
 "Dice in true core" scores every rule inside the simulator's own pure-WM core (true WM farther than
-``pv_margin_mm`` from true GM/CSF), apart from the DAWM drawn in partial-volume WM.
+``pv_margin_mm``, and at least one voxel, from true GM/CSF), apart from the DAWM drawn in partial-volume WM.
 Writes ``benchmarks/results/label.{json,md,png}`` (or ``--name``).
 """
 
@@ -38,7 +38,7 @@ from scipy import stats
 
 from dawm.label.config import LabelConfig
 from dawm.label.pipeline import apply_rule, eligible_of, fit_controls, prepare_session, preprocessed, reference_for, session_infos
-from dawm.label.rules import within_mm
+from dawm.label.rules import pv_core
 from dawm.preprocess.evaluate import truth_on_session_grid
 
 RESULTS = Path(__file__).parent / "results"
@@ -76,7 +76,7 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
         prepared = prepare_session(info, pre, base)
         truth = np.rint(truth_on_session_grid(bids, pre, info.inputs, desc="pathology", suffix="dseg")).astype(int)
         true_dawm = truth == 2
-        true_core = _true_core(bids, pre, info, prepared.maps.spacing_mm, base.pv_margin_mm)
+        core = true_core(bids, pre, info, prepared.maps.spacing_mm, base.pv_margin_mm)
         voxel_ml = float(np.prod(prepared.maps.spacing_mm)) / 1000.0
         eligible = eligible_of(prepared, base)
         is_control = info.group == base.control_group
@@ -89,9 +89,9 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
                     cfg = cfg_mode.model_copy(update={"rule": rule, "threshold": thr})
                     dawm = apply_rule(prepared, ref, cfg, eligible=eligible) == 2
                     inter = int((dawm & true_dawm).sum())
-                    in_core = {"est_core_ml": float((dawm & true_core).sum() * voxel_ml),
-                               "true_core_ml": float((true_dawm & true_core).sum() * voxel_ml),
-                               "inter_core_ml": float((dawm & true_dawm & true_core).sum() * voxel_ml)}
+                    in_core = {"est_core_ml": float((dawm & core).sum() * voxel_ml),
+                               "true_core_ml": float((true_dawm & core).sum() * voxel_ml),
+                               "inter_core_ml": float((dawm & true_dawm & core).sum() * voxel_ml)}
                     rows.append({"session": info.key, "group": info.group, "control": is_control, "mode": mode, "used": used,
                                  "rule": rule, "threshold": thr, "est_ml": float(dawm.sum() * voxel_ml),
                                  "true_ml": float(true_dawm.sum() * voxel_ml), "inter_ml": inter * voxel_ml,
@@ -104,13 +104,14 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
     return {"rows": rows, "ceiling": ceiling, "sessions": [i.key for i in infos]}
 
 
-def _true_core(bids: Path, pre: Path, info, spacing_mm, margin_mm: float) -> np.ndarray:
-    """The *true* pure-WM core of a session: simulator WM (``dseg`` 3) farther than ``margin_mm`` from
-    any true non-WM voxel, on the session grid. Scoring inside it separates the rule's errors from the
+def true_core(bids: Path, pre: Path, info, spacing_mm, margin_mm: float) -> np.ndarray:
+    """The *true* pure-WM core of a session: simulator WM (``dseg`` 3) farther than ``margin_mm`` (at
+    least one voxel layer, :func:`~dawm.label.rules.pv_core`) from any true non-WM voxel, on the
+    session grid. Scoring inside it separates the rule's errors from the
     DAWM the simulator draws where white matter meets grey matter or CSF (partial volume), which the
     issue's rule must leave out."""
     tissue = np.rint(truth_on_session_grid(bids, pre, info.inputs, suffix="dseg")).astype(int)
-    return (tissue == 3) & ~within_mm(tissue != 3, margin_mm, spacing_mm)
+    return pv_core(tissue == 3, margin_mm, spacing_mm)
 
 
 def _ceiling(key: str, z: dict, true_dawm: np.ndarray, eligible: np.ndarray) -> list[dict]:
@@ -178,7 +179,7 @@ def markdown(summary: list[dict], meta: dict) -> str:
              f"base config: rule `{meta['config']['rule']}`, smoothing {meta['config']['smoothing_fwhm_mm']} mm, "
              f"grown to z {meta['config'].get('grow_threshold')} from each threshold above it; {meta['seconds']:.0f} s\n",
              "Dice in true core: pooled Dice with both masks restricted to the true pure-WM core (simulator WM farther than "
-             f"{meta['config']['pv_margin_mm']} mm from true GM/CSF), where the rule may label DAWM.\n",
+             f"{meta['config']['pv_margin_mm']} mm, and at least one voxel, from true GM/CSF), where the rule may label DAWM.\n",
              "| mode | rule | thr | Dice mean | Dice pooled | Dice in true core | Spearman | MAE ml | patient ml (est/true) | control FP ml (ref) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary:

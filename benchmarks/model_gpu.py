@@ -15,6 +15,8 @@ qMRI labels, the simulator's truth (both on the session grid) and the brain mask
 (the named test subjects, fold 0 of a 5-fold stratified split of the others); and the test
 predictions of the FLAIR-threshold baseline, tuned on the training subjects against the qMRI labels
 (``model_accuracy.tuned_baseline``). The 36 sessions of the 2 mm full demo pack into 13 MB.
+``--extra-train BIDS`` adds every subject of a second cohort to fold 0's training subjects (renamed
+``x-<label>``), so that a larger training set is scored on the same test sessions.
 
 **run** trains fold 0 with the library's own :func:`dawm.model.train.train_fold` (the ``gpu``
 preset: nnU-Net-sized DynUNet, SGD, bf16 autocast; ``--patch``/``--batch`` override the preset).
@@ -70,19 +72,27 @@ def pack(args: argparse.Namespace) -> None:
     split = make_split([c for c in cases if c.subject not in test], mode="kfold", folds=5, seed=0)
     split["test"] = test
     fold = split["folds"][0]
-    used = cases_of(cases, fold["train"] + fold["val"] + test)
+    used = [(bids, "", c) for c in cases_of(cases, fold["train"] + fold["val"] + test)]
     _, baseline = tuned_baseline(bids, cases_of(cases, fold["train"] + fold["val"]), cases_of(cases, test), args.labels)
+    if args.extra_train:  # every subject of another cohort joins fold 0's training subjects, renamed "x-<label>"
+        extra = [c for c in discover_cases(args.extra_train, labels=args.labels) if all(MODALITIES[m] in c.images for m in ("t1w", "flair"))]
+        if not extra:
+            raise SystemExit(f"--extra-train {args.extra_train}: no preprocessed session with T1w, FLAIR and derivatives/{args.labels}")
+        used += [(args.extra_train, "x-", c) for c in extra]
+        fold["train"] = fold["train"] + sorted({f"x-{c.subject}" for c in extra})
     arrays: dict[str, np.ndarray] = {}
-    meta: dict = {"split": split, "labels": args.labels, "truth": args.truth, "channels": ["t1w", "flair"], "q_step": Q_STEP, "sessions": {}}
+    meta: dict = {"split": split, "labels": args.labels, "truth": args.truth, "channels": ["t1w", "flair"], "q_step": Q_STEP, "sessions": {},
+                  "extra_train": str(args.extra_train) if args.extra_train else None}
     clipped = total = 0
-    for c in used:
+    for root, prefix, c in used:
+        key = prefix + c.key
         brain_vol = load_volume(c.brain)
         brain = brain_vol.data > 0.5
         image = normalise([load_volume(c.images[MODALITIES[m]]).data for m in ("t1w", "flair")], brain)
-        maps = {"qmri": read_dseg(c.label), "truth": read_dseg(label_path(bids, c, args.truth))}
+        maps = {"qmri": read_dseg(c.label), "truth": read_dseg(label_path(root, c, args.truth))}
         if maps["truth"] is None:
-            raise SystemExit(f"{c.key}: no simulator truth in derivatives/{args.truth}")
-        if c.key in baseline:
+            raise SystemExit(f"{key}: no simulator truth in derivatives/{args.truth}")
+        if not prefix and c.key in baseline:
             maps["baseline"] = baseline[c.key]
         image, affine = to_canonical(image, brain_vol.affine)
         brain_c, _ = to_canonical(brain.astype(np.uint8), brain_vol.affine)
@@ -90,14 +100,14 @@ def pack(args: argparse.Namespace) -> None:
         q = np.rint(image[(slice(None), *box)] / Q_STEP)
         clipped += int((np.abs(q) > 127).sum())
         total += q.size
-        arrays[f"{c.key}__image"] = np.clip(q, -127, 127).astype(np.int8)
-        arrays[f"{c.key}__brain"] = brain_c[box]
+        arrays[f"{key}__image"] = np.clip(q, -127, 127).astype(np.int8)
+        arrays[f"{key}__brain"] = brain_c[box]
         for name, m in maps.items():
-            arrays[f"{c.key}__{name}"] = to_canonical(np.where(brain, m, 0).astype(np.uint8), brain_vol.affine)[0][box]
-        meta["sessions"][c.key] = {"subject": c.subject, "scanner": c.scanner, "group": c.group,
-                                   "spacing_mm": [float(v) for v in brain_vol.spacing_mm], "box": [[s.start, s.stop] for s in box],
-                                   "canonical_affine": affine.tolist()}
-        print(f"packed {c.key}", flush=True)
+            arrays[f"{key}__{name}"] = to_canonical(np.where(brain, m, 0).astype(np.uint8), brain_vol.affine)[0][box]
+        meta["sessions"][key] = {"subject": prefix + c.subject, "scanner": c.scanner, "group": c.group,
+                                 "spacing_mm": [float(v) for v in brain_vol.spacing_mm], "box": [[s.start, s.stop] for s in box],
+                                 "canonical_affine": affine.tolist()}
+        print(f"packed {key}", flush=True)
     meta["clipped_fraction"] = clipped / max(total, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, meta=np.array(json.dumps(meta)), **arrays)
@@ -259,6 +269,8 @@ def main() -> None:
     p.add_argument("--truth", default="dawm-truth-label", help="derivative with the simulator truth on the session grids")
     p.add_argument("--test-subjects", required=True)
     p.add_argument("--out", type=Path, default=Path(".gpu/pack.npz"))
+    p.add_argument("--extra-train", type=Path, default=None,
+                   help="another preprocessed + labelled cohort whose subjects all join fold 0's training set (renamed x-<label>)")
     r = sub.add_parser("run", help="train, predict and score from a pack (GPU machine)")
     r.add_argument("--pack", type=Path, default=Path(".gpu/pack.npz"))
     r.add_argument("--out", type=Path, required=True)

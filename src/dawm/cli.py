@@ -6,7 +6,9 @@ BIDS-App style: ``dawm <command> BIDS_DIR [options]``; derivatives go to
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -266,18 +268,18 @@ def _progress_bar():
 def train(
     bids_dir: Path = typer.Argument(..., help="BIDS dataset with derivatives/dawm-preprocess and the label derivative."),
     model_dir: Path = typer.Option(..., "--model-dir", "-m", help="Folder the model is written to (model.json, split.json, fold-K/, log.csv)."),
-    inputs: str = typer.Option("t1w+flair", help="Input channels: t1w, flair or t1w+flair."),
-    preset: str = typer.Option("cpu-small", help="cpu-small (UNet, ~5 M parameters, laptop CPU), gpu (nnU-Net-sized DynUNet) or tiny (smoke tests)."),
+    inputs: Optional[str] = typer.Option(None, help="Input channels: t1w, flair or t1w+flair (default t1w+flair)."),
+    preset: Optional[str] = typer.Option(None, help="cpu-small (default; UNet, ~5 M parameters, laptop CPU), gpu (nnU-Net-sized DynUNet) or tiny (smoke tests)."),
     folds: Optional[str] = typer.Option(None, help="Number of k-fold folds (e.g. 5, all trained) or the folds to train (e.g. 0,1)."),
-    split: str = typer.Option("kfold", help="kfold (subjects stratified by scanner and group) or loso (leave one scanner out)."),
-    labels: str = typer.Option("dawm-label", help="derivatives/<name> holding the targets (*_space-session_desc-dawm_dseg)."),
+    split: Optional[str] = typer.Option(None, help="kfold (default; subjects stratified by scanner and group) or loso (leave one scanner out)."),
+    labels: Optional[str] = typer.Option(None, help="derivatives/<name> holding the targets (*_space-session_desc-dawm_dseg; default dawm-label)."),
     max_epochs: Optional[int] = typer.Option(None, min=1, help="Maximum epochs per fold (default 100)."),
     iterations: Optional[int] = typer.Option(None, min=1, help="Iterations per epoch (default: the preset's)."),
     patch_size: Optional[int] = typer.Option(None, min=8, help="Cubic training patch edge in voxels (default: the preset's)."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Patches per iteration (default: the preset's)."),
     test_fraction: float = typer.Option(0.0, min=0.0, max=0.8, help="Share of subjects held out of every fold as a test set."),
     seed: int = typer.Option(0, min=0, help="Random seed (splits, sampling, augmentation, weights)."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="TrainConfig JSON; the options above override it."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="TrainConfig JSON; the options above, where given, override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from each fold's last.pt (same config and split)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Training cache folder (default MODEL_DIR/cache; uncompressed arrays, can be large)."),
     epoch_budget: Optional[int] = typer.Option(None, min=1, help="Stop each fold after this many epochs in this call (cluster wall time); continue with --resume."),
@@ -298,16 +300,19 @@ def train(
             config = TrainConfig.model_validate(base)
         except ValueError as exc:
             raise DawmError(f"invalid training options: {exc}") from None
-        with _progress_bar() as bar:
-            task = bar.add_task("training", total=None)
+        main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 shows progress and reports
+        with _progress_bar() if main_rank else contextlib.nullcontext() as bar:
+            task = bar.add_task("training", total=None) if bar is not None else None
 
             def progress(text: str, done: int, total: int) -> None:
                 bar.update(task, description=text, completed=done, total=total)
 
-            info = run_training(bids_dir, model_dir, config, folds=which, resume=resume, progress=progress, epoch_budget=epoch_budget,
-                                cache_dir=cache_dir)
+            info = run_training(bids_dir, model_dir, config, folds=which, resume=resume, progress=progress if bar is not None else None,
+                                epoch_budget=epoch_budget, cache_dir=cache_dir)
     except DawmError as exc:
         _fail(exc)
+    if not main_rank:
+        return
     table = Table(title=f"dawm train: {model_dir} ({time.perf_counter() - start:.0f} s)")
     for col in ("fold", "epochs", "best epoch", "val Dice (lesion+DAWM)/2", "stopped early"):
         table.add_column(col)

@@ -10,7 +10,7 @@ from dawm.image.units import mtr_to_percent, t1_to_ms
 from dawm.label.config import LabelConfig
 from dawm.label.normative import SelfNormativeModel
 from dawm.label.pipeline import apply_rule
-from dawm.label.rules import abnormal_mask, clean_mask, eligible_wm, grow_from_seeds, within_mm
+from dawm.label.rules import abnormal_mask, clean_mask, eligible_wm, grow_from_seeds, pv_core, within_mm
 from dawm.label.zscores import chi2_pvalue, mahalanobis_sq
 from dawm.preprocess.evaluate import dice
 
@@ -141,6 +141,22 @@ def test_eligible_wm_is_the_pure_core() -> None:
     # on a 2 mm grid the 1.5 mm margin still takes the first layer off (no centre lies closer than 2 mm)
     coarse = eligible_wm(wm_prob, dseg, lesion, 2.0, purity=0.9, lesion_margin_mm=0.0, pv_margin_mm=1.5)
     assert not coarse[:, :, 2].any() and coarse[5, 5, 3] and not coarse[6, 6, 7] and coarse[6, 6, 6]
+
+
+def test_pv_core_takes_at_least_one_layer_off() -> None:
+    """The core of a WM block: margin 0 keeps it whole; 1.5 mm takes one layer off on 1 mm and on
+    2 mm grids (raised to the voxel size there); 2.5 mm takes two layers off at 1 mm."""
+    wm = np.zeros((10, 10, 10), bool)
+    wm[1:9, 1:9, 1:9] = True
+    assert (pv_core(wm, 0.0, 1.0) == wm).all()
+    for spacing in (1.0, 2.0):
+        assert pv_core(wm, 1.5, spacing).sum() == 6**3
+    # the floor is the smallest voxel size: across 3 mm slices the neighbour lies 3 mm away and stays
+    assert pv_core(wm, 1.5, (1.0, 1.0, 3.0)).sum() == 6 * 6 * 8
+    assert pv_core(wm, 2.5, 1.0).sum() == 4**3
+    # an oblique affine's voxel sizes are column norms, a hair off 2 mm: still one layer on every side
+    assert pv_core(wm, 1.5, (2.0000000002563674, 2.0000000002563674, 2.0)).sum() == 6**3
+    assert within_mm(~wm, 2.0, (2.0000000002563674, 2.0, 2.0)).sum() == 10**3 - 6**3
 
 
 def test_grow_from_seeds_keeps_only_seeded_components() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -57,6 +59,26 @@ def test_model_dir_is_self_describing(trained: Path) -> None:
     assert info["folds"]["0"]["epochs"] == 2
     with pytest.raises(InputError, match="--resume"):
         train(trained.parent / "x", trained, TINY, folds=[0])
+
+
+def test_ddp_under_torchrun_writes_one_model(model_cohort: Path, tmp_path: Path) -> None:
+    """``torchrun`` with two CPU processes (gloo): the cache and split are written once (the main rank
+    first), one log row per epoch, and the model loads. The DDP path of ``dawm train`` (sharded
+    patches, averaged gradients, rank-0 checkpoints, broadcast early stop) as a cluster would run it."""
+    model_dir, config = tmp_path / "model", tmp_path / "train.json"
+    TINY.save(config)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "dawm.cli", "train", str(model_cohort),
+                           "--model-dir", str(model_dir), "--config", str(config), "--folds", "0,"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    info = json.loads((model_dir / "model.json").read_text())
+    assert info["preset"] == "tiny"  # the --config file is not overridden by the CLI's defaults
+    assert info["folds"]["0"]["epochs"] == TINY.max_epochs and info["folds"]["0"]["best_epoch"] >= 0
+    assert [int(r["epoch"]) for r in _rows(model_dir / "log.csv")] == list(range(TINY.max_epochs))
+    assert len(list((model_dir / "cache").iterdir())) == 1  # one fingerprint folder
+    loaded = load_model(model_dir, folds=[0], device="cpu")  # the saved state fits the plain network
+    assert all(torch.isfinite(p).all() for p in loaded.nets[0].parameters())
 
 
 def test_resume_is_exact(model_cohort: Path, trained: Path, tmp_path: Path) -> None:

@@ -34,11 +34,25 @@ def _spacing(spacing_mm: np.ndarray | float) -> np.ndarray:
 
 
 def within_mm(mask: np.ndarray, mm: float, spacing_mm: np.ndarray | float) -> np.ndarray:
-    """Voxels within ``mm`` of ``mask`` (the mask dilated by a physical distance); ``mask`` itself when mm=0."""
+    """Voxels within ``mm`` of ``mask`` (the mask dilated by a physical distance); ``mask`` itself when mm=0.
+    A voxel exactly ``mm`` away counts as within, up to a relative 1e-6: the voxel sizes of an oblique
+    affine are column norms such as 2.0000000003 mm, and a 2 mm margin must still reach every face
+    neighbour."""
     mask = np.asarray(mask, bool)
     if mm <= 0 or not mask.any():
         return mask.copy()
-    return ndimage.distance_transform_edt(~mask, sampling=_spacing(spacing_mm)) <= mm
+    return ndimage.distance_transform_edt(~mask, sampling=_spacing(spacing_mm)) <= mm * (1 + 1e-6)
+
+
+def pv_core(wm: np.ndarray, margin_mm: float, spacing_mm: np.ndarray | float) -> np.ndarray:
+    """The voxels of ``wm`` (bool) farther than ``margin_mm`` from any voxel outside it. A positive
+    margin removes at least the first layer of voxels (it is raised to the smallest voxel size): a
+    1.5 mm margin on a 2 mm grid would otherwise remove nothing, since no voxel centre lies closer
+    than 2 mm to its neighbour's."""
+    wm = np.asarray(wm, bool)
+    if margin_mm <= 0:
+        return wm.copy()
+    return wm & ~within_mm(~wm, max(margin_mm, float(_spacing(spacing_mm).min())), spacing_mm)
 
 
 def eligible_wm(
@@ -55,15 +69,10 @@ def eligible_wm(
 ) -> np.ndarray:
     """Voxels that may be DAWM: pure WM (``dseg == 3`` and ``wm_prob >= purity``), not within
     ``lesion_margin_mm`` of a lesion, not within ``pv_margin_mm`` of a voxel that is not pure WM, and
-    ``wm_prior >= prior_min`` where a prior is given (bool (X, Y, Z)).
-
-    A positive ``pv_margin_mm`` removes at least the first layer of voxels next to non-pure WM (the
-    margin is raised to the smallest voxel size): a 1.5 mm margin on a 2 mm grid would otherwise
-    remove nothing, since no voxel centre lies closer than 2 mm to its neighbour's."""
+    ``wm_prior >= prior_min`` where a prior is given (bool (X, Y, Z)). A positive ``pv_margin_mm``
+    removes at least the first layer of voxels next to non-pure WM (:func:`pv_core`)."""
     pure = (np.asarray(dseg) == 3) & (np.asarray(wm_prob) >= purity)
-    ok = pure & ~within_mm(lesion, lesion_margin_mm, spacing_mm)
-    if pv_margin_mm > 0:
-        ok &= ~within_mm(~pure, max(pv_margin_mm, float(_spacing(spacing_mm).min())), spacing_mm)
+    ok = pv_core(pure, pv_margin_mm, spacing_mm) & ~within_mm(lesion, lesion_margin_mm, spacing_mm)
     if wm_prior is not None and prior_min > 0:
         ok &= np.asarray(wm_prior) >= prior_min
     return ok

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from dawm.model.sampling import PatchSampler
 from dawm.model.window import segment_volume
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 LOG_COLUMNS = ("fold", "epoch", "train_loss", "val_dice_lesion", "val_dice_dawm", "val_dice", "lr", "seconds")
 
 
@@ -58,6 +59,23 @@ class Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+
+def main_first(dist: Dist, make: Callable[[], T]) -> T:
+    """``make()`` on the main rank first, then on the others (a barrier between): files that
+    ``make`` writes (the training cache, the split) are written once, and the other ranks read them."""
+    if dist.world > 1 and not dist.main:
+        _barrier()
+    result = make()
+    if dist.world > 1 and dist.main:
+        _barrier()
+    return result
+
+
+def _barrier() -> None:
+    import torch.distributed as td
+
+    td.barrier()
 
 
 def setup_distributed() -> Dist:
@@ -336,7 +354,8 @@ def train(
     reused and each fold continues from its ``last.pt`` (raising ``max_epochs`` stretches the poly
     learning-rate schedule, so only an unchanged config resumes exactly). ``epoch_budget``: at most
     this many epochs per fold in this call. ``InputError`` for unusable data or a
-    model folder that holds another run.
+    model folder that holds another run. Under DDP (``torchrun``) the main rank writes every file
+    and its return value is the record; the other ranks validate nothing, so theirs is partial.
     """
     bids_dir, model_dir = Path(bids_dir), Path(model_dir)
     config = (config or TrainConfig()).resolved()
@@ -350,15 +369,16 @@ def train(
     if not cases:
         raise InputError(f"{bids_dir}: no preprocessed session with {config.inputs} and a target in derivatives/{config.labels}")
     model_dir.mkdir(parents=True, exist_ok=True)
-    split = load_or_make_split(model_dir / "split.json", cases, mode=config.split, folds=config.folds, seed=config.seed,
-                               test_fraction=config.test_fraction)
+    split = main_first(dist, lambda: load_or_make_split(model_dir / "split.json", cases, mode=config.split, folds=config.folds,
+                                                        seed=config.seed, test_fraction=config.test_fraction))
     n_folds = len(split["folds"])
     folds = list(range(n_folds)) if folds is None else folds
     bad = [k for k in folds if not 0 <= k < n_folds]
     if bad:
         raise InputError(f"fold(s) {bad} do not exist: the split has folds 0..{n_folds - 1}")
     used = cases_of(cases, sorted({s for f in split["folds"] for part in ("train", "val") for s in f[part]}))
-    fp, cached = build_cache(used, config.channels, Path(cache_dir) if cache_dir else model_dir / "cache", seed=config.seed)
+    fp, cached = main_first(dist, lambda: build_cache(used, config.channels, Path(cache_dir) if cache_dir else model_dir / "cache",
+                                                      seed=config.seed))
     info = read_model_json(model_dir) if (model_dir / "model.json").exists() else {}
     if info.get("data_fingerprint") not in (None, fp):
         log.warning("the training data changed since this model folder was made (fingerprint %s -> %s)", info["data_fingerprint"], fp)

@@ -1,0 +1,173 @@
+"""Where DAWM label accuracy is lost: best-threshold Dice from noise-free maps down to what the label stage sees.
+
+Usage::
+
+    python benchmarks/label_ceiling.py --bids <dawm demo --full output>/bids --name label_ceiling_2mm_demo_full
+
+For each patient session with true DAWM (at least ``--min-voxels`` on the session grid), one score map
+per input is thresholded at the *best* level for that session (an oracle: the threshold is chosen
+knowing the truth, no cleaning, no growth) and the Dice against the simulator's DAWM is recorded.
+The steps, from the most to the least informed:
+
+1. ``noise-free maps, true core``: the simulator's own T1/MTR property maps (before any acquisition)
+   pulled onto the session grid, inside the *true* pure-WM core (simulator WM farther than one voxel
+   layer from true GM/CSF, without lesions): what tissue contrast alone allows;
+2. ``noise-free maps, estimated core``: the same maps inside the label stage's eligible WM (its
+   segmentation, partial-volume margin, WM prior and lesion margin): the cost of the segmentation;
+3. ``measured, estimated core, 3 mm``: the preprocessed T1/MTR maps smoothed as the label stage
+   does (inside its pure-WM core), in its eligible WM: the cost of acquisition noise, B1 and resampling. This is the ceiling
+   of the label stage's threshold rules;
+4. ``measured, estimated core, 5 mm, oracle detrend``: smoothed 5 mm inside the eligible WM, minus a 25 mm trend of the
+   eligible WM without the true DAWM (the best a smooth-trend removal could do);
+5. ``clinical images, estimated core, 3 mm``: the preprocessed T1w and FLAIR (bias-corrected), for
+   comparison with the model stage, which sees only these.
+
+Scores: ``T1`` (rise), ``MTR`` (drop), ``FLAIR`` (rise), ``T1w`` (drop), each as a robust z against the
+step's reference (median/MAD of the same mask without the true DAWM, i.e. an oracle reference), and
+``T1+MTR`` ((z_T1 + z_MTR) / sqrt 2). ``coverage``: the share of the true DAWM inside the step's mask
+(an upper bound of recall). Writes ``benchmarks/results/<name>.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from label_benchmark import true_core  # noqa: E402
+
+from dawm.image.io import load_volume  # noqa: E402
+from dawm.label.config import LabelConfig  # noqa: E402
+from dawm.label.pipeline import eligible_of, prepare_session, preprocessed, session_infos  # noqa: E402
+from dawm.preprocess.evaluate import truth_on_session_grid  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+THRESHOLDS = np.arange(0.25, 6.01, 0.25)
+STEPS = ("noise-free maps, true core", "noise-free maps, estimated core", "measured, estimated core, 3 mm",
+         "measured, estimated core, 5 mm, oracle detrend", "clinical images, estimated core, 3 mm")
+#: abnormal direction of each input: +1 where DAWM raises it
+SIGN = {"T1": 1.0, "MTR": -1.0, "FLAIR": 1.0, "T1w": -1.0}
+
+
+def smooth_in(data: np.ndarray, mask: np.ndarray, spacing_mm, fwhm_mm: float) -> np.ndarray:
+    """Gaussian smoothing (FWHM mm) normalised to ``mask`` (values outside it do not leak in)."""
+    sigma = [fwhm_mm / 2.3548 / s for s in spacing_mm]
+    weight = ndi.gaussian_filter(mask.astype(np.float32), sigma)
+    return ndi.gaussian_filter(np.where(mask, data, 0).astype(np.float32), sigma) / np.maximum(weight, 1e-6)
+
+
+def robust_z(data: np.ndarray, reference: np.ndarray, sign: float) -> np.ndarray:
+    """``sign * (data - median) / (1.4826 MAD)`` over the ``reference`` voxels."""
+    v = sign * (data - np.median(data[reference]))
+    mad = 1.4826 * np.median(np.abs(v[reference] - np.median(v[reference])))
+    return v / max(mad, 1e-6)
+
+
+def best_dice(score: np.ndarray, mask: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """``(Dice, threshold)`` of the best threshold of ``score`` inside ``mask`` against ``truth``."""
+    best = (0.0, float("nan"))
+    n_true = int(truth.sum())
+    for thr in THRESHOLDS:
+        found = mask & (score > thr)
+        best = max(best, (2.0 * int((found & truth).sum()) / max(int(found.sum()) + n_true, 1), float(thr)))
+    return best
+
+
+def session_rows(bids: Path, pre: Path, info, config: LabelConfig, min_voxels: int) -> list[dict]:
+    """The ceiling rows of one session ([] without enough true DAWM)."""
+    pathology = np.rint(truth_on_session_grid(bids, pre, info.inputs, desc="pathology", suffix="dseg")).astype(int)
+    dawm = pathology == 2
+    if dawm.sum() < min_voxels:
+        return []
+    prepared = prepare_session(info, pre, config)
+    spacing = prepared.maps.spacing_mm
+    tcore = true_core(bids, pre, info, spacing, config.pv_margin_mm) & (pathology != 1)
+    ecore = eligible_of(prepared, config)
+    noise_free = {m: truth_on_session_grid(bids, pre, info.inputs, suffix=f"{m}map") for m in ("T1", "MTR")}
+    five = {m: smooth_in(v, ecore, spacing, 5.0) for m, v in prepared.maps.raw.items()}
+    clinical = {}
+    for m in ("T1w", "FLAIR"):
+        path = pre / info.inputs.base().subject_dir() / info.inputs.base().with_(space="session", desc="preproc", suffix=m).filename
+        if path.exists():
+            clinical[m] = smooth_in(load_volume(path).data, ecore, spacing, config.smoothing_fwhm_mm)
+    steps = {
+        STEPS[0]: (noise_free, tcore),
+        STEPS[1]: (noise_free, ecore),
+        STEPS[2]: (dict(prepared.maps.maps), ecore),
+        STEPS[3]: ({m: v - smooth_in(v, ecore & ~dawm, spacing, 25.0) for m, v in five.items()}, ecore),
+        STEPS[4]: (clinical, ecore),
+    }
+    rows = []
+    for step, (maps, mask) in steps.items():
+        reference = mask & ~dawm
+        z = {m: robust_z(v, reference, SIGN[m]) for m, v in maps.items()}
+        if "T1" in z and "MTR" in z:
+            z["T1+MTR"] = (z["T1"] + z["MTR"]) / np.sqrt(2)
+        coverage = int((dawm & mask).sum()) / int(dawm.sum())
+        for name, score in z.items():
+            dice, thr = best_dice(score, mask, dawm)
+            rows.append({"session": info.key, "scanner": prepared.maps.norm_key, "step": step, "score": name,
+                         "dice": dice, "threshold": thr, "coverage": coverage})
+    return rows
+
+
+def summary_table(rows: list[dict]) -> list[dict]:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    out = []
+    for (step, score), d in df.groupby(["step", "score"], sort=False):
+        out.append({"step": step, "score": score, "dice_mean": float(d.dice.mean()), "dice_sd": float(d.dice.std()),
+                    "threshold_median": float(d.threshold.median()), "coverage": float(d.coverage.mean()), "sessions": int(len(d))})
+    return out
+
+
+def markdown(summary: list[dict], meta: dict) -> str:
+    lines = ["# Ceiling of DAWM labelling: best-threshold Dice, step by step", "",
+             f"cohort: `{meta['bids']}`; {meta['n_sessions']} patient sessions with true DAWM; {meta['seconds']:.0f} s. "
+             "Threshold chosen per session knowing the truth (an upper bound for any threshold rule on that map); "
+             "reference = median/MAD of the mask without the true DAWM. See the script's docstring for the steps.", "",
+             "| step | score | best Dice, mean (SD) | best z, median | truth coverage |", "|---|---|---|---|---|"]
+    for r in summary:
+        lines.append(f"| {r['step']} | {r['score']} | {r['dice_mean']:.2f} ({r['dice_sd']:.2f}) | {r['threshold_median']:.2f} | {r['coverage']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bids", type=Path, required=True, help="simulated BIDS with derivatives/dawm-preprocess")
+    parser.add_argument("--name", default="label_ceiling")
+    parser.add_argument("--min-voxels", type=int, default=30, help="least true DAWM voxels for a session to count")
+    args = parser.parse_args(argv)
+    pre = args.bids / "derivatives" / "dawm-preprocess"
+    if not pre.is_dir():
+        raise SystemExit(f"{args.bids}: no derivatives/dawm-preprocess (run dawm preprocess first)")
+    config = LabelConfig()
+    start = time.perf_counter()
+    rows = []
+    infos = [i for i in session_infos(args.bids) if preprocessed(pre, i.inputs) and i.group != config.control_group]
+    for info in infos:
+        rows += session_rows(args.bids, pre, info, config, args.min_voxels)
+        print(f"{info.key}: {len({r['step'] for r in rows if r['session'] == info.key}) and 'scored' or 'no DAWM'}", flush=True)
+    if not rows:
+        raise SystemExit(f"{args.bids}: no patient session with at least {args.min_voxels} true DAWM voxels")
+    summary = summary_table(rows)
+    meta = {"bids": str(args.bids), "n_sessions": len({r["session"] for r in rows}), "seconds": time.perf_counter() - start,
+            "config": config.model_dump(mode="json"), "python": sys.version.split()[0], "platform": platform.platform(terse=True)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=1, default=float) + "\n")
+    (RESULTS / f"{args.name}.md").write_text(markdown(summary, meta))
+    print(markdown(summary, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
