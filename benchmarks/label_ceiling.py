@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from label_benchmark import true_core  # noqa: E402
 
+from dawm.errors import InputError  # noqa: E402
 from dawm.image.io import load_volume  # noqa: E402
 from dawm.label.config import LabelConfig  # noqa: E402
 from dawm.label.pipeline import eligible_of, prepare_session, preprocessed, session_infos  # noqa: E402
@@ -150,15 +151,22 @@ def main(argv: list[str] | None = None) -> int:
     pre = args.bids / "derivatives" / "dawm-preprocess"
     if not pre.is_dir():
         raise SystemExit(f"{args.bids}: no derivatives/dawm-preprocess (run dawm preprocess first)")
+    if not (args.bids / "derivatives" / "dawm-truth").is_dir():
+        raise SystemExit(f"{args.bids}: no derivatives/dawm-truth (the ceiling needs a cohort made by dawm simulate)")
     config = LabelConfig()
     start = time.perf_counter()
     rows = []
     infos = [i for i in session_infos(args.bids) if preprocessed(pre, i.inputs) and i.group != config.control_group]
     for info in infos:
-        rows += session_rows(args.bids, pre, info, config, args.min_voxels)
-        print(f"{info.key}: {len({r['step'] for r in rows if r['session'] == info.key}) and 'scored' or 'no DAWM'}", flush=True)
+        try:
+            found = session_rows(args.bids, pre, info, config, args.min_voxels)
+        except InputError as exc:  # e.g. a session without quantitative maps
+            print(f"{info.key}: skipped: {exc}", flush=True)
+            continue
+        rows += found
+        print(f"{info.key}: {'scored' if found else f'fewer than {args.min_voxels} true DAWM voxels'}", flush=True)
     if not rows:
-        raise SystemExit(f"{args.bids}: no patient session with at least {args.min_voxels} true DAWM voxels")
+        raise SystemExit(f"{args.bids}: no patient session could be scored (each needs T1 or MTR maps and {args.min_voxels}+ true DAWM voxels)")
     summary = summary_table(rows)
     meta = {"bids": str(args.bids), "n_sessions": len({r["session"] for r in rows}), "seconds": time.perf_counter() - start,
             "config": config.model_dump(mode="json"), "python": sys.version.split()[0], "platform": platform.platform(terse=True)}
