@@ -122,12 +122,20 @@ def _ceiling(key: str, z: dict, true_dawm: np.ndarray, eligible: np.ndarray) -> 
     rows = []
     coverage = int((true_dawm & eligible).sum()) / max(int(true_dawm.sum()), 1)
     for name, score in scores.items():
-        best = (0.0, np.nan)
-        for thr in np.arange(0.5, 6.01, 0.25):
-            found = (score > thr) & eligible
-            best = max(best, (2.0 * int((found & true_dawm).sum()) / max(int(found.sum() + true_dawm.sum()), 1), float(thr)))
-        rows.append({"session": key, "mask": "eligible WM", "z": name, "dice": best[0], "threshold": best[1], "coverage": coverage})
+        dice, thr = best_dice(score, eligible, true_dawm, np.arange(0.5, 6.01, 0.25))
+        rows.append({"session": key, "mask": "eligible WM", "z": name, "dice": dice, "threshold": thr, "coverage": coverage})
     return rows
+
+
+def best_dice(score: np.ndarray, mask: np.ndarray, truth: np.ndarray, thresholds) -> tuple[float, float]:
+    """``(Dice, threshold)`` of the best of ``thresholds`` for ``score > threshold`` inside ``mask``
+    against ``truth`` (an oracle: the threshold is chosen knowing the truth)."""
+    best = (0.0, float("nan"))
+    n_true = int(truth.sum())
+    for thr in thresholds:
+        found = mask & (score > thr)
+        best = max(best, (2.0 * int((found & truth).sum()) / max(int(found.sum()) + n_true, 1), float(thr)))
+    return best
 
 
 def summarise(rows: list[dict]) -> list[dict]:

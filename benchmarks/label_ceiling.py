@@ -38,16 +38,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from label_benchmark import true_core  # noqa: E402
+from label_benchmark import best_dice, true_core  # noqa: E402
 
 from dawm.errors import InputError  # noqa: E402
 from dawm.image.io import load_volume  # noqa: E402
 from dawm.label.config import LabelConfig  # noqa: E402
+from dawm.label.normative import robust_stats  # noqa: E402
 from dawm.label.pipeline import eligible_of, prepare_session, preprocessed, session_infos  # noqa: E402
+from dawm.label.zscores import masked_smooth  # noqa: E402
 from dawm.preprocess.evaluate import truth_on_session_grid  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -58,28 +59,10 @@ STEPS = ("noise-free maps, true core", "noise-free maps, estimated core", "measu
 SIGN = {"T1": 1.0, "MTR": -1.0, "FLAIR": 1.0, "T1w": -1.0}
 
 
-def smooth_in(data: np.ndarray, mask: np.ndarray, spacing_mm, fwhm_mm: float) -> np.ndarray:
-    """Gaussian smoothing (FWHM mm) normalised to ``mask`` (values outside it do not leak in)."""
-    sigma = [fwhm_mm / 2.3548 / s for s in spacing_mm]
-    weight = ndi.gaussian_filter(mask.astype(np.float32), sigma)
-    return ndi.gaussian_filter(np.where(mask, data, 0).astype(np.float32), sigma) / np.maximum(weight, 1e-6)
-
-
 def robust_z(data: np.ndarray, reference: np.ndarray, sign: float) -> np.ndarray:
     """``sign * (data - median) / (1.4826 MAD)`` over the ``reference`` voxels."""
-    v = sign * (data - np.median(data[reference]))
-    mad = 1.4826 * np.median(np.abs(v[reference] - np.median(v[reference])))
-    return v / max(mad, 1e-6)
-
-
-def best_dice(score: np.ndarray, mask: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
-    """``(Dice, threshold)`` of the best threshold of ``score`` inside ``mask`` against ``truth``."""
-    best = (0.0, float("nan"))
-    n_true = int(truth.sum())
-    for thr in THRESHOLDS:
-        found = mask & (score > thr)
-        best = max(best, (2.0 * int((found & truth).sum()) / max(int(found.sum()) + n_true, 1), float(thr)))
-    return best
+    median, sd = robust_stats(data[reference])
+    return sign * (data - median) / max(sd, 1e-6)
 
 
 def session_rows(bids: Path, pre: Path, info, config: LabelConfig, min_voxels: int) -> list[dict]:
@@ -93,17 +76,17 @@ def session_rows(bids: Path, pre: Path, info, config: LabelConfig, min_voxels: i
     tcore = true_core(bids, pre, info, spacing, config.pv_margin_mm) & (pathology != 1)
     ecore = eligible_of(prepared, config)
     noise_free = {m: truth_on_session_grid(bids, pre, info.inputs, suffix=f"{m}map") for m in ("T1", "MTR")}
-    five = {m: smooth_in(v, ecore, spacing, 5.0) for m, v in prepared.maps.raw.items()}
+    five = {m: masked_smooth(v, ecore, 5.0, spacing) for m, v in prepared.maps.raw.items()}
     clinical = {}
     for m in ("T1w", "FLAIR"):
         path = pre / info.inputs.base().subject_dir() / info.inputs.base().with_(space="session", desc="preproc", suffix=m).filename
         if path.exists():
-            clinical[m] = smooth_in(load_volume(path).data, ecore, spacing, config.smoothing_fwhm_mm)
+            clinical[m] = masked_smooth(load_volume(path).data, ecore, config.smoothing_fwhm_mm, spacing)
     steps = {
         STEPS[0]: (noise_free, tcore),
         STEPS[1]: (noise_free, ecore),
         STEPS[2]: (dict(prepared.maps.maps), ecore),
-        STEPS[3]: ({m: v - smooth_in(v, ecore & ~dawm, spacing, 25.0) for m, v in five.items()}, ecore),
+        STEPS[3]: ({m: v - masked_smooth(v, ecore & ~dawm, 25.0, spacing, out_mask=ecore) for m, v in five.items()}, ecore),
         STEPS[4]: (clinical, ecore),
     }
     rows = []
@@ -114,7 +97,7 @@ def session_rows(bids: Path, pre: Path, info, config: LabelConfig, min_voxels: i
             z["T1+MTR"] = (z["T1"] + z["MTR"]) / np.sqrt(2)
         coverage = int((dawm & mask).sum()) / int(dawm.sum())
         for name, score in z.items():
-            dice, thr = best_dice(score, mask, dawm)
+            dice, thr = best_dice(score, mask, dawm, THRESHOLDS)
             rows.append({"session": info.key, "scanner": prepared.maps.norm_key, "step": step, "score": name,
                          "dice": dice, "threshold": thr, "coverage": coverage})
     return rows
@@ -145,7 +128,7 @@ def markdown(summary: list[dict], meta: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bids", type=Path, required=True, help="simulated BIDS with derivatives/dawm-preprocess")
-    parser.add_argument("--name", default="label_ceiling")
+    parser.add_argument("--name", default="label_ceiling", help="results file stem under benchmarks/results/")
     parser.add_argument("--min-voxels", type=int, default=30, help="least true DAWM voxels for a session to count")
     args = parser.parse_args(argv)
     pre = args.bids / "derivatives" / "dawm-preprocess"

@@ -19,7 +19,7 @@ predictions of the FLAIR-threshold baseline, tuned on the training subjects agai
 ``x-<label>``), so that a larger training set is scored on the same test sessions.
 
 **run** trains fold 0 with the library's own :func:`dawm.model.train.train_fold` (the ``gpu``
-preset: nnU-Net-sized DynUNet, SGD, bf16 autocast; ``--patch``/``--batch`` override the preset).
+preset: nnU-Net-sized DynUNet, AdamW 3e-4 (``--optimizer``/``--lr`` override it), bf16 autocast; ``--patch``/``--batch`` override the preset).
 ``max_epochs`` is either given (``--epochs``) or chosen so that training fits ``--minutes``: two
 short calibration runs measure the time of an iteration and the fixed time of an epoch first. The best checkpoint (validation Dice) then segments
 the test sessions with both inputs and with each input alone (the other channel zeroed: the
@@ -287,13 +287,20 @@ def main() -> None:
     r.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: CPUs - 2)")
     r.add_argument("--model-dir", type=Path, default=None, help="where the checkpoints go (default: OUT/model)")
     args = ap.parse_args()
-    if args.step == "pack" and not (args.bids / "derivatives" / "dawm-preprocess").is_dir():
-        ap.error(f"--bids {args.bids}: no derivatives/dawm-preprocess there (preprocess and label the cohort first)")
-    if args.step == "pack" and not (args.bids / "derivatives" / args.labels).is_dir():
-        ap.error(f"--bids {args.bids}: no derivatives/{args.labels} (run dawm label, or name the labels with --labels)")
+    if args.step == "pack":
+        for flag, root in (("--bids", args.bids), ("--extra-train", args.extra_train)):
+            for folder, hint in (("dawm-preprocess", "preprocess and label the cohort first"),
+                                 (args.labels, "run dawm label, or name the labels with --labels")):
+                if root is not None and not (root / "derivatives" / folder).is_dir():
+                    ap.error(f"{flag} {root}: no derivatives/{folder} ({hint})")
     if args.step == "run" and not args.pack.is_file():
         ap.error(f"--pack {args.pack}: no such file (make it with: model_gpu.py pack)")
-    pack(args) if args.step == "pack" else run(args)
+    from dawm.errors import InputError
+
+    try:
+        pack(args) if args.step == "pack" else run(args)
+    except InputError as exc:  # unusable data: one line, not a traceback
+        ap.error(str(exc))
 
 
 if __name__ == "__main__":
