@@ -77,13 +77,14 @@ def _labels(bids: Path, name: str = "dawm-label") -> str | None:
 
 def _fixed_split(model_dir: Path, cases, test: list[str], folds: int, seed: int) -> None:
     """Write ``model_dir/split.json`` with ``test`` as the test subjects and ``folds`` k-folds of the rest."""
-    from dawm.model.data import make_split
+    from dawm.model.data import make_split, subjects_with_dawm
 
     known = {c.subject for c in cases}
     unknown = sorted(set(test) - known)
     if unknown:
         raise SystemExit(f"--test-subjects not in the cohort: {', '.join(unknown)}")
-    split = make_split([c for c in cases if c.subject not in test], mode="kfold", folds=folds, seed=seed)
+    pool = [c for c in cases if c.subject not in test]
+    split = make_split(pool, mode="kfold", folds=folds, seed=seed, dawm_subjects=subjects_with_dawm(pool))
     split["test"] = sorted(test)
     split["subjects"] = {c.subject: {"scanner": c.scanner, "group": c.group} for c in sorted(cases, key=lambda c: c.key)}
     model_dir.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ def pack(args: argparse.Namespace) -> None:
     from dawm.image.io import load_volume
     from dawm.model import MODALITIES
     from dawm.model.cache import normalise
-    from dawm.model.data import cases_of, discover_cases, make_split
+    from dawm.model.data import cases_of, discover_cases, make_split, subjects_with_dawm
     from dawm.model.orientation import to_canonical
     from dawm.model.window import brain_box
 
@@ -69,7 +69,8 @@ def pack(args: argparse.Namespace) -> None:
     unknown = sorted(set(test) - {c.subject for c in cases})
     if unknown:
         raise SystemExit(f"--test-subjects not in the cohort: {', '.join(unknown)}")
-    split = make_split([c for c in cases if c.subject not in test], mode="kfold", folds=5, seed=0)
+    pool = [c for c in cases if c.subject not in test]
+    split = make_split(pool, mode="kfold", folds=5, seed=0, dawm_subjects=subjects_with_dawm(pool))
     split["test"] = test
     fold = split["folds"][0]
     used = [(bids, "", c) for c in cases_of(cases, fold["train"] + fold["val"] + test)]

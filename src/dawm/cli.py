@@ -314,7 +314,7 @@ def train(
     if not main_rank:
         return
     table = Table(title=f"dawm train: {model_dir} ({time.perf_counter() - start:.0f} s)")
-    for col in ("fold", "epochs", "best epoch", "val Dice (lesion+DAWM)/2", "stopped early"):
+    for col in ("fold", "epochs", "best epoch", "val Dice (mean of classes in val labels)", "stopped early"):
         table.add_column(col)
     for k, r in sorted(info["folds"].items()):
         table.add_row(k, str(r["epochs"]), str(r["best_epoch"]), f"{r['best_val_dice']:.3f}", str(r["stopped_early"]))

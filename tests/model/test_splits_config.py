@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def test_loso_holds_one_scanner_out() -> None:
 def test_split_is_saved_and_reused(tmp_path: Path) -> None:
     cases = _cases()
     path = tmp_path / "split.json"
-    first = load_or_make_split(path, cases, mode="kfold", folds=3, seed=0)
+    first = load_or_make_split(path, cases, mode="kfold", folds=3, seed=0, stratify_dawm=False)  # no label files here
     assert json.loads(path.read_text()) == first
     again = load_or_make_split(path, cases, mode="kfold", folds=3, seed=99)  # another seed: the saved split wins
     assert again == first
@@ -67,6 +68,29 @@ def test_split_is_saved_and_reused(tmp_path: Path) -> None:
         load_or_make_split(path, cases, mode="loso", folds=3, seed=0)
     with pytest.raises(InputError, match="no data now"):
         load_or_make_split(path, cases[4:], mode="kfold", folds=3, seed=0)
+
+
+def test_split_spreads_subjects_with_dawm_over_validation_folds(tmp_path: Path) -> None:
+    """Validation sets get subjects whose labels hold DAWM (one each when there are as many as folds)."""
+    import numpy as np
+
+    from dawm.image.io import save_volume
+
+    cases = []
+    for c in _cases(n_subjects=12, sessions=1):
+        label = np.zeros((4, 4, 4), np.uint8)
+        label[1, 1, 1] = 1
+        if int(c.subject[1:]) % 3 == 0:  # s00, s03, s06, s09: 1 ml of DAWM (8 voxels of 5 mm)
+            label[2:4, 2:4, 2:4] = 2
+        elif c.subject == "s01":  # 0.125 ml: scattered false positives, not a subject with DAWM
+            label[3, 3, 3] = 2
+        save_volume(label, np.diag([5.0, 5.0, 5.0, 1.0]), tmp_path / f"{c.subject}_dseg.nii.gz", dtype=np.uint8)
+        cases.append(replace(c, label=tmp_path / f"{c.subject}_dseg.nii.gz"))
+    for seed in range(5):
+        path = tmp_path / f"split{seed}.json"
+        split = load_or_make_split(path, cases, mode="kfold", folds=4, seed=seed)
+        assert [sum(s in {"s00", "s03", "s06", "s09"} for s in f["val"]) for f in split["folds"]] == [1, 1, 1, 1]
+        assert split["subjects"]["s03"]["dawm"] and not split["subjects"]["s01"]["dawm"]
 
 
 def test_config_presets_and_validation() -> None:

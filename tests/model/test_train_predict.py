@@ -221,3 +221,26 @@ def test_cli_help_and_errors(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no preprocess derivative" in res.output
     res = runner.invoke(app, ["train", str(tmp_path), "--model-dir", str(tmp_path / "m"), "--patch-size", "40"])
     assert res.exit_code == 2 and "divisible" in res.output
+
+
+def test_validation_dice_ignores_a_class_absent_from_the_validation_labels() -> None:
+    """A network predicting DAWM where the validation labels hold none is not scored 0 for it."""
+    from dawm.model.cache import CachedCase
+    from dawm.model.train import validate
+
+    class Fixed(torch.nn.Module):  # lesion where the first channel is high, DAWM where the second is, else normal
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([torch.zeros_like(x[:, :1]), 10 * x[:, :1], 10 * x[:, 1:2]], dim=1)
+
+    image = np.zeros((2, 16, 16, 16), np.float32)
+    image[0, 4:8, 4:8, 4:8] = 1.0  # lesion, as in the labels
+    image[1, 10:12, 10:12, 10:12] = 1.0  # DAWM, absent from the labels
+    label = np.zeros((16, 16, 16), np.uint8)
+    label[4:8, 4:8, 4:8] = 1
+    case = CachedCase(key="v", image=image, label=label, brain=np.ones_like(label), locations={}, affine=np.eye(4))
+    scores = validate(Fixed(), [case], (16, 16, 16), torch.device("cpu"))
+    assert scores["val_dice_lesion"] == pytest.approx(1.0) and scores["val_dice_dawm"] == 0.0
+    assert scores["val_dice"] == pytest.approx(1.0)  # was 0.5: the mean with the absent class
+    label[10:12, 10:12, 10:12] = 2  # now the labels hold that DAWM: both classes count
+    scores = validate(Fixed(), [case], (16, 16, 16), torch.device("cpu"))
+    assert scores["val_dice"] == pytest.approx(1.0) and scores["val_dice_dawm"] == pytest.approx(1.0)

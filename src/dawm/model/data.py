@@ -3,8 +3,9 @@
 A :class:`Case` is one session: its preprocessed T1w/FLAIR on the session grid, brain mask, tissue
 dseg and, for training, the target dseg (0 normal, 1 lesion, 2 DAWM) of the labels derivative.
 Splits are made over *subjects* (every session of a subject lands in the same split) and stratified
-by scanner and clinical group; ``kfold`` deals subjects into ``folds`` folds, ``loso`` holds one
-scanner out per fold (validation = that scanner's subjects). A split is saved as ``split.json``
+by DAWM in the labels (when known, so that test and validation sets hold subjects with DAWM where
+the cohort allows), scanner and clinical group; ``kfold`` deals subjects into ``folds`` folds,
+``loso`` holds one scanner out per fold (validation = that scanner's subjects). A split is saved as ``split.json``
 in the model folder and reused, so folds trained later (or resumed) see the same subjects.
 """
 
@@ -23,6 +24,7 @@ from dawm.bids.derivatives import write_json
 from dawm.bids.entities import BidsName
 from dawm.bids.layout import SessionKey
 from dawm.errors import InputError
+from dawm.image.io import load_volume
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +147,24 @@ def _subjects(cases: list[Case]) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _deal(subjects: dict[str, tuple[str, str]], n: int, rng: np.random.Generator) -> list[list[str]]:
-    """Deal subjects into ``n`` bins stratum by stratum (scanner, group), continuing round robin
-    across strata so the bins stay balanced in size and composition."""
-    strata: dict[tuple[str, str], list[str]] = defaultdict(list)
+def subjects_with_dawm(cases: list[Case], min_ml: float = 1.0) -> set[str]:
+    """The subjects with at least ``min_ml`` of DAWM (label 2) in a session's target dseg (the
+    default leaves out the scattered false positives that qMRI labels give controls, 0.5 ml a session)."""
+    out = set()
+    for c in cases:
+        if c.label is not None and c.subject not in out:
+            label = load_volume(c.label, allow_empty=True)
+            if int((np.rint(label.data) == 2).sum()) * float(np.prod(label.spacing_mm)) / 1000 >= min_ml:
+                out.add(c.subject)
+    return out
+
+
+def _deal(subjects: dict[str, tuple[str, str]], n: int, rng: np.random.Generator, dawm: set[str] | None = None) -> list[list[str]]:
+    """Deal subjects into ``n`` bins stratum by stratum (DAWM or not when ``dawm`` is given, scanner,
+    group), continuing round robin across strata so the bins stay balanced in size and composition."""
+    strata: dict[tuple, list[str]] = defaultdict(list)
     for s, stratum in sorted(subjects.items()):
-        strata[stratum].append(s)
+        strata[(s in dawm, *stratum) if dawm is not None else stratum].append(s)
     bins: list[list[str]] = [[] for _ in range(n)]
     pos = int(rng.integers(n))
     for stratum in sorted(strata):
@@ -162,10 +176,12 @@ def _deal(subjects: dict[str, tuple[str, str]], n: int, rng: np.random.Generator
     return [sorted(b) for b in bins]
 
 
-def make_split(cases: list[Case], *, mode: str, folds: int, seed: int, test_fraction: float = 0.0) -> dict:
+def make_split(cases: list[Case], *, mode: str, folds: int, seed: int, test_fraction: float = 0.0,
+               dawm_subjects: set[str] | None = None) -> dict:
     """A subject-level split: ``{"mode", "seed", "test": [...], "folds": [{"train", "val", "held_out"}]}``.
 
-    ``test`` (``test_fraction`` of the subjects, stratified) is in no fold. ``kfold``: ``folds``
+    ``test`` (``test_fraction`` of the subjects, stratified) is in no fold. ``dawm_subjects``
+    (:func:`subjects_with_dawm`) adds DAWM presence to the strata. ``kfold``: ``folds``
     folds, each subject validated exactly once. ``loso``: one fold per scanner, whose subjects are
     the validation set (``held_out`` names it). ``InputError`` when there are too few subjects.
     """
@@ -174,13 +190,13 @@ def make_split(cases: list[Case], *, mode: str, folds: int, seed: int, test_frac
     test: list[str] = []
     if test_fraction > 0:
         n_bins = max(2, int(round(1.0 / test_fraction)))
-        test = _deal(subjects, n_bins, rng)[0]
+        test = _deal(subjects, n_bins, rng, dawm_subjects)[0]
     pool = {s: v for s, v in subjects.items() if s not in test}
     out_folds: list[dict] = []
     if mode == "kfold":
         if len(pool) < folds:
             raise InputError(f"{len(pool)} subject(s) for {folds} folds: need at least one validation subject per fold")
-        bins = _deal(pool, folds, rng)
+        bins = _deal(pool, folds, rng, dawm_subjects)
         for k in range(folds):
             out_folds.append({"train": sorted(s for j, b in enumerate(bins) if j != k for s in b), "val": bins[k], "held_out": None})
     elif mode == "loso":
@@ -193,12 +209,15 @@ def make_split(cases: list[Case], *, mode: str, folds: int, seed: int, test_frac
     else:
         raise InputError(f"unknown split mode {mode!r} (kfold or loso)")
     return {"mode": mode, "seed": seed, "test": sorted(test), "folds": out_folds,
-            "subjects": {s: {"scanner": sc, "group": g} for s, (sc, g) in sorted(subjects.items())}}
+            "subjects": {s: {"scanner": sc, "group": g, **({"dawm": s in dawm_subjects} if dawm_subjects is not None else {})}
+                         for s, (sc, g) in sorted(subjects.items())}}
 
 
-def load_or_make_split(path: str | Path, cases: list[Case], *, mode: str, folds: int, seed: int, test_fraction: float = 0.0) -> dict:
+def load_or_make_split(path: str | Path, cases: list[Case], *, mode: str, folds: int, seed: int, test_fraction: float = 0.0,
+                       stratify_dawm: bool = True) -> dict:
     """The split saved at ``path`` when it exists (checked against ``cases`` and ``mode``), else a
-    new one written there. ``InputError`` when the saved split does not fit the data."""
+    new one written there (stratified by DAWM in the cases' labels too, unless ``stratify_dawm`` is
+    False). ``InputError`` when the saved split does not fit the data."""
     path = Path(path)
     if path.exists():
         split = json.loads(path.read_text())
@@ -212,7 +231,8 @@ def load_or_make_split(path: str | Path, cases: list[Case], *, mode: str, folds:
         if new:
             log.warning("%d subject(s) not in the saved split are ignored: %s", len(new), ", ".join(sorted(new)))
         return split
-    split = make_split(cases, mode=mode, folds=folds, seed=seed, test_fraction=test_fraction)
+    dawm = subjects_with_dawm(cases) if stratify_dawm else None
+    split = make_split(cases, mode=mode, folds=folds, seed=seed, test_fraction=test_fraction, dawm_subjects=dawm)
     write_json(path, split)
     return split
 

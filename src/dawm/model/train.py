@@ -95,6 +95,16 @@ def setup_distributed() -> Dist:
     return Dist(0, 1, device)
 
 
+def end_distributed(dist: Dist) -> None:
+    """Wait for every rank, then leave the process group. A process that exits still in a gloo
+    group can abort at interpreter shutdown ("terminate called without an active exception")."""
+    import torch.distributed as td
+
+    if dist.world > 1 and td.is_initialized():
+        td.barrier()
+        td.destroy_process_group()
+
+
 # --------------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------------
@@ -134,7 +144,11 @@ def shard(length: int, dist: Dist) -> list[int]:
 
 @torch.no_grad()
 def validate(net: torch.nn.Module, cases: list[CachedCase], roi_size, device: torch.device, *, sw_batch_size: int = 2) -> dict[str, float]:
-    """Pooled Dice of lesion and DAWM over whole validation volumes (argmax inside the brain)."""
+    """Pooled Dice of lesion and DAWM over whole validation volumes (argmax inside the brain).
+
+    ``val_dice`` (what selects the best checkpoint) averages the classes that the validation labels
+    hold: with no DAWM there, any DAWM the network predicts would score 0 and pull the mean down,
+    so the selection would favour networks that never predict DAWM."""
     counts = []
     for c in cases:
         brain = np.asarray(c.brain) > 0
@@ -142,9 +156,10 @@ def validate(net: torch.nn.Module, cases: list[CachedCase], roi_size, device: to
         pred[~brain] = 0
         counts.append(class_counts(pred, np.asarray(c.label)))
     d = pooled_dice(counts)
+    present = {k for k in (1, 2) if sum(c[k][2] for c in counts) > 0}
     lesion, dawm_ = d.get(1, float("nan")), d.get(2, float("nan"))
-    both = [v for v in (lesion, dawm_) if np.isfinite(v)]
-    return {"val_dice_lesion": lesion, "val_dice_dawm": dawm_, "val_dice": float(np.mean(both)) if both else 0.0}
+    scored = [v for k, v in ((1, lesion), (2, dawm_)) if k in present and np.isfinite(v)]
+    return {"val_dice_lesion": lesion, "val_dice_dawm": dawm_, "val_dice": float(np.mean(scored)) if scored else 0.0}
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,4 +415,5 @@ def train(
         info["folds"][str(k)] = result
         if dist.main:
             write_model_json(model_dir, info)
+    end_distributed(dist)
     return info
