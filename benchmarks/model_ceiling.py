@@ -33,16 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage, stats
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from dawm.label.zscores import masked_smooth  # noqa: E402
+from dawm.label.zscores import masked_smooth
 
 RESULTS = Path(__file__).parent / "results"
 FWHM_MM = (0.0, 3.0, 6.0, 12.0)
