@@ -40,6 +40,7 @@ import numpy as np
 from scipy import ndimage, stats
 
 from dawm.label.zscores import masked_smooth
+from dawm.model.metrics import class_counts, pooled_dice
 
 RESULTS = Path(__file__).parent / "results"
 FWHM_MM = (0.0, 3.0, 6.0, 12.0)
@@ -129,9 +130,7 @@ def best_pooled(scores: dict[str, np.ndarray], refs: dict[str, np.ndarray], voxe
 
 def label_dice(pred: dict[str, np.ndarray], ref: dict[str, np.ndarray], cls: int) -> float:
     """Pooled Dice of class ``cls`` between two label sets."""
-    inter = sum(int(((pred[k] == cls) & (ref[k] == cls)).sum()) for k in pred)
-    total = sum(int((pred[k] == cls).sum() + (ref[k] == cls).sum()) for k in pred)
-    return 2 * inter / total if total else float("nan")
+    return pooled_dice([class_counts(pred[k], ref[k], labels=(cls,)) for k in pred])[cls]
 
 
 def evaluate(data: dict, keys: list[str], clfs: dict, target_names=("truth", "qmri")) -> list[dict]:

@@ -271,7 +271,7 @@ def train(
     inputs: Optional[str] = typer.Option(None, help="Input channels: t1w, flair or t1w+flair (default t1w+flair)."),
     preset: Optional[str] = typer.Option(None, help="cpu-small (default; UNet, ~5 M parameters, laptop CPU), gpu (nnU-Net-sized DynUNet) or tiny (smoke tests)."),
     folds: Optional[str] = typer.Option(None, help="Number of k-fold folds (e.g. 5, all trained) or the folds to train (e.g. 0,1)."),
-    split: Optional[str] = typer.Option(None, help="kfold (default; subjects stratified by scanner and group) or loso (leave one scanner out)."),
+    split: Optional[str] = typer.Option(None, help="kfold (default; subjects stratified by labelled DAWM, scanner and group) or loso (leave one scanner out)."),
     labels: Optional[str] = typer.Option(None, help="derivatives/<name> holding the targets (*_space-session_desc-dawm_dseg; default dawm-label)."),
     max_epochs: Optional[int] = typer.Option(None, min=1, help="Maximum epochs per fold (default 100)."),
     iterations: Optional[int] = typer.Option(None, min=1, help="Iterations per epoch (default: the preset's)."),

@@ -101,7 +101,7 @@ def end_distributed(dist: Dist) -> None:
     import torch.distributed as td
 
     if dist.world > 1 and td.is_initialized():
-        td.barrier()
+        _barrier()
         td.destroy_process_group()
 
 
@@ -156,9 +156,8 @@ def validate(net: torch.nn.Module, cases: list[CachedCase], roi_size, device: to
         pred[~brain] = 0
         counts.append(class_counts(pred, np.asarray(c.label)))
     d = pooled_dice(counts)
-    present = {k for k in (1, 2) if sum(c[k][2] for c in counts) > 0}
+    scored = [d[k] for k in (1, 2) if sum(c[k][2] for c in counts) > 0]  # classes the validation labels hold
     lesion, dawm_ = d.get(1, float("nan")), d.get(2, float("nan"))
-    scored = [v for k, v in ((1, lesion), (2, dawm_)) if k in present and np.isfinite(v)]
     return {"val_dice_lesion": lesion, "val_dice_dawm": dawm_, "val_dice": float(np.mean(scored)) if scored else 0.0}
 
 
