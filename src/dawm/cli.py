@@ -257,6 +257,14 @@ def _parse_folds(folds: Optional[str]) -> tuple[Optional[int], Optional[list[int
         raise DawmError(f"--folds must be a number of folds (5) or a list of fold indices (0,1), got {folds!r}") from None
 
 
+def _fold_indices(folds: Optional[str]) -> Optional[list[int]]:
+    """``--folds 0,1`` of predict / export-model as a list (None: every trained fold)."""
+    try:
+        return [int(k) for k in folds.split(",") if k.strip()] if folds else None
+    except ValueError:
+        raise DawmError(f"--folds must be fold indices such as 0 or 0,1, got {folds!r}") from None
+
+
 def _progress_bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -326,7 +334,8 @@ def train(
 def predict(
     bids_dir: Path = typer.Argument(..., help="BIDS dataset (raw; T1w and/or FLAIR are enough)."),
     out_dir: Path = typer.Argument(..., help="Derivatives folder to write (e.g. BIDS_DIR/derivatives/dawm-predict)."),
-    model: Path = typer.Option(..., "--model", "-m", help="Model folder made by dawm train."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder made by dawm train or dawm export-model "
+                                         "(default: the model bundled with dawm)."),
     participant_label: Optional[list[str]] = typer.Option(None, "--participant-label", help="Subjects to predict (repeatable; with or without sub-)."),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 mirrored predictions (slower, slightly better)."),
     folds: Optional[str] = typer.Option(None, help="Folds to ensemble, e.g. 0,1 (default: every trained fold)."),
@@ -334,14 +343,13 @@ def predict(
     drop: Optional[list[str]] = typer.Option(None, "--drop", help="Input to ignore as if not acquired (T1w or FLAIR; repeatable): "
                                              "measures what a missing modality costs."),
 ) -> None:
-    """Segment lesions and DAWM with a trained model; preprocesses T1w/FLAIR first where needed."""
+    """Segment lesions and DAWM with a trained model (default: the bundled one); preprocesses T1w/FLAIR first where needed."""
     from dawm.model.predict import predict_dataset
 
     start = time.perf_counter()
     try:
-        which = [int(k) for k in folds.split(",")] if folds else None
-        outcomes = predict_dataset(bids_dir, out_dir, model, participant_label=participant_label, jobs=jobs, tta=tta, folds=which,
-                                   drop=tuple(drop or ()))
+        outcomes = predict_dataset(bids_dir, out_dir, model, participant_label=participant_label, jobs=jobs, tta=tta,
+                                   folds=_fold_indices(folds), drop=tuple(drop or ()))
     except (DawmError, ValueError) as exc:
         _fail(exc)
     def cells(volumes):
@@ -351,6 +359,24 @@ def predict(
     _report_outcomes(f"dawm predict: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
                      ("lesion ml", "DAWM ml", "DAWM % WM"), outcomes, cells,
                      footer=f"outputs: {out_dir}; volumes: {out_dir / 'volumes.tsv'}")
+
+
+@app.command("export-model")
+def export_model(
+    model_dir: Path = typer.Argument(..., help="Model folder made by dawm train."),
+    dest: Path = typer.Argument(..., help="Folder to write the slim copy to (e.g. src/dawm/model/weights/default to bundle it)."),
+    folds: Optional[str] = typer.Option(None, help="Folds to keep, e.g. 0 or 0,1 (default: every trained fold)."),
+    half: bool = typer.Option(True, "--half/--no-half", help="Store the weights as float16 (half the size) or float32."),
+) -> None:
+    """Write a slim, weights-only copy of a model folder (model.json + fold-K/best.pt, at most 50 MB), as bundled with dawm."""
+    from dawm.model.bundled import export_model as run_export
+
+    try:
+        out = run_export(model_dir, dest, folds=_fold_indices(folds), half=half)
+    except DawmError as exc:
+        _fail(exc)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    console.print(f"exported {model_dir} -> {out} ({size / 1e6:.1f} MB)", soft_wrap=True)
 
 
 def _parse_compare(items: Optional[list[str]]) -> dict[str, Path]:

@@ -107,3 +107,19 @@ def test_config_presets_and_validation() -> None:
 def test_network_sizes() -> None:
     assert 1e6 < n_parameters(build_network("cpu-small", 2)) < 5e6
     assert 25e6 < n_parameters(build_network("gpu", 2)) < 35e6
+
+
+def test_controls_are_spread_over_the_validation_folds() -> None:
+    """3 controls on 3 scanners among 12 patients, 5 folds: each control in another fold, so that no
+    validation fold is controls only (its checkpoint choice would have no lesion to score)."""
+    scanners = ("prisma3t", "achieva3t", "skyra15t")
+    cases = []
+    for i in range(15):
+        p = Path(f"/x/sub-s{i:02d}")
+        cases.append(Case(subject=f"s{i:02d}", session=None, images={"T1w": p}, brain=p, dseg=p, preproc_log=p, label=p,
+                          group="HC" if i < 3 else "RRMS", scanner=scanners[i % 3]))
+    for seed in range(5):
+        split = make_split(cases, mode="kfold", folds=5, seed=seed, dawm_subjects=set())
+        folds_of_controls = [k for k, f in enumerate(split["folds"]) for s in f["val"] if s in {"s00", "s01", "s02"}]
+        assert len(set(folds_of_controls)) == 3, split["folds"]
+        assert all(any(s not in {"s00", "s01", "s02"} for s in f["val"]) for f in split["folds"])

@@ -1,5 +1,6 @@
 """End to end on the tiny cohort: train (tiny preset, a few iterations), exact resume, predict with
-all outputs, orientation invariance, missing modality, model/data mismatch, CLI."""
+all outputs, orientation invariance, missing modality, model/data mismatch, weights-only loading,
+export of a slim (bundled) copy, sessions failing preprocessing, CLI."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from dawm.cli import app
 from dawm.errors import InputError
 from dawm.image.io import load_volume
 from dawm.image.resample import resample_to_grid
+from dawm.model import bundled
+from dawm.model.bundled import export_model
 from dawm.model.config import TrainConfig
 from dawm.model.inference import load_model, predict_probabilities
 from dawm.model.predict import predict_dataset
@@ -244,3 +247,91 @@ def test_validation_dice_ignores_a_class_absent_from_the_validation_labels() -> 
     label[10:12, 10:12, 10:12] = 2  # now the labels hold that DAWM: both classes count
     scores = validate(Fixed(), [case], (16, 16, 16), torch.device("cpu"))
     assert scores["val_dice"] == pytest.approx(1.0) and scores["val_dice_dawm"] == pytest.approx(1.0)
+
+
+class _Touch:
+    """Unpickling it creates ``marker``: code that a weights-only load must never run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_weights_that_need_pickle_are_refused(trained: Path, tmp_path: Path) -> None:
+    assert set(torch.load(trained / "fold-0" / "best.pt", weights_only=True)) == {"model", "optimizer", "scheduler", "epoch", "state"}
+    evil = tmp_path / "evil"
+    shutil.copytree(trained, evil, ignore=shutil.ignore_patterns("cache", "last.pt"))
+    marker = tmp_path / "code-ran"
+    torch.save({"model": _Touch(marker), "epoch": 1}, evil / "fold-0" / "best.pt")
+    with pytest.raises(InputError, match=r"fold-0/best.pt: refused.*dawm loads weights only, without pickle"):
+        load_model(evil)
+    assert not marker.exists()
+
+
+def test_export_model_round_trips_and_is_used_as_the_bundled_model(model_cohort: Path, clinical: Path, trained: Path,
+                                                                   tmp_path: Path, monkeypatch) -> None:
+    from dawm.model.data import discover_cases
+
+    slim = tmp_path / "slim"
+    res = CliRunner().invoke(app, ["export-model", str(trained), str(slim), "--folds", "0"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.relative_to(slim).as_posix() for p in slim.rglob("*") if p.is_file()) == ["fold-0/best.pt", "model.json"]
+    info = json.loads((slim / "model.json").read_text())
+    assert info["bundled"] is True and info["exported_from"] == trained.resolve().name and info["weights_dtype"] == "float16"
+    state = torch.load(slim / "fold-0" / "best.pt", weights_only=True)["model"]
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    full = sum(v.numel() * 4 for v in torch.load(trained / "fold-0" / "best.pt", weights_only=True)["model"].values())
+    assert (slim / "fold-0" / "best.pt").stat().st_size < 0.6 * full  # float16: about half of the float32 weights
+
+    case = next(c for c in discover_cases(model_cohort) if c.subject == "ms001")
+    brain = load_volume(case.brain)
+    images = {s: load_volume(p).data for s, p in case.images.items()}
+    p = predict_probabilities(load_model(trained, device="cpu"), images, brain.data > 0.5, brain.affine)
+    q = predict_probabilities(load_model(slim, device="cpu"), images, brain.data > 0.5, brain.affine)
+    assert np.abs(q - p).max() < 1e-2 and np.abs(q - p).mean() < 1e-4
+    assert (q.argmax(0) != p.argmax(0)).mean() < 1e-3
+
+    monkeypatch.setattr(bundled, "MAX_EXPORT_BYTES", 1000)
+    with pytest.raises(InputError, match="a bundled model may hold"):
+        export_model(trained, tmp_path / "big")
+    with pytest.raises(InputError, match="holds a trained model folder"):
+        export_model(slim, trained)
+
+    monkeypatch.setattr(bundled, "BUNDLED_MODEL_DIR", slim)  # what a wheel with weights in it ships
+    out = tmp_path / "pred"
+    res = CliRunner().invoke(app, ["predict", str(clinical), str(out), "--participant-label", "ms001"])
+    assert res.exit_code == 0, res.output
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["config"]["bundled_model"] is True and record["config"]["model_dir"] == str(slim.resolve())
+
+
+def test_predict_reports_sessions_that_fail_preprocessing(clinical: Path, trained: Path, tmp_path: Path) -> None:
+    """A session whose T1w is empty fails preprocessing: ``dawm predict`` names it and exits 1; the
+    other session is still predicted; with only the failing session, its reason is still shown."""
+    bids = tmp_path / "bids"
+    shutil.copytree(clinical, bids, ignore=shutil.ignore_patterns("sub-flip"))
+    src, bad = bids / "sub-ms001" / "ses-01" / "anat", bids / "sub-bad" / "ses-01" / "anat"
+    bad.mkdir(parents=True)
+    for role in ("T1w", "FLAIR"):
+        shutil.copy(src / f"sub-ms001_ses-01_{role}.json", bad / f"sub-bad_ses-01_{role}.json")
+    shutil.copy(src / "sub-ms001_ses-01_FLAIR.nii.gz", bad / "sub-bad_ses-01_FLAIR.nii.gz")
+    t1 = nib.load(src / "sub-ms001_ses-01_T1w.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros(t1.shape, np.float32), t1.affine), bad / "sub-bad_ses-01_T1w.nii.gz")
+
+    out = tmp_path / "pred"
+    res = CliRunner().invoke(app, ["predict", str(bids), str(out), "--model", str(trained)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1, res.output
+    assert "failed sub-bad_ses-01: preprocessing failed:" in text and "image is empty" in text
+    assert (out / "sub-ms001" / "ses-01" / "anat" / "sub-ms001_ses-01_space-session_desc-dawm_dseg.nii.gz").exists()
+    assert not (out / "sub-bad").exists()
+    sessions = json.loads((out / "provenance.json").read_text())["sessions"]
+    assert sessions["sub-ms001_ses-01"] == "ok" and sessions["sub-bad_ses-01"].startswith("failed: preprocessing failed:")
+    assert list(pd.read_csv(out / "volumes.tsv", sep="\t").participant_id.unique()) == ["sub-ms001"]
+
+    res = CliRunner().invoke(app, ["predict", str(bids), str(tmp_path / "none"), "--model", str(trained), "--participant-label", "bad"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 1, res.output
+    assert "failed sub-bad_ses-01: preprocessing failed:" in text and "image is empty" in text

@@ -7,7 +7,8 @@ augmentations), :mod:`networks` (the presets), :mod:`checkpoint` (exact-resume c
 :mod:`modeldir` (the self-describing model folder), :mod:`metrics` (Dice), :mod:`window` (sliding
 window on the brain box), :mod:`train` (the loop), :mod:`inference` (normalisation, TTA, fold
 ensembling, missing modalities), :mod:`volumes` (volumes per location class), :mod:`predict` (BIDS
-datasets in, BIDS derivatives out) and :mod:`simtruth` (simulator truth as training targets).
+datasets in, BIDS derivatives out), :mod:`bundled` (the model shipped in the package, and
+``export_model``) and :mod:`simtruth` (simulator truth as training targets).
 """
 
 #: Output classes of every dawm model (the ``dawm-label`` dseg convention).

@@ -4,6 +4,15 @@ intensity differences (scale, shift, gamma), coil inhomogeneity (bias field), no
 clinical FLAIR (simulated thick slices: one channel averaged over 2-5 voxels along one random axis,
 then linearly upsampled). Spatial transforms resample the label with nearest neighbour, so it stays
 integer. Every pipeline ends with a centre crop from the sampled region to the patch size.
+
+Domain randomisation for real clinical scans, in the spirit of SynthSeg (the simulator's contrasts
+are not those of every hospital): each channel's intensities go through a random smooth monotone
+transfer curve (:class:`RandMonotoneCurved`: tissue contrasts change, their order - and so a
+lesion's hyperintensity on FLAIR - stays), the contrast of lesions and DAWM to the surrounding
+tissue is scaled by a random factor per class and channel (:class:`RandLabelContrastd`: on real
+FLAIR a lesion stood about 1.4 brain SDs above white matter, on the simulator's 2.0-2.6), every channel can get its own thick slices (2D
+acquisitions of both T1w and FLAIR), and the scale range reaches real brain sizes (simulated heads
+are MNI-sized, 1.8-2.3 L; real adult brains 1.1-1.6 L, a linear factor down to about 0.8).
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from typing import Hashable, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from monai.transforms import (
     CenterSpatialCropd,
     Compose,
@@ -65,6 +75,74 @@ class RandThickSliced(Randomizable, MapTransform):
         return d
 
 
+class RandMonotoneCurved(Randomizable, MapTransform):
+    """With probability ``prob`` per channel, map the (brain z-scored) intensities through a random
+    monotone piecewise-linear curve: knots at z = -3..3, each moved by N(0, ``sd``) and sorted, the
+    ends extrapolated linearly. Zero voxels (outside the brain, a dropped channel) stay zero."""
+
+    KNOTS = np.linspace(-3.0, 3.0, 7)
+
+    def __init__(self, keys: Sequence[str], prob: float = 0.5, sd: float = 0.35) -> None:
+        MapTransform.__init__(self, keys)
+        self.prob, self.sd = prob, sd
+
+    def curve(self) -> np.ndarray | None:
+        """Random knot values (7,) or None (no change) for one channel."""
+        if self.R.rand() >= self.prob:
+            return None
+        return np.sort(self.KNOTS + self.R.normal(0.0, self.sd, self.KNOTS.size))
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        for key in self.keys:
+            img = torch.as_tensor(d[key]).clone()
+            for c in range(img.shape[0]):
+                values = self.curve()
+                if values is None:
+                    continue
+                x = img[c].float()
+                inside = x != 0
+                xp, fp = torch.as_tensor(self.KNOTS, dtype=x.dtype), torch.as_tensor(values, dtype=x.dtype)
+                idx = torch.clamp(torch.bucketize(x, xp) - 1, 0, len(xp) - 2)
+                slope = (fp[idx + 1] - fp[idx]) / (xp[idx + 1] - xp[idx])
+                y = fp[idx] + slope * (x - xp[idx])
+                img[c] = torch.where(inside, y, x).to(img.dtype)
+            d[key] = img
+        return d
+
+
+class RandLabelContrastd(Randomizable, MapTransform):
+    """With probability ``prob`` per channel, scale the contrast of each pathology class of the
+    label (1 lesion, 2 DAWM) to the patch's normal tissue by a random factor in ``factors``:
+    ``x + (a - 1) * w * (x - m)``, with ``m`` the channel's median over normal brain voxels of the
+    patch and ``w`` the class mask smoothed by a Gaussian of ``sigma`` voxels (no artificial edge).
+    As SynthSeg draws intensities per label, so the network does not learn one lesion contrast."""
+
+    def __init__(self, image_key: str, label_key: str, prob: float = 0.5, factors: tuple[float, float] = (0.4, 1.3),
+                 sigma: float = 1.0) -> None:
+        MapTransform.__init__(self, (image_key,))
+        self.image_key, self.label_key, self.prob, self.factors, self.sigma = image_key, label_key, prob, factors, sigma
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        img = torch.as_tensor(d[self.image_key]).clone()
+        label = torch.as_tensor(d[self.label_key])[0]
+        normal = (label == 0) & (img != 0).all(dim=0)
+        for cls in (1, 2):
+            present = label == cls
+            if not present.any() or not normal.any():
+                continue
+            w = torch.from_numpy(ndimage.gaussian_filter(present.numpy().astype(np.float32), self.sigma)).to(img.dtype)
+            for c in range(img.shape[0]):
+                if self.R.rand() >= self.prob or not (img[c] != 0).any():
+                    continue
+                a = float(self.R.uniform(*self.factors))
+                m = img[c][normal].median()
+                img[c] = torch.where(img[c] != 0, img[c] + (a - 1.0) * w * (img[c] - m), img[c])
+        d[self.image_key] = img
+        return d
+
+
 def training_transforms(patch_size: Sequence[int], *, enabled: bool = True) -> Compose:
     """The training pipeline: augmentations (when ``enabled``) then a centre crop to ``patch_size``.
 
@@ -78,14 +156,17 @@ def training_transforms(patch_size: Sequence[int], *, enabled: bool = True) -> C
         RandFlipd(both, prob=0.5, spatial_axis=0),
         RandFlipd(both, prob=0.2, spatial_axis=1),
         RandFlipd(both, prob=0.2, spatial_axis=2),
-        RandAffined(both, prob=0.3, rotate_range=(0.26, 0.26, 0.26), scale_range=(0.1, 0.1, 0.1),
+        RandAffined(both, prob=0.5, rotate_range=(0.26, 0.26, 0.26), scale_range=(0.3, 0.3, 0.3),
                     mode=("bilinear", "nearest"), padding_mode="zeros"),
         crop,
         RandScaleIntensityd("image", factors=0.15, prob=0.3),
         RandShiftIntensityd("image", offsets=0.2, prob=0.3),
         RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.3),
         RandBiasFieldd("image", coeff_range=(0.0, 0.15), prob=0.3),
-        RandThickSliced(("image",), prob=0.2),
+        RandLabelContrastd("image", "label", prob=0.5),
+        RandMonotoneCurved(("image",), prob=0.5),
+        RandThickSliced(("image",), prob=0.3),
+        RandThickSliced(("image",), prob=0.3),
         RandGaussianSmoothd("image", sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0), sigma_z=(0.25, 1.0), prob=0.15),
         RandGaussianNoised("image", std=0.1, prob=0.2),
     ])  # fmt: skip

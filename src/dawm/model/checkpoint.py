@@ -1,5 +1,10 @@
 """Checkpoints with everything an exact resume needs: model, optimizer, scheduler, epoch, early-
-stopping state and the RNG states (Python, NumPy, torch CPU and CUDA). Written atomically."""
+stopping state and the RNG states (Python, NumPy, torch CPU and CUDA). Written atomically.
+
+``last.pt`` (resume) holds it all and is read back with pickle (:func:`load_checkpoint`: only a
+run's own files). ``best.pt`` (inference) is written with ``rng=False``: tensors, numbers and
+``None`` only, so that :func:`dawm.model.inference.load_model` reads it with
+``torch.load(weights_only=True)`` (NumPy's RNG state is an array that weights-only loading refuses)."""
 
 from __future__ import annotations
 
@@ -34,16 +39,20 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer=None, scheduler=None, epoch: int, state: dict | None = None) -> Path:
-    """Write ``path`` (``epoch`` = number of completed epochs; ``state``: e.g. best Dice, bad epochs)."""
+def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer=None, scheduler=None, epoch: int, state: dict | None = None,
+                    rng: bool = True) -> Path:
+    """Write ``path`` (``epoch`` = number of completed epochs; ``state``: e.g. best Dice, bad epochs;
+    ``rng``: include the RNG states, needed to resume, not to predict)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "epoch": epoch, "state": state or {}, "rng": rng_states(),
+        "epoch": epoch, "state": state or {},
     }  # fmt: skip
+    if rng:
+        payload["rng"] = rng_states()
     with atomic_target(path, ".pt") as tmp:
         torch.save(payload, tmp)
     return path

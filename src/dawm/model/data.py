@@ -160,11 +160,14 @@ def subjects_with_dawm(cases: list[Case], min_ml: float = 1.0) -> set[str]:
 
 
 def _deal(subjects: dict[str, tuple[str, str]], n: int, rng: np.random.Generator, dawm: set[str] | None = None) -> list[list[str]]:
-    """Deal subjects into ``n`` bins stratum by stratum (DAWM or not when ``dawm`` is given, scanner,
-    group), continuing round robin across strata so the bins stay balanced in size and composition."""
+    """Deal subjects into ``n`` bins stratum by stratum (DAWM or not when ``dawm`` is given, group,
+    scanner), continuing round robin across strata so the bins stay balanced in size and composition.
+    Group comes before scanner so that the controls are dealt one after the other into different
+    bins (scanner first once put all three controls of a cohort into one validation fold, whose
+    checkpoint choice then had no lesion to score)."""
     strata: dict[tuple, list[str]] = defaultdict(list)
-    for s, stratum in sorted(subjects.items()):
-        strata[(s in dawm, *stratum) if dawm is not None else stratum].append(s)
+    for s, (scanner, group) in sorted(subjects.items()):
+        strata[(s in dawm, group, scanner) if dawm is not None else (group, scanner)].append(s)
     bins: list[list[str]] = [[] for _ in range(n)]
     pos = int(rng.integers(n))
     for stratum in sorted(strata):

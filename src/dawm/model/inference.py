@@ -1,7 +1,9 @@
 """Inference of a trained dawm model on session-grid images.
 
 :func:`load_model` reads a model folder (refusing an incompatible dawm version), one network per
-fold (``best.pt``). :func:`predict_probabilities` normalises the channels as in training
+fold (``best.pt``: a training checkpoint, or the float16 copy of :func:`dawm.model.bundled.export_model`),
+with ``torch.load(weights_only=True)`` (:func:`read_weights`): a file that needs pickle to load is
+refused, so a model folder from elsewhere cannot run code. :func:`predict_probabilities` normalises the channels as in training
 (:func:`dawm.model.cache.normalise`), reorders the voxels to the canonical (closest RAS) order the
 network was trained in - so the result does not depend on the storage orientation of the input -
 runs a Gaussian-weighted sliding window (overlap 0.5), optionally averages the 7 mirrored copies
@@ -13,6 +15,7 @@ dropout; otherwise, or when every modality is missing, an ``InputError`` says wh
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from dawm.errors import InputError
 from dawm.model import LABELS
 from dawm.model.cache import normalise
 from dawm.model.config import TrainConfig
-from dawm.model.modeldir import check_version, fold_dir, read_model_json
+from dawm.model.modeldir import check_version, fold_dir, read_model_json, trained_folds
 from dawm.model.networks import build_network
 from dawm.model.orientation import from_canonical, to_canonical
 from dawm.model.window import segment_volume
@@ -62,23 +65,43 @@ class LoadedModel:
         return missing
 
 
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The network state dict of a ``fold-K/best.pt`` (its ``"model"`` entry), floating tensors as
+    float32 (exported copies store float16), deep-supervision heads (training only) left out.
+
+    Read with ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only.
+    ``InputError`` naming ``path`` when the file needs pickle (any other Python object) or is
+    not a PyTorch file holding a state dict."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        # torch's reason is one line after "WeightsUnpickler error:", among advice on how to unpickle anyway
+        text = (str(exc) or type(exc).__name__).split("WeightsUnpickler error:")[-1]
+        why = next(ln for ln in text.splitlines() + [type(exc).__name__] if ln.strip()).split(". Please")[0].strip()
+        if "Unsupported global" in why:
+            raise InputError(f"{path}: refused, it holds Python objects other than tensors and numbers ({why}); "
+                             "dawm loads weights only, without pickle") from None
+        raise InputError(f"{path}: not a readable PyTorch weights file ({why})") from None
+    state = payload.get("model") if isinstance(payload, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: no network state dict in it (a dawm fold-K/best.pt holds one under 'model')")
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()
+            if not k.startswith("deep_supervision") and "deep_supervision_heads" not in k}
+
+
 def load_model(model_dir: str | Path, *, folds: list[int] | None = None, device: str | torch.device | None = None) -> LoadedModel:
-    """Load the folds' ``best.pt`` (default every fold that has one)."""
+    """Load the folds' ``best.pt`` (default every fold that has one) from a folder made by
+    ``dawm train`` or ``dawm export-model``; see :func:`read_weights`."""
     model_dir = Path(model_dir)
     info = read_model_json(model_dir)
     check_version(info, model_dir)
     config = TrainConfig.model_validate(info["config"])
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    available = sorted(int(p.parent.name.split("-")[1]) for p in model_dir.glob("fold-*/best.pt"))
-    folds = available if folds is None else folds
-    absent = [k for k in folds if k not in available]
-    if not folds or absent:
-        raise InputError(f"{model_dir}: no trained weights for fold(s) {absent or 'any'} (fold-K/best.pt)")
+    folds = trained_folds(model_dir, folds)
     nets = []
     for k in folds:
         net = build_network(config.preset, len(info["inputs"]), len(LABELS), deep_supervision=False)
-        state = torch.load(fold_dir(model_dir, k) / "best.pt", map_location="cpu", weights_only=False)["model"]
-        state = {k2: v for k2, v in state.items() if not k2.startswith("deep_supervision") and "deep_supervision_heads" not in k2}
+        state = read_weights(fold_dir(model_dir, k) / "best.pt")
         net.load_state_dict(state, strict=False) if config.deep_supervision else net.load_state_dict(state)
         nets.append(net.to(dev).eval())
     return LoadedModel(info=info, nets=nets, folds=folds, suffixes=list(info["input_suffixes"]), patch_size=tuple(info["patch_size"]),

@@ -24,6 +24,18 @@ def fold_dir(model_dir: str | Path, fold: int) -> Path:
     return Path(model_dir) / f"fold-{fold}"
 
 
+def trained_folds(model_dir: str | Path, folds: list[int] | None = None) -> list[int]:
+    """``folds`` (default: every fold of ``model_dir`` that has a ``fold-K/best.pt``, in order);
+    ``InputError`` when none has weights or one of ``folds`` has none."""
+    available = sorted(int(p.parent.name.split("-")[1]) for p in Path(model_dir).glob("fold-*/best.pt")
+                       if p.parent.name.split("-")[1].isdigit())
+    folds = available if folds is None else list(folds)
+    absent = [k for k in folds if k not in available]
+    if not folds or absent:
+        raise InputError(f"{model_dir}: no trained weights for fold(s) {absent or 'any'} (fold-K/best.pt)")
+    return folds
+
+
 def git_commit() -> str | None:
     """The commit of the dawm source tree when it is a git checkout (read-only query), else None."""
     src = Path(dawm.__file__).resolve().parent

@@ -8,12 +8,17 @@ is left untouched). Per session, in ``out_dir/sub-X/ses-Y/anat/``:
 * ``_space-session_desc-dawm_dseg.nii.gz`` (0 normal, 1 lesion, 2 DAWM) and
   ``_space-session_label-{lesion,DAWM}_probseg.nii.gz`` (mean softmax over folds);
 * ``_space-<T1w|FLAIR>_desc-dawm_dseg.nii.gz``: the dseg on the raw reference image's own grid
-  (nearest neighbour);
+  (argmax of the linearly resampled probabilities);
 * ``_desc-dawm_volumes.tsv``: lesion and DAWM ml and % of WM per location class
   (:mod:`dawm.model.volumes`);
+* ``volumes_common_fov.tsv`` (top level): for subjects with several sessions, brain, lesion and
+  DAWM ml inside the field of view that all their sessions share (:mod:`dawm.model.common_fov`),
+  so that a session whose slices cover less of the head does not look like atrophy or remission;
 
 and at the top ``volumes.tsv`` (all sessions), ``dataset_description.json``, ``desc-dawm_dseg.tsv``
-and ``provenance.json``.
+and ``provenance.json`` (the model, and each session's outcome). Without a model folder, the model
+bundled with dawm is used (:mod:`dawm.model.bundled`). A session that cannot be preprocessed is
+returned as a failed :class:`dawm.parallel.Outcome`; the others are still predicted.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from dawm.errors import InputError
 from dawm.image.io import load_volume, save_volume
 from dawm.image.resample import resample_to_grid
 from dawm.model import LABELS
+from dawm.model.bundled import bundled_model_dir
+from dawm.model.common_fov import common_fov_volumes
 from dawm.model.data import Case, discover_cases
 from dawm.model.inference import LoadedModel, load_model, predict_probabilities
 from dawm.model.volumes import mni_coordinates, volume_table
@@ -63,14 +70,16 @@ def _clinical_only(inputs: SessionInputs) -> SessionInputs:
 
 
 def ensure_preprocessed(bids_dir: Path, out_dir: Path, model: LoadedModel, *, participant_label=None, jobs: int = 1,
-                        preprocess: str = "dawm-preprocess") -> list[Case]:
+                        preprocess: str = "dawm-preprocess") -> tuple[list[Case], list[Outcome]]:
     """Cases of every session: from ``bids_dir/derivatives/<preprocess>`` when complete there, else
-    preprocessed (T1w/FLAIR only) into ``out_dir/derivatives/dawm-preprocess``. Sessions that fail
-    to preprocess are logged and left out."""
+    preprocessed (T1w/FLAIR only) into ``out_dir/derivatives/dawm-preprocess``. Returns the cases
+    and one failed :class:`Outcome` per session that could not be preprocessed (``error``:
+    ``"preprocessing failed: <reason>"``)."""
     sessions = discover_sessions(bids_dir, participant_label)
     existing = bids_dir / "derivatives" / preprocess
     todo = [s for s in sessions if not log_path(existing, s).exists()]
     todo = [_clinical_only(s) for s in todo]
+    failed = [Outcome(s.key, error="preprocessing failed: no T1w or FLAIR image") for s in todo if not s.images]
     todo = [s for s in todo if s.images]
     nested = out_dir / "derivatives" / "dawm-preprocess"
     if todo:
@@ -79,19 +88,17 @@ def ensure_preprocessed(bids_dir: Path, out_dir: Path, model: LoadedModel, *, pa
                         source="../../..")
         config.save(nested / "preprocess_config.json")
         fn = functools.partial(preprocess_session, config=config, out_root=nested, bids_dir=bids_dir)
-        for o in run_all(fn, todo, names=[s.key for s in todo], jobs=jobs, description="preprocessing (T1w/FLAIR)"):
-            if not o.ok:
-                log.error("%s: preprocessing failed: %s", o.name, o.error)
+        done = run_all(fn, todo, names=[s.key for s in todo], jobs=jobs, description="preprocessing (T1w/FLAIR)")  # logs failures
+        failed += [Outcome(o.name, error=f"preprocessing failed: {o.error}") for o in done if not o.ok]
     cases: list[Case] = []
     for root in (existing, nested):
         if root.is_dir():
             cases += discover_cases(bids_dir, labels=None, preprocess_dir=root, participant_label=participant_label)
-    seen, unique = set(), []
-    for c in cases:
-        if c.key not in seen:
-            seen.add(c.key)
-            unique.append(c)
-    return unique
+    unique: dict[str, Case] = {}
+    for c in cases:  # the first root wins; a session that just failed is not predicted from older outputs
+        if c.key not in {o.name for o in failed}:
+            unique.setdefault(c.key, c)
+    return list(unique.values()), failed
 
 
 def predict_session(case: Case, model: LoadedModel, out_dir: Path, *, tta: bool = False, drop: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -120,7 +127,9 @@ def predict_session(case: Case, model: LoadedModel, out_dir: Path, *, tta: bool 
     raw_ref = Path(info["Inputs"][ref])
     if raw_ref.exists():
         raw = load_volume(raw_ref)  # the session grid lives in the reference's world: identity transform
-        native = resample_to_grid(pred, affine, raw.shape, raw.affine, interpolation="nearest")
+        # argmax of the linearly resampled probabilities: smoother borders than the nearest-neighbour
+        # copy of the session-grid labels when the raw grid is finer (thin in-plane voxels, 1 mm)
+        native = np.argmax(np.stack([resample_to_grid(p, affine, raw.shape, raw.affine) for p in probs]), axis=0).astype(np.uint8)
         save_volume(native, raw.affine, name(space=ref, desc="dawm", suffix="dseg"), dtype=np.uint8)
         write_json(name(space=ref, desc="dawm", suffix="dseg", extension=".json"), {**sidecar, "SpatialReference": raw_ref.name})
     else:
@@ -135,13 +144,32 @@ def predict_session(case: Case, model: LoadedModel, out_dir: Path, *, tta: bool 
     return table
 
 
-def predict_dataset(bids_dir: str | Path, out_dir: str | Path, model_dir: str | Path, *, participant_label: list[str] | None = None,
-                    jobs: int = 1, tta: bool = False, folds: list[int] | None = None, drop: tuple[str, ...] = (),
-                    progress: Callable[[str], None] | None = None) -> list[Outcome]:
-    """Predict every session of ``bids_dir`` with the model in ``model_dir`` into ``out_dir``
-    (see the module docstring). ``jobs``: sessions preprocessed in parallel. Returns one
-    :class:`dawm.parallel.Outcome` per session (result: its volume table)."""
+def _common_fov_tables(cases: list[Case], out_dir: Path) -> pd.DataFrame:
+    """Per subject with two or more predicted sessions, the volumes inside the field of view all its
+    sessions share (:func:`dawm.model.common_fov.common_fov_volumes`)."""
+    by_subject: dict[str, list[dict]] = {}
+    for c in cases:
+        base = c.base()
+        by_subject.setdefault(c.subject, []).append({
+            "participant_id": f"sub-{c.subject}", "session_id": f"ses-{c.session}" if c.session else "n/a",
+            "preproc_dir": c.preproc_log.parent,
+            "dseg": out_dir / base.subject_dir() / base.with_(space="session", desc="dawm", suffix="dseg").filename})
+    tables = [common_fov_volumes(rows) for rows in by_subject.values() if len(rows) > 1]
+    tables = [t for t in tables if not t.empty]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def predict_dataset(bids_dir: str | Path, out_dir: str | Path, model_dir: str | Path | None = None, *,
+                    participant_label: list[str] | None = None, jobs: int = 1, tta: bool = False, folds: list[int] | None = None,
+                    drop: tuple[str, ...] = (), progress: Callable[[str], None] | None = None) -> list[Outcome]:
+    """Predict every session of ``bids_dir`` with the model in ``model_dir`` (default: the bundled
+    model) into ``out_dir`` (see the module docstring). ``jobs``: sessions preprocessed in parallel.
+    Returns one :class:`dawm.parallel.Outcome` per session, sorted by name (result: its volume
+    table; failed when it could not be preprocessed or predicted)."""
     bids_dir, out_dir = Path(bids_dir), Path(out_dir)
+    bundled = model_dir is None
+    model_dir = bundled_model_dir() if model_dir is None else Path(model_dir)
+    log.info("model: %s%s", model_dir, " (bundled with dawm)" if bundled else "")
     model = load_model(model_dir, folds=folds)
     unknown = sorted(set(drop) - set(model.suffixes))
     if unknown:
@@ -149,20 +177,26 @@ def predict_dataset(bids_dir: str | Path, out_dir: str | Path, model_dir: str | 
     if not (bids_dir / "dataset_description.json").exists():
         raise InputError(f"{bids_dir}: not a BIDS dataset (no dataset_description.json)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    cases = ensure_preprocessed(bids_dir, out_dir, model, participant_label=participant_label, jobs=jobs,
-                                preprocess=model.info.get("config", {}).get("preprocess", "dawm-preprocess"))
-    if not cases:
-        raise InputError(f"{bids_dir}: no session could be preprocessed for prediction")
+    cases, failed = ensure_preprocessed(bids_dir, out_dir, model, participant_label=participant_label, jobs=jobs,
+                                        preprocess=model.info.get("config", {}).get("preprocess", "dawm-preprocess"))
+    if not cases and not failed:
+        raise InputError(f"{bids_dir}: no session to predict")
     for c in cases:  # refuse a model/data mismatch before writing anything
         model.missing_inputs(set(c.images) - set(drop))
     init_derivative(out_dir, name="dawm predict", description="lesion and DAWM segmentation by a dawm model", source=str(bids_dir))
     write_dseg_tsv(out_dir / "desc-dawm_dseg.tsv", LABELS)
     outcomes = run_all(functools.partial(predict_session, model=model, out_dir=out_dir, tta=tta, drop=tuple(drop)), cases,
                        names=[c.key for c in cases], jobs=1, description="predicting")
+    outcomes = sorted(outcomes + failed, key=lambda o: o.name)
     tables = [o.result for o in outcomes if o.ok]
     if tables:
         write_tsv(out_dir / "volumes.tsv", pd.concat(tables, ignore_index=True))
-    record = provenance("predict", {"model_dir": str(Path(model_dir).resolve()), "tta": tta, "folds": model.folds, "dropped_inputs": list(drop),
+    predicted = {o.name for o in outcomes if o.ok}
+    common = _common_fov_tables([c for c in cases if c.key in predicted], out_dir)
+    if not common.empty:
+        write_tsv(out_dir / "volumes_common_fov.tsv", common)
+    record = provenance("predict", {"model_dir": str(model_dir.resolve()), "bundled_model": bundled, "tta": tta, "folds": model.folds,
+                                    "dropped_inputs": list(drop),
                                     "model_fingerprint": model.info.get("data_fingerprint"), "model_version": model.info.get("dawm_version")})
     record["sessions"] = {o.name: ("ok" if o.ok else f"failed: {o.error}") for o in outcomes}
     write_json(out_dir / "provenance.json", record)

@@ -309,12 +309,12 @@ def train_fold(
                 row.update(validate(unwrap(model), val_cases, config.inference_roi, dist.device, sw_batch_size=config.sw_batch_size))
                 if row["val_dice"] > state["best_val_dice"]:
                     state.update(best_val_dice=row["val_dice"], best_epoch=epoch, bad_validations=0)
-                    save_checkpoint(fdir / "best.pt", model=model, epoch=epoch + 1, state=state)
+                    save_checkpoint(fdir / "best.pt", model=model, epoch=epoch + 1, state=state, rng=False)
                 else:
                     state["bad_validations"] += 1
             elif not val_cases:  # no validation subjects: the last epoch is the best
                 state.update(best_epoch=epoch)
-                save_checkpoint(fdir / "best.pt", model=model, epoch=epoch + 1, state=state)
+                save_checkpoint(fdir / "best.pt", model=model, epoch=epoch + 1, state=state, rng=False)
             row["seconds"] = round(time.perf_counter() - t0, 3)
             save_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch + 1, state=state)
             runlog.write(row)  # type: ignore[union-attr]

@@ -55,6 +55,10 @@ class PreprocessConfig(StageConfig):
     seed: int = Field(0, ge=0, description="seed of the registration metric sampling")
     n4: N4Config = Field(default_factory=N4Config)
     min_template_correlation: float = Field(0.5, ge=-1, le=1, description="a session fails when its T1-like image correlates less than this with the registered MNI template inside the brain (a missed registration; good ones give about 0.8-0.9)")
+    min_tissue_fit: float = Field(0.33, ge=-1, le=1, description="without a T1-like image (FLAIR-only sessions) a session fails when the tissue priors "
+                                  "fit its images less than this (dawm.preprocess.brain.tissue_fit; a simulated FLAIR 0.41, 0.27 with its "
+                                  "registration moved 5 mm, 0.15 at 10 mm)")
+    min_brain_coverage: float = Field(0.95, ge=0, le=1, description="warn when less than this share of the expected brain lies inside an image's field of view")
     mni_refine: bool = Field(True, description="own demons registration of the bias-corrected T1-like brain to MNI; "
                              "False reuses the brain extraction's deformable registration (faster)")
     brain_refine: bool = Field(True, description="after the deformable MNI registration, redraw the brain mask as the template mask "

@@ -49,7 +49,7 @@ from dawm.image.resample import isotropic_grid, resample_to_grid, voxel_sizes
 from dawm.image.units import mtr_to_percent, t1_to_ms
 from dawm.parallel import Backend, Outcome, run_all
 from dawm.preprocess.bias import correct_bias
-from dawm.preprocess.brain import extract_brain, template_brain_mask
+from dawm.preprocess.brain import BrainExtraction, extract_brain, template_brain_mask, tissue_fit
 from dawm.preprocess.config import WEIGHTED_ROLES, PreprocessConfig
 from dawm.preprocess.qc import qc_figure
 from dawm.preprocess.quality import image_quality
@@ -58,6 +58,7 @@ from dawm.preprocess.registration import (
     nonlinear_register,
     rigid_register,
     save_transform,
+    transform_points,
     warp,
 )
 from dawm.preprocess.template import Template, load_template
@@ -100,6 +101,7 @@ class SessionResult:
     timings_s: dict[str, float]
     iqm: list[dict] = field(default_factory=list)
     reused: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,6 +292,38 @@ def register_to_mni(
     return nl.forward, nl.inverse, f"demons on {t1like}"
 
 
+def _mni_candidates(corrected, on_grid, reference, grid_affine, brain, brain_result: BrainExtraction, template: Template,
+                    config: PreprocessConfig):
+    """The MNI registrations tried in turn until one passes :func:`registration_accepted`, as
+    ``(name, thunk)``; a thunk returns ``(to_mni, from_mni, how, brain_mask)``:
+
+    1. demons on the T1-like image (:func:`register_to_mni`), the brain mask redrawn through it;
+    2. the brain extraction's affine alone (its mask kept);
+    3. the brain extracted again from another weighted image of the session (the other modality
+       as reference, e.g. the FLAIR when a T1w's contrast misleads), affine only.
+    """
+    def demons():
+        to_mni, from_mni, how = register_to_mni(corrected, grid_affine, brain, brain_result, template, config)
+        refined = brain
+        if brain_result.method == "template" and "demons" in how and config.brain_refine:
+            refined, _ = template_brain_mask(to_mni, brain.shape, grid_affine)
+        return to_mni, from_mni, how, refined
+
+    yield "demons", demons
+    lin = brain_result.template_to_subject
+    if lin is not None:
+        yield "affine", lambda: (lin.to_sitk(), lin.inverse().to_sitk(), "affine only (fallback)", brain)
+    if brain_result.method == "user":
+        return
+    for role in ("FLAIR", "T1w"):
+        if role != reference and role in on_grid:
+            def other(role=role):
+                again = extract_brain(on_grid[role], grid_affine, template=template, seed=config.seed, nonlinear=False)
+                tx = again.template_to_subject
+                return tx.to_sitk(), tx.inverse().to_sitk(), f"affine from the {role} (fallback)", again.mask
+            yield f"affine-{role}", other
+
+
 def template_correlation(corrected: dict[str, np.ndarray], brain: np.ndarray, grid_affine: np.ndarray,
                          template: Template, to_mni) -> float | None:
     """Pearson correlation, inside ``brain``, of the session's bias-corrected T1-like image with the
@@ -303,6 +337,57 @@ def template_correlation(corrected: dict[str, np.ndarray], brain: np.ndarray, gr
     if a.std() == 0 or b.std() == 0:
         return 0.0
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def registration_agreement(corrected: dict[str, np.ndarray], brain: np.ndarray, grid_affine: np.ndarray,
+                           template: Template, to_mni) -> dict:
+    """How well the MNI registration ``to_mni`` fits a session: ``TemplateCorrelation`` (the T1-like
+    image against the template T1, :func:`template_correlation`; None without a T1-like image) and
+    ``TissueFit`` (:func:`dawm.preprocess.brain.tissue_fit`, contrast-free, the best over the
+    session's weighted images, with ``TissueFitRole``)."""
+    fits = {role: tissue_fit(img, grid_affine, brain, to_mni, template) for role, img in corrected.items()}
+    role = max(fits, key=fits.get) if fits else None
+    return {"TemplateCorrelation": template_correlation(corrected, brain, grid_affine, template, to_mni),
+            "TissueFit": fits[role] if role else None, "TissueFitRole": role}
+
+
+def registration_accepted(agreement: dict, config: PreprocessConfig) -> bool:
+    """The guard against a missed MNI registration. With a T1-like image: its correlation with the
+    template T1 reaches ``min_template_correlation`` (good ones 0.67-0.9 on real and simulated
+    T1w, missed ones 0.35-0.42). Without one (FLAIR-only sessions, which had no guard before): the
+    contrast-free tissue fit reaches ``min_tissue_fit`` (a simulated FLAIR 0.41, 0.27 when the same
+    registration is moved 5 mm, 0.15 at 10 mm)."""
+    r, fit = agreement["TemplateCorrelation"], agreement["TissueFit"]
+    if r is not None:
+        return bool(r >= config.min_template_correlation)
+    return bool(fit is not None and fit >= config.min_tissue_fit)
+
+
+def brain_coverage(from_mni, template: Template, volumes: dict[str, Volume], transforms: dict[str, dict]) -> dict[str, float]:
+    """Share of the expected brain (the template brain mask, every second 2 mm voxel, mapped into the
+    session through ``from_mni``: MNI -> session points) inside each image's field of view:
+    role -> 0..1. A clinical 2D protocol that cuts the vertex or the cerebellum gives < 1."""
+    idx = np.argwhere(template.brain_mask[::2, ::2, ::2] > 0.5) * 2
+    mni_pts = idx @ template.affine[:3, :3].T + template.affine[:3, 3]
+    session_pts = transform_points(from_mni, mni_pts)
+    out: dict[str, float] = {}
+    for role, vol in volumes.items():
+        matrix = np.asarray(transforms[GROUP_OF[role]]["matrix"], dtype=float)
+        world = session_pts @ matrix[:3, :3].T + matrix[:3, 3]
+        vox = (world - vol.affine[:3, 3]) @ np.linalg.inv(vol.affine[:3, :3]).T
+        inside = np.all((vox >= -0.5) & (vox <= np.array(vol.shape) - 0.5), axis=1)
+        out[role] = round(float(inside.mean()), 4)
+    return out
+
+
+def field_of_view_mask(volumes: dict[str, Volume], transforms: dict[str, dict], grid_shape, grid_affine: np.ndarray) -> np.ndarray:
+    """Session-grid voxels inside the field of view of every image (bool (X, Y, Z))."""
+    inside = np.ones(tuple(grid_shape), bool)
+    for role, vol in volumes.items():
+        ones = np.ones(vol.shape, np.uint8)
+        inside &= resample_to_grid(ones, vol.affine, grid_shape, grid_affine, interpolation="nearest",
+                                   transform_ras=transforms[GROUP_OF[role]]["matrix"]) > 0
+    return inside
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,7 +442,7 @@ def _reused(inputs: SessionInputs, out_root: Path) -> SessionResult:
     return SessionResult(
         subject=inputs.subject, session=inputs.session, out_dir=session_dir(out_root, inputs),
         reference=info["Reference"], missing=tuple(info["MissingModalities"]),
-        skipped_steps=info["SkippedSteps"], timings_s=info["Timings_s"], iqm=iqm, reused=True,
+        skipped_steps=info["SkippedSteps"], timings_s=info["Timings_s"], iqm=iqm, reused=True, warnings=info.get("Warnings", []),
     )
 
 
@@ -433,8 +518,10 @@ def preprocess_session(
         try:
             # Affine only: the deformable MNI registration below refines the mask (better than a
             # deformable step against the skull, which shrank masks on simulated heads).
+            # Without a T1-like image (FLAIR-only sessions) no demons on T1 follows: the brain
+            # extraction's own deformable step (a synthetic template in the image's contrast) is it.
             brain_result = extract_brain(on_grid[reference], grid_affine, template=tpl, initial_mask=initial, seed=config.seed,
-                                         nonlinear=False)
+                                         nonlinear=not any(r in on_grid for r in _T1_LIKE))
         except ValueError as exc:
             raise InputError(f"{inputs.images[reference]}: brain extraction failed ({exc})") from None
         brain = brain_result.mask
@@ -455,15 +542,42 @@ def preprocess_session(
         if not config.n4.enabled:
             skipped["bias"] = "disabled in the config"
 
+    warnings: list[str] = []
+    if brain_result.method == "skull-stripped input":
+        warnings.append(f"{inputs.images[reference].name}: already skull-stripped "
+                        f"({brain_result.info['foreground_ml']:.0f} ml of non-zero voxels): its own brain is the mask")
+    if brain_result.info.get("mni_grid"):
+        log.info("%s: %s is on the %s grid: the MNI registration starts from the identity", inputs.key,
+                 inputs.images[reference].name, brain_result.info["mni_grid"])
     with _timed(timings, "mni"):
-        to_mni, from_mni, mni_how = register_to_mni(corrected, grid_affine, brain, brain_result, tpl, config)
-        if brain_result.method == "template" and mni_how.startswith("demons") and config.brain_refine:
-            brain, _ = template_brain_mask(to_mni, grid_shape, grid_affine)
-        template_r = template_correlation(corrected, brain, grid_affine, tpl, to_mni)
-        if template_r is not None and template_r < config.min_template_correlation:
-            raise InputError(f"{inputs.key}: the MNI registration failed: inside the brain mask the T1-like image correlates "
-                             f"{template_r:.2f} with the registered template (< {config.min_template_correlation}); "
-                             f"the brain mask and tissues would be wrong (check the T1w's orientation and field of view)")
+        attempts: list[dict] = []
+        chosen = None
+        for how, candidate in _mni_candidates(corrected, on_grid, reference, grid_affine, brain, brain_result, tpl, config):
+            to_mni, from_mni, mni_how, cand_brain = candidate()
+            agreement = registration_agreement(corrected, cand_brain, grid_affine, tpl, to_mni)
+            attempts.append({"Method": mni_how, **agreement})
+            if registration_accepted(agreement, config):
+                chosen = (to_mni, from_mni, mni_how, cand_brain, agreement)
+                break
+            log.info("%s: MNI registration '%s' doubtful (%s), trying the next", inputs.key, mni_how, agreement)
+        if chosen is None:
+            tried = "; ".join(f"{a['Method']}: T1 correlation {a['TemplateCorrelation'] if a['TemplateCorrelation'] is None else round(a['TemplateCorrelation'], 2)}, "
+                              f"tissue fit {a['TissueFit']:.2f}" for a in attempts)
+            raise InputError(f"{inputs.key}: the MNI registration failed: no attempt reaches a T1-like template correlation of "
+                             f"{config.min_template_correlation} (or, without a T1-like image, a tissue fit of {config.min_tissue_fit}) ({tried}); the brain mask "
+                             f"and tissues would be wrong (check the images' orientation and field of view)")
+        to_mni, from_mni, mni_how, brain, agreement = chosen
+        template_r = agreement["TemplateCorrelation"]
+        if len(attempts) > 1:
+            warnings.append(f"MNI registration fallback used: {mni_how} (after {', '.join(a['Method'] for a in attempts[:-1])})")
+        coverage = brain_coverage(from_mni, tpl, volumes, transforms)
+        for role, share in coverage.items():
+            if share < config.min_brain_coverage:
+                warnings.append(f"{inputs.images[role].name}: partial field of view, {100 * share:.0f} % of the expected brain "
+                                f"inside it (volumes of this session cover less brain than a full one)")
+        fov = field_of_view_mask(volumes, transforms, grid_shape, grid_affine)
+    for text in warnings:
+        log.warning("%s: %s", inputs.key, text)
 
     with _timed(timings, "segment"):
         priors = TissuePriors(*(warp(p, tpl.affine, grid_shape, grid_affine, to_mni, "linear") for p in (tpl.csf, tpl.gm, tpl.wm)))
@@ -497,13 +611,15 @@ def preprocess_session(
             if role in corrected:
                 outputs.append(save_volume(corrected[role].astype(np.float32), grid_affine, name(space="session", desc="preproc", suffix=role)))
                 write_json(name(space="session", desc="preproc", suffix=role, extension=".json"),
-                           {"Sources": [str(inputs.images[role].name)], "BiasCorrected": role in fields, "SkullStripped": False})
+                           {"Sources": [str(inputs.images[role].name)], "BiasCorrected": role in fields,
+                            "SkullStrippedInput": brain_result.method == "skull-stripped input"})
         for role, unit in (("T1map", "ms"), ("MTRmap", "percent")):
             if role in on_grid:
                 outputs.append(save_volume(on_grid[role].astype(np.float32), grid_affine, name(space="session", suffix=role)))
                 write_json(name(space="session", suffix=role, extension=".json"),
                            {"Units": unit, "Sources": [inputs.images[role].name], "UnitsFoundInInput": notes[role]["found_units"]})
         outputs.append(save_volume(brain, grid_affine, name(space="session", desc="brain", suffix="mask"), dtype=np.uint8))
+        outputs.append(save_volume(fov, grid_affine, name(space="session", desc="fov", suffix="mask"), dtype=np.uint8))
         for label in ("CSF", "GM", "WM"):
             outputs.append(save_volume(seg.probabilities[label].astype(np.float32), grid_affine, name(space="session", label=label, suffix="probseg")))
         outputs.append(save_volume(seg.dseg, grid_affine, name(space="session", suffix="dseg"), dtype=np.uint8))
@@ -539,18 +655,22 @@ def preprocess_session(
         for path in (out_root / rel, out_root / rel.replace(".nii.gz", ".json")):
             path.unlink(missing_ok=True)
     for role in missing:
-        log.info("%s: no %s image, skipped", inputs.key, role)
+        log.debug("%s: no %s image, skipped", inputs.key, role)  # expected on clinical data: not for the console
     write_json(log_path(out_root, inputs), {
         "Subject": inputs.subject, "Session": inputs.session, "Reference": reference,
         "SessionGrid": {"shape": list(grid_shape), "affine": grid_affine, "spacing_mm": config.spacing_mm},
         "Inputs": {r: str(p) for r, p in inputs.images.items()},
         "MissingModalities": list(missing), "SkippedSteps": skipped, "ImageNotes": notes,
         "Registration": {g: {k: v for k, v in i.items() if k != "matrix"} for g, i in transforms.items()},
-        "BrainExtraction": brain_result.method, "MNIRegistration": mni_how, "TemplateCorrelation": template_r,
+        "BrainExtraction": brain_result.method, "BrainExtractionInfo": brain_result.info,
+        "SkullStrippedInput": brain_result.method == "skull-stripped input", "InputOnMNIGrid": brain_result.info.get("mni_grid"),
+        "MNIRegistration": mni_how, "TemplateCorrelation": template_r, "TissueFit": agreement["TissueFit"],
+        "RegistrationAttempts": attempts, "BrainCoverage": coverage, "BrainVolume_ml": float(brain.sum() * abs(np.linalg.det(grid_affine[:3, :3])) / 1000),
+        "Warnings": warnings,
         "LesionMask": "given" if lesion_given is not None else "candidates",
         "Timings_s": timings, "Outputs": sorted(str(p.relative_to(out_root)) for p in outputs),
     })
-    return SessionResult(inputs.subject, inputs.session, odir, reference, missing, skipped, timings, iqm_rows)
+    return SessionResult(inputs.subject, inputs.session, odir, reference, missing, skipped, timings, iqm_rows, warnings=warnings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -592,5 +712,6 @@ def preprocess_dataset(
         write_tsv(out_root / "group_iqm.tsv", pd.concat(tables, ignore_index=True))
     record = provenance("preprocess", config)
     record["sessions"] = {o.name: ("ok" if o.ok else f"failed: {o.error}") for o in outcomes}
+    record["warnings"] = {o.name: o.result.warnings for o in outcomes if o.ok and o.result.warnings}
     write_json(out_root / "provenance.json", record)
     return outcomes

@@ -1,0 +1,105 @@
+"""A model on simulated sessions it was not trained on, against the simulator's truth and the qMRI labels.
+
+Usage::
+
+    python benchmarks/simulated_test.py --bids COHORT [--model DIR] [--subjects all|test] [--name NAME]
+
+``COHORT`` is a simulated dataset that ``dawm preprocess`` and ``dawm label`` have processed. The
+sessions scored are the test subjects of the model's own split (``--subjects test``, the default:
+the model's ``model.json`` split must come from this cohort) or every subject (``--subjects all``:
+for a separately seeded cohort the model never saw). The model (default: the bundled one)
+predicts them from T1w + FLAIR, from FLAIR alone and from T1w alone (``--drop``); each is scored
+with the pooled lesion and DAWM Dice, the DAWM-volume Spearman correlation
+(:func:`dawm.model.metrics.agreement`), against the truth (pulled onto the session grids by
+:func:`dawm.model.simtruth.write_truth_labels`) and against the qMRI labels (``dawm-label``).
+Writes ``benchmarks/results/<name>.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def label_maps(folder: Path) -> dict[str, tuple[np.ndarray, float]]:
+    """``desc-dawm_dseg`` maps of a derivative folder: session key -> (labels, ml per voxel)."""
+    from dawm.image.io import load_volume
+    from dawm.image.resample import voxel_sizes
+
+    out = {}
+    for p in sorted(folder.glob("sub-*/**/anat/*_space-session_desc-dawm_dseg.nii.gz")):
+        vol = load_volume(p, allow_empty=True)
+        out[p.name.split("_space-")[0]] = (np.rint(vol.data).astype(np.uint8), float(np.prod(voxel_sizes(vol.affine))) / 1000.0)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bids", type=Path, required=True, help="a simulated, preprocessed and labelled cohort")
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: the bundled model)")
+    parser.add_argument("--subjects", choices=("test", "all"), default="test", help="the model split's test subjects, or all")
+    parser.add_argument("--name", default="simulated_test")
+    parser.add_argument("--work", type=Path, default=None)
+    args = parser.parse_args(argv)
+    from dawm.errors import DawmError
+    from dawm.model.bundled import bundled_model_dir
+    from dawm.model.metrics import agreement
+    from dawm.model.modeldir import read_model_json
+    from dawm.model.predict import predict_dataset
+    from dawm.model.simtruth import write_truth_labels
+
+    try:
+        model = args.model or bundled_model_dir()
+        info = read_model_json(model)
+        if not (args.bids / "derivatives" / "dawm-truth").is_dir() or not (args.bids / "derivatives" / "dawm-label").is_dir():
+            raise DawmError(f"{args.bids}: needs derivatives/dawm-truth (dawm simulate) and derivatives/dawm-label (dawm label)")
+        subjects = None
+        if args.subjects == "test":
+            subjects = list((info.get("split") or {}).get("test") or [])
+            if not subjects:
+                raise DawmError(f"{model}: its model.json names no test subjects; use --subjects all on a cohort it never saw")
+    except DawmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    truth = label_maps(write_truth_labels(args.bids, name="dawm-truth-label"))
+    labels = label_maps(args.bids / "derivatives" / "dawm-label")
+    work = args.work or Path(tempfile.mkdtemp(prefix="dawm-simtest-"))
+    rows = []
+    for inputs, drop in (("t1w+flair", ()), ("flair", ("T1w",)), ("t1w", ("FLAIR",))):
+        start = time.perf_counter()
+        out = work / inputs
+        outcomes = predict_dataset(args.bids, out, model, participant_label=subjects, drop=drop)
+        preds = label_maps(out)
+        keys = sorted(preds)
+        for ref_name, ref in (("truth", truth), ("qMRI labels", labels)):
+            a = agreement({k: preds[k][0] for k in keys}, {k: ref[k][0] for k in keys if k in ref}, {k: preds[k][1] for k in keys})
+            rows.append({"inputs": inputs, "reference": ref_name, "sessions": len(keys), "failed": sum(not o.ok for o in outcomes),
+                         "lesion_dice": round(a["lesion_dice"], 3), "dawm_dice": round(a["dawm_dice"], 3),
+                         "dawm_spearman": None if a["dawm_spearman"] != a["dawm_spearman"] else round(a["dawm_spearman"], 2),
+                         "dawm_ml_pred": round(float(np.sum(a["dawm_ml_pred"])), 1), "dawm_ml_ref": round(float(np.sum(a["dawm_ml_ref"])), 1),
+                         "seconds": round(time.perf_counter() - start, 0)})
+            print(rows[-1], flush=True)
+    result = {"model": str(model), "model_name": info.get("exported_from") or info.get("name"), "bids": str(args.bids),
+              "subjects": subjects or "all", "rows": rows}
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+    lines = [f"# {result['model_name']} on simulated sessions it was not trained on", "",
+             f"cohort {args.bids.name}, subjects: {', '.join(subjects) if subjects else 'all'}", "",
+             "| inputs | reference | sessions | lesion Dice | DAWM Dice | DAWM ml rho | DAWM ml predicted / reference |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['inputs']} | {r['reference']} | {r['sessions']} | {r['lesion_dice']} | {r['dawm_dice']} | {r['dawm_spearman']} | "
+              f"{r['dawm_ml_pred']} / {r['dawm_ml_ref']} |" for r in rows]
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
