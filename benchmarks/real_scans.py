@@ -15,7 +15,9 @@ the session-grid FLAIR or T1w). On subjects with an expert lesion mask in
 ``derivatives/expert-lesions`` (sub-x07) it scores, on the mask's grid: lesion Dice, lesion-wise F1
 (``dawm.evaluate.metrics.lesion_detection``, lesions of 3 voxels or more) and volumes, next to the
 best plain FLAIR threshold (FLAIR z-scored in dawm's brain mask, the threshold chosen knowing the
-mask: an oracle baseline).
+mask: an oracle baseline), and the ceiling of any model that works on dawm's session grid (the
+expert mask itself taken onto that grid as area fractions and back, linear, > 0.5: what the grid
+alone loses).
 
 Nothing here is fitted or tuned on these scans: they only check a model made elsewhere.
 Writes ``benchmarks/results/<name>.{json,md}`` and ``benchmarks/results/<name>/*.png``.

@@ -143,30 +143,32 @@ class RandLabelContrastd(Randomizable, MapTransform):
         return d
 
 
-def training_transforms(patch_size: Sequence[int], *, enabled: bool = True) -> Compose:
+def training_transforms(patch_size: Sequence[int], *, enabled: bool = True, domain_randomization: bool = True) -> Compose:
     """The training pipeline: augmentations (when ``enabled``) then a centre crop to ``patch_size``.
 
-    Expects the region from :class:`dawm.model.sampling.PatchSampler` (larger than the patch).
+    ``domain_randomization`` adds the randomisation for real clinical contrasts (the module
+    docstring); without it the milder simulator-only pipeline runs (rotations, scale 0.9-1.1, one
+    thick-slice channel). Expects the region from :class:`dawm.model.sampling.PatchSampler`.
     """
     crop = CenterSpatialCropd(keys=("image", "label"), roi_size=tuple(patch_size))
     if not enabled:
         return Compose([crop])
     both = ("image", "label")
+    geometry = dict(prob=0.5, scale_range=(0.3, 0.3, 0.3)) if domain_randomization else dict(prob=0.3, scale_range=(0.1, 0.1, 0.1))
+    randomised = [RandLabelContrastd("image", "label", prob=0.5), RandMonotoneCurved(("image",), prob=0.5),
+                  RandThickSliced(("image",), prob=0.3), RandThickSliced(("image",), prob=0.3)] if domain_randomization \
+        else [RandThickSliced(("image",), prob=0.2)]
     return Compose([
         RandFlipd(both, prob=0.5, spatial_axis=0),
         RandFlipd(both, prob=0.2, spatial_axis=1),
         RandFlipd(both, prob=0.2, spatial_axis=2),
-        RandAffined(both, prob=0.5, rotate_range=(0.26, 0.26, 0.26), scale_range=(0.3, 0.3, 0.3),
-                    mode=("bilinear", "nearest"), padding_mode="zeros"),
+        RandAffined(both, rotate_range=(0.26, 0.26, 0.26), mode=("bilinear", "nearest"), padding_mode="zeros", **geometry),
         crop,
         RandScaleIntensityd("image", factors=0.15, prob=0.3),
         RandShiftIntensityd("image", offsets=0.2, prob=0.3),
         RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.3),
         RandBiasFieldd("image", coeff_range=(0.0, 0.15), prob=0.3),
-        RandLabelContrastd("image", "label", prob=0.5),
-        RandMonotoneCurved(("image",), prob=0.5),
-        RandThickSliced(("image",), prob=0.3),
-        RandThickSliced(("image",), prob=0.3),
+        *randomised,
         RandGaussianSmoothd("image", sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0), sigma_z=(0.25, 1.0), prob=0.15),
         RandGaussianNoised("image", std=0.1, prob=0.2),
     ])  # fmt: skip

@@ -53,6 +53,9 @@ class TrainConfig(StageConfig):
     modality_dropout: float = Field(0.2, ge=0.0, lt=1.0, description="probability of zeroing one input channel of a patch (two inputs only)")
     class_fractions: tuple[float, float, float] = Field((1 / 3, 1 / 3, 1 / 3), description="patches centred on lesion, DAWM, any brain voxel")
     augment: bool = Field(True, description="spatial and intensity augmentation (see dawm.model.augment)")
+    domain_randomization: bool = Field(True, description="with augment: the stronger, SynthSeg-like intensity and geometry randomisation for "
+                                       "real clinical contrasts (random monotone curves, lesion/DAWM contrast, thick slices on either channel, "
+                                       "scale 0.7-1.3); False keeps the milder simulator-only pipeline (short runs on small cohorts)")
     deep_supervision: bool = Field(False, description="gpu preset: DynUNet deep supervision")
     seed: int = Field(0, ge=0)
     amp: bool = Field(True, description="mixed precision (CUDA only; ignored on CPU)")

@@ -116,9 +116,9 @@ class PatchDataset(Dataset):
     "label": (1, *P) int64}``. Same item, same tensors, whichever worker or rank makes it."""
 
     def __init__(self, sampler: PatchSampler, patch_size: tuple[int, int, int], *, length: int, seed: int,
-                 augment: bool = True, dropout_p: float = 0.0) -> None:
+                 augment: bool = True, dropout_p: float = 0.0, domain_randomization: bool = True) -> None:
         self.sampler, self.length, self.seed, self.dropout_p = sampler, length, seed, dropout_p
-        self.transform = training_transforms(patch_size, enabled=augment)
+        self.transform = training_transforms(patch_size, enabled=augment, domain_randomization=domain_randomization)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -275,6 +275,7 @@ def train_fold(
     sampler = PatchSampler(train_cases, region, fractions=config.class_fractions, seed=seed)
     per_rank = config.iterations_per_epoch * config.batch_size
     dataset = PatchDataset(sampler, config.patch_size, length=per_rank * dist.world, seed=seed, augment=config.augment,
+                           domain_randomization=config.domain_randomization,
                            dropout_p=config.modality_dropout if len(config.channels) > 1 else 0.0)
     runlog = RunLog(model_dir, fold, start_epoch) if dist.main else None
     stopped_early = state.get("bad_validations", 0) >= config.patience
