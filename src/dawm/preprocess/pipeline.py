@@ -49,7 +49,7 @@ from dawm.image.resample import isotropic_grid, resample_to_grid, voxel_sizes
 from dawm.image.units import mtr_to_percent, t1_to_ms
 from dawm.parallel import Backend, Outcome, run_all
 from dawm.preprocess.bias import correct_bias
-from dawm.preprocess.brain import BrainExtraction, extract_brain, template_brain_mask, tissue_fit
+from dawm.preprocess.brain import BrainExtraction, extract_brain, prior_fit, template_brain_mask
 from dawm.preprocess.config import WEIGHTED_ROLES, PreprocessConfig
 from dawm.preprocess.qc import qc_figure
 from dawm.preprocess.quality import image_quality
@@ -295,7 +295,7 @@ def register_to_mni(
 def _mni_candidates(corrected, on_grid, reference, grid_affine, brain, brain_result: BrainExtraction, template: Template,
                     config: PreprocessConfig):
     """The MNI registrations tried in turn until one passes :func:`registration_accepted`, as
-    ``(name, thunk)``; a thunk returns ``(to_mni, from_mni, how, brain_mask)``:
+    thunks, each returning ``(to_mni, from_mni, how, brain_mask)``:
 
     1. demons on the T1-like image (:func:`register_to_mni`), the brain mask redrawn through it;
     2. the brain extraction's affine alone (its mask kept);
@@ -309,10 +309,10 @@ def _mni_candidates(corrected, on_grid, reference, grid_affine, brain, brain_res
             refined, _ = template_brain_mask(to_mni, brain.shape, grid_affine)
         return to_mni, from_mni, how, refined
 
-    yield "demons", demons
+    yield demons
     lin = brain_result.template_to_subject
     if lin is not None:
-        yield "affine", lambda: (lin.to_sitk(), lin.inverse().to_sitk(), "affine only (fallback)", brain)
+        yield lambda: (lin.to_sitk(), lin.inverse().to_sitk(), "affine only (fallback)", brain)
     if brain_result.method == "user":
         return
     for role in ("FLAIR", "T1w"):
@@ -321,7 +321,7 @@ def _mni_candidates(corrected, on_grid, reference, grid_affine, brain, brain_res
                 again = extract_brain(on_grid[role], grid_affine, template=template, seed=config.seed, nonlinear=False)
                 tx = again.template_to_subject
                 return tx.to_sitk(), tx.inverse().to_sitk(), f"affine from the {role} (fallback)", again.mask
-            yield f"affine-{role}", other
+            yield other
 
 
 def template_correlation(corrected: dict[str, np.ndarray], brain: np.ndarray, grid_affine: np.ndarray,
@@ -345,7 +345,8 @@ def registration_agreement(corrected: dict[str, np.ndarray], brain: np.ndarray, 
     image against the template T1, :func:`template_correlation`; None without a T1-like image) and
     ``TissueFit`` (:func:`dawm.preprocess.brain.tissue_fit`, contrast-free, the best over the
     session's weighted images, with ``TissueFitRole``)."""
-    fits = {role: tissue_fit(img, grid_affine, brain, to_mni, template) for role, img in corrected.items()}
+    priors = [warp(p, template.affine, brain.shape, grid_affine, to_mni, "linear")[brain] for p in (template.gm, template.wm, template.csf)]
+    fits = {role: prior_fit(np.asarray(img)[brain], priors) for role, img in corrected.items()} if brain.sum() >= 100 else {}
     role = max(fits, key=fits.get) if fits else None
     return {"TemplateCorrelation": template_correlation(corrected, brain, grid_affine, template, to_mni),
             "TissueFit": fits[role] if role else None, "TissueFitRole": role}
@@ -552,7 +553,7 @@ def preprocess_session(
     with _timed(timings, "mni"):
         attempts: list[dict] = []
         chosen = None
-        for how, candidate in _mni_candidates(corrected, on_grid, reference, grid_affine, brain, brain_result, tpl, config):
+        for candidate in _mni_candidates(corrected, on_grid, reference, grid_affine, brain, brain_result, tpl, config):
             to_mni, from_mni, mni_how, cand_brain = candidate()
             agreement = registration_agreement(corrected, cand_brain, grid_affine, tpl, to_mni)
             attempts.append({"Method": mni_how, **agreement})
