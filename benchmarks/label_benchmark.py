@@ -20,6 +20,8 @@ the *best* z for that session (an oracle, no cleaning) inside the pipeline's eli
 ``coverage`` is the share of the true DAWM inside that mask, an upper bound of recall.
 "Dice in true core" scores every rule inside the simulator's own pure-WM core (true WM farther than
 ``pv_margin_mm``, and at least one voxel, from true GM/CSF), apart from the DAWM drawn in partial-volume WM.
+Rows ``probseg``: the ``label-DAWM_probseg`` of the base rule (:func:`dawm.label.pipeline.probability_map`):
+its expected volume (sum of P) in the volume columns, a soft Dice (2 sum(P t) / (sum P + sum t)).
 Writes ``benchmarks/results/label.{json,md,png}`` (or ``--name``).
 """
 
@@ -37,7 +39,8 @@ import numpy as np
 from scipy import stats
 
 from dawm.label.config import LabelConfig
-from dawm.label.pipeline import apply_rule, eligible_of, fit_controls, prepare_session, preprocessed, reference_for, session_infos
+from dawm.label.pipeline import (null_shape_for, apply_rule, control_null_shapes, eligible_of, fit_controls, prepare_session, preprocessed,
+                                 probability_map, reference_for, session_infos)
 from dawm.label.rules import pv_core
 from dawm.preprocess.evaluate import truth_on_session_grid
 
@@ -70,6 +73,8 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
     pre = bids / "derivatives" / "dawm-preprocess"
     infos = [i for i in session_infos(bids) if preprocessed(pre, i.inputs)]
     model = fit_controls(infos, pre, base.model_copy(update={"reference": "controls"}))
+    nulls = {mode: control_null_shapes(infos, pre, base.model_copy(update={"reference": mode}), model if mode == "controls" else None)
+             for mode in ("controls", "self")}
     rows, ceiling = [], []
     for info in infos:
         start = time.perf_counter()
@@ -97,6 +102,15 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
                                  "true_ml": float(true_dawm.sum() * voxel_ml), "inter_ml": inter * voxel_ml,
                                  "dice": 2.0 * inter / max(int(dawm.sum() + true_dawm.sum()), 1) if true_dawm.any() else np.nan,
                                  **in_core})
+            # The probability map of the base rule: expected volume (sum of P) and soft Dice.
+            null_shape, n_controls = null_shape_for(prepared.maps, nulls[mode])
+            prob, _ = probability_map(prepared, ref, cfg_mode, eligible=eligible, null_shape=null_shape, n_controls=n_controls)
+            soft = float((prob * true_dawm).sum())
+            rows.append({"session": info.key, "group": info.group, "control": is_control, "mode": mode, "used": used,
+                         "rule": "probseg", "threshold": np.nan, "est_ml": float(prob.sum() * voxel_ml), "true_ml": float(true_dawm.sum() * voxel_ml),
+                         "inter_ml": soft * voxel_ml, "dice": 2.0 * soft / max(float(prob.sum()) + int(true_dawm.sum()), 1) if true_dawm.any() else np.nan,
+                         "est_core_ml": float((prob * core).sum() * voxel_ml), "true_core_ml": float((true_dawm & core).sum() * voxel_ml),
+                         "inter_core_ml": float((prob * (true_dawm & core)).sum() * voxel_ml)})
         if true_dawm.any() and not is_control:
             ref, _ = reference_for(prepared, base.model_copy(update={"reference": "self"}), None)
             ceiling.extend(_ceiling(info.key, ref.z, true_dawm, eligible))
@@ -143,7 +157,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
     df = pd.DataFrame(rows)
     out = []
-    for (mode, rule, thr), g in df.groupby(["mode", "rule", "threshold"]):
+    for (mode, rule, thr), g in df.groupby(["mode", "rule", "threshold"], dropna=False):
         pat = g[~g.control]
         withd = pat[pat.true_ml > 0]
         ctl = g[g.control]
@@ -193,7 +207,8 @@ def markdown(summary: list[dict], meta: dict) -> str:
     for r in summary:
         if r["rule"] == meta["config"]["rule"] and r["threshold"] not in _grid(r["rule"]):
             continue
-        lines.append(f"| {r['mode']} | {r['rule']} | {r['threshold']:g} | {r['dice_mean']:.2f} | {r['dice_pooled']:.2f} | {r.get('dice_pooled_true_core', np.nan):.2f} | {r['spearman']:.2f} | "
+        thr = "-" if r["rule"] == "probseg" else f"{r['threshold']:g}"
+        lines.append(f"| {r['mode']} | {r['rule']} | {thr} | {r['dice_mean']:.2f} | {r['dice_pooled']:.2f} | {r.get('dice_pooled_true_core', np.nan):.2f} | {r['spearman']:.2f} | "
                      f"{r['mae_ml']:.2f} | {r['patient_est_ml']:.1f}/{r['patient_true_ml']:.1f} | {r['control_fp_ml']:.2f} ({r['control_fp_used']}) |")
     if meta.get("ceiling"):
         lines += ["", "## Ceiling of a threshold rule (oracle threshold per session, self reference)", "",

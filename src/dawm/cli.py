@@ -81,7 +81,7 @@ def simulate(
     scanners: int = typer.Option(3, min=1, max=4, help="Scanner profiles used (round robin)."),
     resolution: float = typer.Option(1.0, "--resolution", min=1.0, max=3.0, help="Truth grid spacing in mm; acquisition voxels scale with it."),
     seed: int = typer.Option(0, min=0, help="Random seed (same seed, same bytes)."),
-    dawm_visibility: float = typer.Option(0.55, min=0.0, max=1.0, help="Share of DAWM's T1/T2/PD change visible on T1w/FLAIR."),
+    dawm_visibility: float = typer.Option(1.0, min=0.0, max=1.0, help="Share of DAWM's T1/T2/PD change rendered on T1w/FLAIR (1 = physics; lower values are an experimental departure for studies)."),
     small: bool = typer.Option(False, "--small", help="Tiny preset for tests: 2 patients, 1 control, 2 mm (other options override it)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Subjects simulated in parallel."),
     backend: str = typer.Option("local", help="local (process pool) or dask (a LocalCluster, or --address)."),

@@ -93,3 +93,22 @@ def test_atomic_outputs_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "out.tsv").stat().st_mode & 0o777 == 0o644
+
+
+def test_closest_canonical_makes_storage_order_irrelevant() -> None:
+    """The same voxels stored RAS and LPS (an oblique sagittal grid) give one array and one affine."""
+    from dawm.image.io import Volume, as_closest_canonical
+    from dawm.simulate.acquisition import make_grid
+
+    ras = make_grid((2.0, 2.0, 2.0), (60.0, 50.0, 40.0), orientation="sagittal", storage="RAS", oblique_deg=12.0)
+    lps = make_grid((2.0, 2.0, 2.0), (60.0, 50.0, 40.0), orientation="sagittal", storage="LPS", oblique_deg=12.0)
+    data = np.random.default_rng(0).random(ras.shape).astype(np.float32)
+    a = as_closest_canonical(Volume(data, ras.affine))
+    b = as_closest_canonical(Volume(np.ascontiguousarray(data[::-1, :, ::-1]), lps.affine))
+    assert np.array_equal(a.data, b.data) and np.allclose(a.affine, b.affine, atol=1e-9)
+    assert nib.aff2axcodes(a.affine) == ("R", "A", "S")
+    # every voxel keeps its world position
+    ijk = np.array([3, 7, 11])
+    world = ras.affine[:3, :3] @ ijk + ras.affine[:3, 3]
+    new_ijk = np.rint(np.linalg.solve(a.affine[:3, :3], world - a.affine[:3, 3])).astype(int)
+    assert a.data[tuple(new_ijk)] == data[tuple(ijk)]

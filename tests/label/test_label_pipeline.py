@@ -52,9 +52,12 @@ def test_label_dataset_outputs(cohort: Path, tmp_path: Path, reference: str) -> 
     for name in ("dataset_description.json", "label_config.json", "provenance.json", "desc-dawm_dseg.tsv", "desc-location_dseg.tsv", "volumes.tsv"):
         assert (out / name).exists(), name
     volumes = pd.read_csv(out / "volumes.tsv", sep="\t")
-    assert len(volumes) == 2 and {"dawm_ml", "lesion_ml", "dawm_periventricular_ml", "reference"} <= set(volumes.columns)
+    assert len(volumes) == 2 and {"dawm_ml", "dawm_expected_ml", "lesion_ml", "dawm_periventricular_ml", "reference"} <= set(volumes.columns)
     control = volumes[volumes.group == "HC"].iloc[0]
     assert control.dawm_ml < 1.3
+    # the probability map's expected DAWM volume; the only control has no other control to calibrate
+    # its null's shape on (Gaussian fallback: 3.8 ml on this cohort), the patient uses the control's
+    assert control.dawm_expected_ml >= 0 and volumes[volumes.group != "HC"].iloc[0].dawm_expected_ml >= 0
     for key in ("sub-hc001_ses-01", "sub-ms001_ses-01"):
         sub, ses = key.split("_")
         d = out / sub / ses / "anat"
@@ -63,12 +66,23 @@ def test_label_dataset_outputs(cohort: Path, tmp_path: Path, reference: str) -> 
         loc = load_volume(d / f"{key}_space-session_desc-location_dseg.nii.gz").data
         assert set(np.unique(loc).astype(int)) <= {0, 1, 2, 3, 4} and (loc == 1).any() and (loc == 4).any()
         assert not np.any((dseg.data == 2) & (loc == 0))  # DAWM only in WM
+        prob_path = d / f"{key}_space-session_label-DAWM_probseg.nii.gz"
+        prob = load_volume(prob_path, allow_empty=True)
+        assert prob.data.dtype == np.float32 and prob.shape == dseg.shape and np.allclose(prob.affine, dseg.affine)
+        assert prob.data.min() >= 0 and prob.data.max() <= 1
+        assert not np.any((prob.data > 0) & ((loc == 0) | (dseg.data == 1)))  # only in WM, never in lesions
+        sidecar = json.loads(prob_path.with_name(prob_path.name.replace(".nii.gz", ".json")).read_text())
+        assert sidecar["Units"] == "probability" and "false discovery rate" in sidecar["Description"]
+        assert sidecar["NullShape"] == ("gaussian" if key.startswith("sub-hc") else "controls")
         for mod in ("T1", "MTR"):
             assert (d / f"{key}_space-session_desc-{mod}z_statmap.nii.gz").exists()
         metrics = pd.read_csv(d / f"{key}_desc-volumes_metrics.tsv", sep="\t")
         assert list(metrics.location) == ["all", "periventricular", "juxtacortical", "deep", "infratentorial"]
+        voxel_ml = float(np.prod(prob.spacing_mm)) / 1000
+        assert metrics.dawm_expected_ml[0] == pytest.approx(float(prob.data.sum(dtype=np.float64)) * voxel_ml, rel=1e-3, abs=1e-6)
         log = json.loads((d / f"{key}_desc-label_log.json").read_text())
-        assert log["Rule"]["rule"] == "both"
+        assert log["Rule"]["rule"] == "both" and log["Volumes"]["dawm_expected_ml"] == pytest.approx(metrics.dawm_expected_ml[0], abs=1e-4)
+        assert f"{key}_space-session_label-DAWM_probseg.nii.gz" in {Path(o).name for o in log["Outputs"]}
     patient_log = json.loads((out / "sub-ms001/ses-01/anat/sub-ms001_ses-01_desc-label_log.json").read_text())
     control_log = json.loads((out / "sub-hc001/ses-01/anat/sub-hc001_ses-01_desc-label_log.json").read_text())
     if reference == "controls":
@@ -80,7 +94,7 @@ def test_label_dataset_outputs(cohort: Path, tmp_path: Path, reference: str) -> 
         assert patient_log["Reference"]["kind"] == "self" and not (out / "normative_model.json").exists()
     # a re-run reuses finished sessions; --force recomputes them
     again = label_dataset(cohort, output=out, config=config)
-    assert all(o.result.reused for o in again)
+    assert all(o.result.reused for o in again) and all(np.isfinite(o.result.dawm_expected_ml) for o in again)
     assert not any(o.result.reused for o in label_dataset(cohort, output=out, config=config,
                                                           participant_label=["ms001"], force=True))
 

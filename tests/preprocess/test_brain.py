@@ -75,3 +75,17 @@ def test_bad_input_raises_value_error():
         extract_brain(image, affine, initial_mask=truth[:-1])
     with pytest.raises(ValueError, match="empty"):
         extract_brain(image, affine, initial_mask=np.zeros_like(truth))
+
+
+def test_small_head_is_registered_at_its_size():
+    """An adult brain is 0.75-0.95 times the MNI152 brain's size: the affine starts from the head's
+    size (left-right and front-back widths), so a head at 0.8 x (a 0.96 L brain) is extracted as well
+    as a template-sized one."""
+    image, affine, truth = subject("t1")
+    small = affine.copy()
+    centre = affine[:3, :3] @ ((np.asarray(image.shape) - 1) / 2.0) + affine[:3, 3]
+    small[:3, :3] *= 0.8
+    small[:3, 3] = centre - small[:3, :3] @ ((np.asarray(image.shape) - 1) / 2.0)
+    result = extract_brain(image, small, nonlinear=False, seed=0)
+    assert 0.72 <= result.info["initial_scale"] <= 0.88
+    assert dice(result.mask, truth) >= 0.93

@@ -79,6 +79,20 @@ def load_volume(path: str | Path, *, allow_empty: bool = False) -> Volume:
     return Volume(data=data, affine=affine, path=path, n_nonfinite=n_bad)
 
 
+def as_closest_canonical(vol: Volume) -> Volume:
+    """The same image with its array axes permuted and flipped to the closest RAS order (the affine
+    adjusted, so every voxel keeps its world position). An image stored LPS (or in any other array
+    order) and the same image stored RAS then give identical arrays, so what is computed on them
+    (registration metric sampling, working grids, session grids) does not depend on how a scanner or
+    converter ordered the voxels. Oblique affines keep their tilt (the closest axes are chosen)."""
+    ornt = nib.orientations.io_orientation(vol.affine)
+    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
+        return vol
+    data = np.ascontiguousarray(nib.orientations.apply_orientation(vol.data, ornt))
+    affine = vol.affine @ nib.orientations.inv_ornt_aff(ornt, vol.data.shape)
+    return Volume(data=data, affine=affine, path=vol.path, n_nonfinite=vol.n_nonfinite)
+
+
 def save_volume(
     data: np.ndarray,
     affine: np.ndarray,

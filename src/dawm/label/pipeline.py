@@ -13,8 +13,21 @@ Per session (:func:`label_session`), from ``derivatives/dawm-preprocess``:
 4. **reference**: the controls' norm of the session's scanner (:class:`ControlsNormativeModel`,
    leave-one-subject-out for controls), or the subject's own NAWM (:class:`SelfNormativeModel`) with
    ``reference=self`` or when its scanner has no (other) control -- logged;
-5. **rule**: :mod:`dawm.label.rules`; 6. **write** the dseg, z maps, location map, volumes and the
-   session log (written last: it marks the session complete).
+5. **rule**: :mod:`dawm.label.rules` gives the binary DAWM of the ``desc-dawm_dseg``;
+6. **probability** (:func:`probability_map`, :mod:`dawm.label.probability`): the DAWM probability of
+   every eligible voxel, ``1 - lfdr`` of the rule's score (``min(z_T1, -z_MTR)`` for ``both``) under
+   the two-group model (Efron 2004): the null's centre and SD from the low side of the reference
+   NAWM's scores, its shape from the standardised scores of the *other* healthy controls of the
+   session's normative group (:func:`control_null_shapes`, computed once per run with z maps made as
+   when each control is labelled; Gaussian with a mirrored-tail guard when there is none), ``pi0`` and
+   the probabilities under the zero assumption (no DAWM within ``probability_zero_sd`` null SD above
+   the centre), the mixture density a kernel estimate of the eligible voxels' scores; P is
+   non-decreasing in the score, 0 outside the eligible WM, in lesions and lesion-like voxels. Its sum
+   times the voxel volume is the expected DAWM volume ``dawm_expected_ml`` (next to the binary
+   ``dawm_ml``);
+7. **write** the dseg, the ``label-DAWM_probseg`` (float32 0-1, with a sidecar describing the
+   method and the fitted null), z maps, location map, volumes and the session log (written last: it
+   marks the session complete; a log without ``dawm_expected_ml``, from an older dawm, is redone).
 
 :func:`label_dataset` fits the controls' model first (``group`` of ``participants.tsv`` equal to
 ``control_group``), saves it as ``normative_model.json`` (+ ``.npz``), labels every session with
@@ -40,6 +53,7 @@ from dawm.image.units import mtr_to_percent, t1_to_ms
 from dawm.label.config import LabelConfig
 from dawm.label.locations import LOCATION_LABELS, hemisphere, location_classes, pv_band, regions
 from dawm.label.normative import ControlsNormativeModel, Reference, SelfNormativeModel, SessionMaps
+from dawm.label.probability import ProbabilityFit, dawm_probability, dawm_score, empirical_null, standardised_histogram
 from dawm.label.rules import DAWM_LABELS, abnormal_mask, automatic_lesion_mask, eligible_wm, grow_from_seeds, label_dawm, lesion_like, within_mm
 from dawm.label.zscores import masked_smooth
 from dawm.parallel import Backend, Outcome, run_all
@@ -295,22 +309,84 @@ def apply_rule(prepared: PreparedSession, ref: Reference, config: LabelConfig, *
                       min_cluster_mm3=config.min_cluster_mm3, closing_mm=config.closing_mm)
 
 
-def volumes_table(dseg: np.ndarray, location: np.ndarray, wm: np.ndarray, voxel_ml: float) -> pd.DataFrame:
+def _score_inputs(prepared: PreparedSession, ref: Reference, config: LabelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The DAWM score map (:func:`~dawm.label.probability.dawm_score` under the configured rule) and the
+    voxels that are never DAWM (lesions and lesion-like voxels)."""
+    like = lesion_like(prepared.maps.raw.get("T1"), ref.mean.get("T1"), config.max_t1_rise)
+    exclude = prepared.lesion | like if like is not None else prepared.lesion
+    return dawm_score(ref.z.get("T1"), ref.z.get("MTR"), config.rule), exclude
+
+
+def probability_map(prepared: PreparedSession, ref: Reference, config: LabelConfig, *, eligible: np.ndarray | None = None,
+                    null_shape: np.ndarray | None = None, n_controls: int = 0) -> tuple[np.ndarray, ProbabilityFit]:
+    """The DAWM probability map (float32 0-1, session grid) of a prepared session under ``ref`` and its
+    fit (:func:`dawm.label.probability.dawm_probability`: eligible WM as :func:`eligible_of`, the null's
+    centre and SD from the reference NAWM, its shape from ``null_shape``, the pooled
+    :func:`control_score_histogram` of ``n_controls`` other controls, or Gaussian when None; lesions
+    and lesion-like voxels excluded)."""
+    eligible = eligible_of(prepared, config) if eligible is None else eligible
+    score, exclude = _score_inputs(prepared, ref, config)
+    return dawm_probability(score, eligible, prepared.maps.reference & ~exclude, exclude=exclude, null_shape=null_shape,
+                            n_controls=n_controls, zero_sd=config.probability_zero_sd)
+
+
+def control_score_histogram(info: SessionInfo, *, config: LabelConfig, pre_root: Path,
+                            model: ControlsNormativeModel | None) -> tuple[str, str, np.ndarray]:
+    """A control session's contribution to its normative group's null shape: ``(norm_key, subject,
+    counts)``, the :func:`~dawm.label.probability.standardised_histogram` of its eligible voxels'
+    scores, z maps made exactly as when it is labelled (leave-one-out controls reference, or self)."""
+    prepared = prepare_session(info, pre_root, config)
+    ref, _ = reference_for(prepared, config, model, is_control=True)
+    score, exclude = _score_inputs(prepared, ref, config)
+    null = empirical_null(score[prepared.maps.reference & ~exclude], zero_sd=config.probability_zero_sd)
+    counts = standardised_histogram(score[eligible_of(prepared, config) & ~exclude], null)
+    return prepared.maps.norm_key, info.inputs.subject, counts
+
+
+def control_null_shapes(infos: list[SessionInfo], pre_root: Path, config: LabelConfig, model: ControlsNormativeModel | None, *,
+                        jobs: int = 1, backend: Backend = "local", address: str | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Per normative group, the ``(subject, counts)`` of every control session of ``config.control_group``
+    (:func:`control_score_histogram`; failures are logged and left out)."""
+    controls = [i for i in infos if i.group == config.control_group]
+    fn = functools.partial(control_score_histogram, config=config, pre_root=pre_root, model=model)
+    out: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for o in run_all(fn, controls, names=[c.key for c in controls], jobs=jobs, backend=backend, address=address,
+                     description="control score distributions"):
+        if o.ok:
+            key, subject, counts = o.result
+            out.setdefault(key, []).append((subject, counts))
+    return out
+
+
+def null_shape_for(maps: SessionMaps, control_nulls: dict[str, list[tuple[str, np.ndarray]]] | None) -> tuple[np.ndarray | None, int]:
+    """The pooled null-shape counts of the controls of the session's group other than its subject, and their number."""
+    others = [c for subject, c in (control_nulls or {}).get(maps.norm_key, []) if subject != maps.subject]
+    return (np.sum(others, axis=0), len(others)) if others else (None, 0)
+
+
+def volumes_table(dseg: np.ndarray, location: np.ndarray, wm: np.ndarray, voxel_ml: float,
+                  prob: np.ndarray | None = None) -> pd.DataFrame:
     """Per location class (and ``all``): DAWM, lesion and WM (incl. lesions) volume in ml and the
-    DAWM / lesion share of WM in percent."""
+    DAWM / lesion share of WM in percent; with the DAWM probability map ``prob`` also the expected
+    DAWM volume ``dawm_expected_ml`` (sum of the probabilities x ``voxel_ml``)."""
     rows = []
     for k, name in [(None, "all")] + [(k, n) for k, n in LOCATION_LABELS.items() if k]:
         sel = np.ones(dseg.shape, bool) if k is None else location == k
         wm_ml = float((wm & sel).sum() * voxel_ml)
         d_ml, l_ml = float(((dseg == 2) & sel).sum() * voxel_ml), float(((dseg == 1) & sel).sum() * voxel_ml)
-        rows.append({"location": name, "dawm_ml": d_ml, "lesion_ml": l_ml, "wm_ml": wm_ml,
-                     "dawm_pct_wm": 100 * d_ml / wm_ml if wm_ml else np.nan, "lesion_pct_wm": 100 * l_ml / wm_ml if wm_ml else np.nan})
+        row = {"location": name, "dawm_ml": d_ml}
+        if prob is not None:
+            row["dawm_expected_ml"] = float(prob[sel].sum(dtype=np.float64) * voxel_ml)
+        row.update({"lesion_ml": l_ml, "wm_ml": wm_ml, "dawm_pct_wm": 100 * d_ml / wm_ml if wm_ml else np.nan,
+                    "lesion_pct_wm": 100 * l_ml / wm_ml if wm_ml else np.nan})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 @dataclass(frozen=True)
 class LabelResult:
-    """What :func:`label_session` did: the reference used (``how``), volumes (ml), ``reused``."""
+    """What :func:`label_session` did: the reference used (``how``), volumes (ml; ``dawm_expected_ml``
+    the sum of the DAWM probability map), ``reused``."""
 
     key: str
     reference: str
@@ -318,6 +394,7 @@ class LabelResult:
     lesion_ml: float
     wm_ml: float
     reused: bool = False
+    dawm_expected_ml: float = float("nan")
 
 
 def label_log_path(out_root: Path, inputs: SessionInputs) -> Path:
@@ -325,19 +402,32 @@ def label_log_path(out_root: Path, inputs: SessionInputs) -> Path:
     return _file(out_root, inputs, desc="label", suffix="log", extension=".json")
 
 
+def label_complete(out_root: Path, inputs: SessionInfo | SessionInputs) -> bool:
+    """Whether the session's log exists and holds the expected DAWM volume (a log of a dawm without
+    the probability map does not count: the session is labelled again)."""
+    inputs = inputs.inputs if isinstance(inputs, SessionInfo) else inputs
+    path = label_log_path(Path(out_root), inputs)
+    return path.exists() and "dawm_expected_ml" in json.loads(path.read_text()).get("Volumes", {})
+
+
 def label_session(info: SessionInfo, *, config: LabelConfig, pre_root: str | Path, out_root: str | Path,
-                  model: ControlsNormativeModel | None = None, force: bool = False) -> LabelResult:
+                  model: ControlsNormativeModel | None = None, force: bool = False,
+                  control_nulls: dict[str, list[tuple[str, np.ndarray]]] | None = None) -> LabelResult:
     """Label one session into ``out_root`` (see the module docstring); skipped when its log exists
-    unless ``force``."""
+    unless ``force``. ``control_nulls``: :func:`control_null_shapes` (None: Gaussian null shape)."""
     out_root, inputs = Path(out_root), info.inputs
     marker = label_log_path(out_root, inputs)
-    if marker.exists() and not force:
+    if not force and label_complete(out_root, inputs):
         done = json.loads(marker.read_text())
-        return LabelResult(info.key, done["Reference"]["how"], **{k: done["Volumes"][k] for k in ("dawm_ml", "lesion_ml", "wm_ml")}, reused=True)
+        return LabelResult(info.key, done["Reference"]["how"], reused=True,
+                           **{k: done["Volumes"][k] for k in ("dawm_ml", "lesion_ml", "wm_ml", "dawm_expected_ml")})
     marker.unlink(missing_ok=True)
     prepared = prepare_session(info, pre_root, config)
     ref, ref_record = reference_for(prepared, config, model, is_control=info.group == config.control_group)
-    dseg = apply_rule(prepared, ref, config)
+    eligible = eligible_of(prepared, config)
+    dseg = apply_rule(prepared, ref, config, eligible=eligible)
+    null_shape, n_controls = null_shape_for(prepared.maps, control_nulls)
+    prob, prob_fit = probability_map(prepared, ref, config, eligible=eligible, null_shape=null_shape, n_controls=n_controls)
     affine = prepared.maps.affine
     voxel_ml = float(np.prod(prepared.maps.spacing_mm)) / 1000.0
 
@@ -345,7 +435,9 @@ def label_session(info: SessionInfo, *, config: LabelConfig, pre_root: str | Pat
         return _file(out_root, inputs, **kw)
 
     outputs = [save_volume(dseg, affine, name(space="session", desc="dawm", suffix="dseg"), dtype=np.uint8),
-               save_volume(prepared.location, affine, name(space="session", desc="location", suffix="dseg"), dtype=np.uint8)]
+               save_volume(prepared.location, affine, name(space="session", desc="location", suffix="dseg"), dtype=np.uint8),
+               save_volume(prob, affine, name(space="session", label="DAWM", suffix="probseg"), dtype=np.float32)]
+    write_json(name(space="session", label="DAWM", suffix="probseg", extension=".json"), _probseg_sidecar(prob_fit, ref, config, voxel_ml))
     for mod, z in ref.z.items():
         outputs.append(save_volume(z, affine, name(space="session", desc=f"{mod}z", suffix="statmap")))
         write_json(name(space="session", desc=f"{mod}z", suffix="statmap", extension=".json"), {
@@ -353,21 +445,47 @@ def label_session(info: SessionInfo, *, config: LabelConfig, pre_root: str | Pat
                            f"recentred by {ref.shift[mod]:+.3f} on the subject's reference NAWM; "
                            + ("DAWM is high T1 z" if mod == "T1" else "DAWM is low (negative) MTR z"),
             "Units": "z", "SmoothingFWHMmm": config.smoothing_fwhm_mm})
-    table = volumes_table(dseg, prepared.location, prepared.maps.wm, voxel_ml)
+    table = volumes_table(dseg, prepared.location, prepared.maps.wm, voxel_ml, prob)
     table.insert(0, "session_id", f"ses-{inputs.session}" if inputs.session else "n/a")
     table.insert(0, "participant_id", f"sub-{inputs.subject}")
     outputs.append(write_tsv(name(desc="volumes", suffix="metrics", extension=".tsv"), table))
     total = table.iloc[0]
-    volumes = {k: float(total[k]) for k in ("dawm_ml", "lesion_ml", "wm_ml", "dawm_pct_wm", "lesion_pct_wm")}
+    volumes = {k: float(total[k]) for k in ("dawm_ml", "dawm_expected_ml", "lesion_ml", "wm_ml", "dawm_pct_wm", "lesion_pct_wm")}
     write_json(marker, {
         "Subject": inputs.subject, "Session": inputs.session, "Group": info.group, "Age": info.age, "Scanner": info.scanner,
         "FieldStrength": info.field_t, "NormativeGroup": prepared.maps.norm_key,
         "Reference": {"how": ref.how, "recentering_shift_z": ref.shift, "abnormality_correlation": ref.rho, **ref_record},
         "Rule": {"rule": config.rule, "z_threshold": config.z_threshold, "chi2_p": config.chi2_p},
+        "Probability": prob_fit.to_dict(),
         "LesionMask": prepared.lesion_source, "Notes": prepared.notes, "Volumes": volumes,
         "Outputs": sorted(str(p.relative_to(out_root)) for p in outputs),
     })
-    return LabelResult(info.key, ref.how, volumes["dawm_ml"], volumes["lesion_ml"], volumes["wm_ml"])
+    return LabelResult(info.key, ref.how, volumes["dawm_ml"], volumes["lesion_ml"], volumes["wm_ml"],
+                       dawm_expected_ml=volumes["dawm_expected_ml"])
+
+
+def _probseg_sidecar(fit: ProbabilityFit, ref: Reference, config: LabelConfig, voxel_ml: float) -> dict:
+    """The JSON sidecar of the ``label-DAWM_probseg``: what the probability is and the fitted null."""
+    both = {"T1", "MTR"} <= set(ref.z)
+    score = {"both": "min(z_T1, -z_MTR)", "either": "max(z_T1, -z_MTR)", "chi2": "(z_T1 - z_MTR) / sqrt(2)"}.get(config.rule) if both else None
+    score = score or ("z_T1" if "T1" in ref.z and (config.rule != "mtr" or not both) else "-z_MTR")
+    shape = (f"the pooled standardised scores of {fit.n_controls} other healthy control(s) of the same normative group"
+             if fit.null_shape == "controls" else "Gaussian, its high tail at least the mirrored low tail of the session's own scores")
+    return {
+        "Description": "Probability that the voxel is DAWM: 1 - local false discovery rate (Efron 2004) of the score "
+                       f"s = {score} (z maps against the {ref.how} reference) among the eligible WM voxels "
+                       "(pure WM away from lesions, lesion-like voxels excluded; 0 elsewhere). Null: centre and SD from the "
+                       f"low side of the reference NAWM's scores, shape {shape}; mixture density by a Gaussian kernel; "
+                       f"P = 0 up to {fit.zero_sd:g} null SD above the centre (zero assumption) and non-decreasing in s. "
+                       "The sum of P times the voxel volume is the expected DAWM volume (dawm_expected_ml). "
+                       "See dawm.label.probability.",
+        "Units": "probability",
+        "Method": "local false discovery rate (two-group model)",
+        "Score": score, "NullShape": fit.null_shape, "NullControls": fit.n_controls,
+        "NullCentre": fit.null.centre, "NullSD": fit.null.sd, "ReferencePi0": fit.null.pi0, "ReferenceVoxels": fit.null.n,
+        "Pi0": fit.pi0, "EligibleVoxels": fit.n_eligible, "ZeroZoneSD": fit.zero_sd, "KernelBandwidthSD": fit.bandwidth_sd,
+        "ExpectedDAWMVoxels": fit.expected_voxels, "ExpectedDAWMml": fit.expected_voxels * voxel_ml,
+    }
 
 
 def _control_summary(info: SessionInfo, *, config: LabelConfig, pre_root: Path, model: ControlsNormativeModel):
@@ -425,15 +543,18 @@ def label_dataset(
     write_dseg_tsv(out_root / "desc-dawm_dseg.tsv", DAWM_LABELS)
     write_dseg_tsv(out_root / "desc-location_dseg.tsv", LOCATION_LABELS)
 
-    model = None
-    pending = force or not all(label_log_path(out_root, i.inputs).exists() for i in infos)
+    model = control_nulls = None
+    pending = force or not all(label_complete(out_root, i.inputs) for i in infos)
+    ready = [i for i in all_infos if preprocessed(pre_root, i.inputs)]
     if config.reference == "controls" and pending:
-        ready = [i for i in all_infos if preprocessed(pre_root, i.inputs)]
         model = fit_controls(ready, pre_root, config, jobs=jobs, backend=backend, address=address)
         if not model.groups_:
             log.warning("no control (group %s) could be used: every session uses its own NAWM as reference", config.control_group)
         model.save(out_root / MODEL_FILE)
-    fn = functools.partial(label_session, config=config, pre_root=pre_root, out_root=out_root, model=model, force=force)
+    if pending:
+        control_nulls = control_null_shapes(ready, pre_root, config, model, jobs=jobs, backend=backend, address=address)
+    fn = functools.partial(label_session, config=config, pre_root=pre_root, out_root=out_root, model=model, force=force,
+                           control_nulls=control_nulls)
     outcomes = run_all(fn, infos, names=[i.key for i in infos], jobs=jobs, backend=backend, address=address, description="labelling")
     tables = [pd.read_csv(p, sep="\t") for p in sorted(out_root.glob("sub-*/**/*_desc-volumes_metrics.tsv"))]
     if tables:
@@ -445,7 +566,8 @@ def label_dataset(
 
 
 def _wide_volumes(long: pd.DataFrame, infos: list[SessionInfo], out_root: Path) -> pd.DataFrame:
-    """One row per session: totals, then ``dawm_<location>_ml`` / ``lesion_<location>_ml``, plus group, scanner, reference."""
+    """One row per session: totals (``dawm_ml`` binary, ``dawm_expected_ml`` from the probability map, ...), then
+    ``dawm_<location>_ml`` / ``lesion_<location>_ml``, plus group, scanner, reference."""
     meta = {(f"sub-{i.inputs.subject}", f"ses-{i.inputs.session}" if i.inputs.session else "n/a"): i for i in infos}
     rows = []
     for (pid, sid), g in long.groupby(["participant_id", "session_id"], sort=True):
@@ -455,7 +577,7 @@ def _wide_volumes(long: pd.DataFrame, infos: list[SessionInfo], out_root: Path) 
                "scanner": info.scanner if info else None, "age": info.age if info else None}
         if info is not None and label_log_path(out_root, info.inputs).exists():
             row["reference"] = json.loads(label_log_path(out_root, info.inputs).read_text())["Reference"]["how"]
-        row.update({k: total[k] for k in ("dawm_ml", "lesion_ml", "wm_ml", "dawm_pct_wm", "lesion_pct_wm")})
+        row.update({k: total.get(k, np.nan) for k in ("dawm_ml", "dawm_expected_ml", "lesion_ml", "wm_ml", "dawm_pct_wm", "lesion_pct_wm")})
         for r in g[g.location != "all"].itertuples():
             row[f"dawm_{r.location}_ml"] = r.dawm_ml
             row[f"lesion_{r.location}_ml"] = r.lesion_ml

@@ -4,7 +4,7 @@ segmented, registered to MNI, with image-quality metrics and a QC figure.
 Per session (:func:`preprocess_session`):
 
 1. **load** every available image with :func:`dawm.image.io.load_volume` (header scaling applied,
-   NaN/inf -> 0 and counted); T1 maps converted to ms and MTR maps to percent from the sidecar
+   NaN/inf -> 0 and counted; array axes put in the closest RAS order, :func:`~dawm.image.io.as_closest_canonical`); T1 maps converted to ms and MTR maps to percent from the sidecar
    ``Units`` (or inferred, the decision logged).
 2. **coregister**: the session grid is a ``spacing_mm`` isotropic grid over the reference image
    (first available of ``reference_roles``). Images from one acquisition share a geometry group
@@ -44,7 +44,7 @@ from dawm.bids.derivatives import init_derivative, write_dseg_tsv, write_json, w
 from dawm.bids.entities import parse_name
 from dawm.bids.layout import ROLES, SessionInputs, discover_sessions
 from dawm.errors import InputError
-from dawm.image.io import Volume, load_volume, save_volume
+from dawm.image.io import Volume, as_closest_canonical, load_volume, save_volume
 from dawm.image.resample import isotropic_grid, resample_to_grid, voxel_sizes
 from dawm.image.units import mtr_to_percent, t1_to_ms
 from dawm.parallel import Backend, Outcome, run_all
@@ -157,7 +157,7 @@ def load_session_images(inputs: SessionInputs) -> tuple[dict[str, Volume], dict[
         if role not in inputs.images:
             continue
         path = inputs.images[role]
-        vol = load_volume(path)
+        vol = as_closest_canonical(load_volume(path))  # array order of the storage (RAS, LPS, ...) made irrelevant
         declared = inputs.sidecars.get(role, {}).get("Units")
         note: dict = {"nonfinite_voxels": vol.n_nonfinite}
         if role in ("T1map", "MTRmap"):
@@ -228,7 +228,7 @@ def find_session_mask(
     if not hits:
         return None
     path = hits[-1]
-    vol = load_volume(path, allow_empty=True)  # an empty mask is a valid answer (no lesions)
+    vol = as_closest_canonical(load_volume(path, allow_empty=True))  # an empty mask is a valid answer (no lesions); array order as the images'
     mask = vol.data > 0.5
     for role, other in volumes.items():
         if other.shape == vol.shape and np.allclose(other.affine, vol.affine, atol=1e-3):

@@ -103,7 +103,9 @@ def smooth_field_on_grid(rng: np.random.Generator, grid: Grid, amplitude: float,
     """A smooth random field exp(amplitude * n) on ``grid`` (n: unit-variance noise smoothed over
     ``scale_mm``), plus a gentle linear gradient, like a receive-coil sensitivity profile."""
     spacing = np.linalg.norm(grid.affine[:3, :3], axis=0)
-    coarse = tuple(max(int(np.ceil(s * sp / 16.0)), 3) for s, sp in zip(grid.shape, spacing))
+    # 1e-6: an oblique affine's column norms are 2.0000000003 mm and the like; the coarse shape (and
+    # with it how many random numbers are drawn) must not depend on that rounding.
+    coarse = tuple(max(int(np.ceil(s * sp / 16.0 - 1e-6)), 3) for s, sp in zip(grid.shape, spacing))
     noise = _smooth_noise(rng, coarse, scale_mm / 16.0 / 2.0)
     noise = ndimage.zoom(noise, [s / c for s, c in zip(grid.shape, coarse)], order=1)[: grid.shape[0], : grid.shape[1], : grid.shape[2]]
     idx = np.indices(grid.shape, dtype=np.float32)

@@ -5,6 +5,9 @@ simulation grid. A subject is defined by a *pull map*: for every voxel of the su
 template coordinate it shows. The map composes a random affine (head size and shape), a random
 stationary velocity field integrated by scaling and squaring (so the warp is diffeomorphic), and an
 atrophy field that enlarges the ventricles (MS patients; it grows with disease duration).
+The MNI152 brain (1.88 L inside its mask) is larger than any adult's: every subject is scaled to a
+brain volume drawn for its sex and age (:func:`draw_brain_volume_ml`), so volumes in ml mean what
+they mean in a real cohort.
 Non-brain head tissue (CSF rim, skull, scalp fat) is added as shells around the warped brain, so
 that brain extraction faces a real head.
 """
@@ -22,6 +25,18 @@ _VENTRICLE_BOX_MNI = ((-32.0, 32.0), (-48.0, 30.0), (-12.0, 32.0))
 #: Below this MNI z (mm), or below _INFRA_Z2 behind _INFRA_Y: brainstem and cerebellum.
 _INFRA_Z, _INFRA_Z2, _INFRA_Y = -24.0, -8.0, -40.0
 _PAD_MM = 16.0
+#: Brain-mask volume (ml: parenchyma, ventricles and sulcal CSF inside the brain's outline, what a
+#: brain extraction keeps) of a 40-year-old adult, by sex. Total brain (GM + WM) volume is about
+#: 1.1 L in women and 1.25 L in men (Ruigrok et al., Neurosci Biobehav Rev 2014: men ~11 % larger);
+#: the CSF inside the outline adds ~10 %. dawm's own brain masks of real clinical scans measure
+#: 1.06-1.6 L. The MNI152 2009 mask holds 1.88 L.
+BRAIN_ML_AT_40 = {"F": 1200.0, "M": 1340.0}
+#: Relative brain-mask volume change per year of age (healthy ageing; MS atrophy is added apart, by
+#: enlarging the ventricles). Parenchyma loses ~0.2-0.5 %/year after 40 but CSF fills part of it.
+BRAIN_AGEING_PER_YEAR = -0.0015
+#: Between-subject SD of the log brain volume at a given sex and age (the head-shape affine adds
+#: ~7 % more): adult brain volumes vary by ~10 % SD.
+BRAIN_LOG_SD = 0.07
 
 
 @dataclass(frozen=True)
@@ -199,10 +214,25 @@ class SubjectWarp:
         return coords
 
 
-def random_subject_warp(rng: np.random.Generator, tpl: TemplateSpace, *, amplitude_mm: float = 3.0) -> SubjectWarp:
-    """A random head-shape affine (scales about 1 +- 0.04, small shears) and a diffeomorphic warp."""
+def template_brain_ml(tpl: TemplateSpace) -> float:
+    """Volume (ml) of the template's brain mask (fraction >= 0.5)."""
+    return float((tpl.brain >= 0.5).sum() * tpl.spacing_mm**3 / 1000.0)
+
+
+def draw_brain_volume_ml(rng: np.random.Generator, age_years: float, sex: str) -> float:
+    """A subject's brain-mask volume (ml) for its sex (``"F"``/``"M"``) and age at the first session:
+    :data:`BRAIN_ML_AT_40` x (1 + :data:`BRAIN_AGEING_PER_YEAR` x (age - 40)) x lognormal(0, :data:`BRAIN_LOG_SD`)."""
+    base = BRAIN_ML_AT_40.get(sex, float(np.mean(list(BRAIN_ML_AT_40.values()))))
+    return float(base * (1.0 + BRAIN_AGEING_PER_YEAR * (age_years - 40.0)) * rng.lognormal(0.0, BRAIN_LOG_SD))
+
+
+def random_subject_warp(rng: np.random.Generator, tpl: TemplateSpace, *, amplitude_mm: float = 3.0,
+                        size_scale: float = 1.0) -> SubjectWarp:
+    """A random head-shape affine (scales about ``size_scale`` x (1 +- 0.04), small shears) and a
+    diffeomorphic warp. ``size_scale``: the subject's linear size relative to the template (a brain
+    of ``size_scale**3`` times the template's volume)."""
     shape = tpl.shape
-    linear = np.diag(1.0 / rng.normal(1.0, 0.04, 3).clip(0.9, 1.1))
+    linear = np.diag(1.0 / (size_scale * rng.normal(1.0, 0.04, 3).clip(0.9, 1.1)))
     linear[np.triu_indices(3, 1)] = rng.normal(0, 0.02, 3)
     centre = (np.array(shape) - 1) / 2.0
     aff = np.eye(4)

@@ -83,7 +83,7 @@ def simulate_cohort(config: SimulationConfig, out_dir: str | Path, *, jobs: int 
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     people = draw_participants(config)
-    profiles = {p.name: config.degrade.apply(p) for p in scanner_profiles(config.scanners)}
+    profiles = {p.name: config.headers.apply(config.degrade.apply(p)) for p in scanner_profiles(config.scanners)}
     _dataset_files(root, config, people)
     truth = init_derivative(root / TRUTH, name="dawm simulation truth", description="ground truth of the simulated cohort", source="../..")
     init_derivative(root / LESION_MASKS, name="lesion masks", description="rater-style lesion masks on each session's FLAIR grid "

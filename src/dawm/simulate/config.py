@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -28,6 +30,31 @@ class Degradation(BaseModel):
         return profile.model_copy(update=update)
 
 
+class HeaderVariant(BaseModel):
+    """How every scanner profile *stores* its images, overriding the profile (a header twin of a
+    cohort: same seed, same anatomy, pathology and random draws; only the files differ). ``storage``
+    RAS/LPS array order, ``oblique_deg`` the slab tilt (the grid is tilted: the same head scanned on
+    an oblique grid), ``integer_storage`` int16 with ``scl_slope`` for the weighted images,
+    ``t1map_units`` s/ms, ``mtr_units`` percent/fraction, ``nan_background`` NaN outside the T1 fit.
+    ``None`` keeps the profile's own habit; the defaults change nothing."""
+
+    storage: Literal["RAS", "LPS"] | None = None
+    oblique_deg: float | None = Field(None, ge=-45, le=45)
+    integer_storage: bool | None = None
+    t1map_units: Literal["s", "ms"] | None = None
+    mtr_units: Literal["percent", "fraction"] | None = None
+    nan_background: bool | None = None
+
+    @classmethod
+    def other_converter(cls) -> "HeaderVariant":
+        """LPS, a 12-degree oblique grid, int16 with scl_slope, T1 maps in s, MTR as a fraction, NaN background."""
+        return cls(storage="LPS", oblique_deg=12.0, integer_storage=True, t1map_units="s", mtr_units="fraction", nan_background=True)
+
+    def apply(self, profile):
+        """A copy of a :class:`~dawm.simulate.scanners.ScannerProfile` storing its files this way."""
+        return profile.model_copy(update={k: v for k, v in self.model_dump().items() if v is not None})
+
+
 class SimulationConfig(BaseModel):
     """What ``dawm simulate`` makes. Defaults give a cohort good enough to train and evaluate."""
 
@@ -39,11 +66,13 @@ class SimulationConfig(BaseModel):
     seed: int = Field(0, ge=0, description="random seed; same seed, same bytes")
     followup_years: float = Field(5.0, gt=0, description="mean interval between sessions (years); the literature's DAWM transition fractions are per 5 years")
     dawm_visibility: float = Field(
-        0.55, ge=0.0, le=1.0,
+        1.0, ge=0.0, le=1.0,
         description=(
-            "fraction of DAWM's T1/T2/PD change that shows on the clinical T1w and FLAIR images "
-            "(1 = physically consistent with the quantitative maps; the default keeps DAWM subtle there, "
-            "as reported: Laule 2011, Seewann 2009); the MP2RAGE and MT images always see the full change"
+            "fraction of DAWM's T1/T2/PD change rendered on the clinical T1w and FLAIR images. 1 (default) is "
+            "physics: every image of a session is made from one set of property maps, so DAWM is subtle on "
+            "T1w/FLAIR only through their signal equations, resolution, noise and bias. Below 1 is an "
+            "experimental departure from physics for studies (how much DAWM signal must a clinical image "
+            "carry for a model to find it); the MP2RAGE and MT images always see the full change"
         ),
     )
     dawm_prevalence: dict[str, float] = Field(
@@ -52,6 +81,7 @@ class SimulationConfig(BaseModel):
     )
 
     degrade: Degradation = Field(default_factory=Degradation, description="controlled acquisition degradation (dose-response studies)")
+    headers: HeaderVariant = Field(default_factory=HeaderVariant, description="how every profile stores its files (header twins: same cohort, other headers)")
 
     @classmethod
     def small(cls, **overrides) -> "SimulationConfig":

@@ -93,14 +93,16 @@ def _orthonormal_from(direction: np.ndarray, rng: np.random.Generator) -> np.nda
 
 
 def draw_lesions(rng: np.random.Generator, tpl: TemplateSpace, total_ml: float = 0.0, *, count: int | None = None,
-                 kinds_p=LESION_TYPE_P) -> list[Lesion]:
+                 kinds_p=LESION_TYPE_P, size_scale: float = 1.0) -> list[Lesion]:
     """Draw lesions whose volumes add up to about ``total_ml`` (or exactly ``count`` lesions),
-    placed by location class."""
+    placed by location class. Volumes are those of the subject, whose linear size is ``size_scale``
+    times the template's: the lesions are drawn ``size_scale**-3`` times as large in template space."""
     volumes: list[float] = []
     while (sum(volumes) < total_ml * 1000.0) if count is None else (len(volumes) < count):
         volumes.append(float(np.clip(rng.lognormal(np.log(180.0), 0.9), 20.0, 4000.0)))
     if not volumes:
         return []
+    volumes = [v / size_scale**3 for v in volumes]
     cands = {k: np.argwhere(v) for k, v in _candidates(tpl).items()}
     grad_dv = np.stack(np.gradient(ndimage.gaussian_filter(tpl.dist_ventricle_mm, 1.0)))
     lesions = []
@@ -116,7 +118,7 @@ def draw_lesions(rng: np.random.Generator, tpl: TemplateSpace, total_ml: float =
             axes = _orthonormal_from(rng.standard_normal(3), rng)
             elong = rng.uniform(1.0, 1.5)
         if kind == "juxtacortical":
-            vol = min(vol, 400.0)
+            vol = min(vol, 400.0 / size_scale**3)
         b = (3 * vol / (4 * np.pi * elong)) ** (1 / 3)
         radii = np.array([elong * b, b * rng.uniform(0.85, 1.0), b])
         lesions.append(Lesion(centre, radii, axes, float(rng.beta(2, 4)), kind))
@@ -151,9 +153,10 @@ def render_lesions(lesions: list[Lesion], tpl: TemplateSpace, rng: np.random.Gen
 
 
 def draw_dawm(rng: np.random.Generator, tpl: TemplateSpace, lesion_frac: np.ndarray, volume_ml: float,
-              *, softness: float = 0.05) -> np.ndarray:
+              *, softness: float = 0.05, size_scale: float = 1.0) -> np.ndarray:
     """DAWM severity in [0, 1]: periventricular and peri-lesional drive plus smooth patchy noise,
-    thresholded so that the 0.5 level covers ``volume_ml`` of white matter outside lesions.
+    thresholded so that the 0.5 level covers ``volume_ml`` of the subject's white matter outside
+    lesions (``volume_ml / size_scale**3`` in template space, see :func:`draw_lesions`).
 
     DAWM is a property of white matter: it is drawn where the template WM fraction is >= 0.8 and
     fades out below (``WM_PURITY``), so the ventricle wall's partial-volume rim is not DAWM; the
@@ -169,7 +172,7 @@ def draw_dawm(rng: np.random.Generator, tpl: TemplateSpace, lesion_frac: np.ndar
     drive = (1.2 * np.exp(-np.maximum(tpl.dist_ventricle_mm - 3.0, 0) / 12.0)
              + halo_weight * np.exp(-lesion_dist / 5.0) * (lesion_frac < 0.5) + 0.6 * noise) * purity
     eligible = (tpl.wm >= WM_PURITY[1]) & (lesion_frac < 0.5) & (tpl.region == 1)
-    n_target = int(round(volume_ml * 1000.0 / sp**3))
+    n_target = int(round(volume_ml * 1000.0 / size_scale**3 / sp**3))
     values = drive[eligible]
     if n_target <= 0 or values.size == 0:
         return np.zeros(tpl.shape, np.float32)
@@ -179,8 +182,9 @@ def draw_dawm(rng: np.random.Generator, tpl: TemplateSpace, lesion_frac: np.ndar
 
 
 def evolve(rng: np.random.Generator, tpl: TemplateSpace, state: PathologyState, *, years: float, group: str,
-           dawm_present: bool) -> tuple[PathologyState, np.ndarray]:
-    """The next session's pathology and the transition labels (template grid, see ``TRANSITIONS``)."""
+           dawm_present: bool, size_scale: float = 1.0) -> tuple[PathologyState, np.ndarray]:
+    """The next session's pathology and the transition labels (template grid, see ``TRANSITIONS``);
+    ``size_scale`` as in :func:`draw_lesions`."""
     lesion0, dawm0 = state.masks(tpl)
     scale = min(years / 5.0, 1.0)
     fate = rng.dirichlet(np.array([DAWM_FATE_5Y["lesion"], DAWM_FATE_5Y["persist"], DAWM_FATE_5Y["resolve"]]) * 40)
@@ -201,10 +205,10 @@ def evolve(rng: np.random.Generator, tpl: TemplateSpace, state: PathologyState, 
         grade = np.where(conv_frac > frac, 0.25, grade).astype(np.float32)
         frac = np.maximum(frac, conv_frac)
     n_new = rng.poisson(NEW_LESIONS_PER_YEAR.get(group, 0.5) * years)
-    new_lesions = draw_lesions(rng, tpl, count=int(n_new))
+    new_lesions = draw_lesions(rng, tpl, count=int(n_new), size_scale=size_scale)
     frac, grade = render_lesions(new_lesions, tpl, rng, frac, grade)
     if dawm_present and rng.random() < 0.5:
-        extra = draw_dawm(rng, tpl, frac, rng.uniform(1.0, 4.0) * scale)
+        extra = draw_dawm(rng, tpl, frac, rng.uniform(1.0, 4.0) * scale, size_scale=size_scale)
         dawm = np.maximum(dawm, extra * (frac < 0.5))
     nxt = PathologyState(frac.astype(np.float32), grade.astype(np.float32), dawm.astype(np.float32), state.lesions + new_lesions)
     lesion1, dawm1 = nxt.masks(tpl)

@@ -5,6 +5,8 @@ Rows of ``simulation_report.tsv``:
   T1map in ms, MTR in pu) and tissue (CSF, GM, NAWM, lesion, DAWM), pooled over sessions;
 - ``kind=auc``: voxel AUC of DAWM vs NAWM per modality and scanner (and ``all``), oriented so that
   0.5 is chance and 1 is perfect in the expected direction (T1w and MTR lower, FLAIR and T1 higher);
+  voxel values are taken relative to their session's NAWM median, so ``all`` pools sessions of
+  1.5 T and 3 T scanners fairly;
 - ``kind=volume``: cohort mean and SD of lesion and DAWM volume (ml) per group.
 """
 

@@ -130,17 +130,19 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
     rng_anat, rng_path, rng_acq, rng_clin = (np.random.default_rng(s) for s in ss.spawn(4))
     tpl = anatomy.template_space(cfg.resolution_mm)
     patient = part.group != "HC"
-    warp = anatomy.random_subject_warp(rng_anat, tpl)
+    brain_ml = anatomy.draw_brain_volume_ml(rng_anat, part.age, part.sex)
+    size_scale = (brain_ml / anatomy.template_brain_ml(tpl)) ** (1.0 / 3.0)
+    warp = anatomy.random_subject_warp(rng_anat, tpl, size_scale=size_scale)
     traits = _traits(rng_anat, tpl.shape, tpl.spacing_mm, patient)
     location_tpl = _location_labels(tpl)
 
     # Pathology at baseline and its evolution (template space).
     if patient:
         load = float(np.clip(rng_path.lognormal(np.log(LESION_LOAD_ML[part.group]), 0.8), 0.5, 60.0))
-        lesions = pathology.draw_lesions(rng_path, tpl, load)
+        lesions = pathology.draw_lesions(rng_path, tpl, load, size_scale=size_scale)
         frac, grade = pathology.render_lesions(lesions, tpl, rng_path)
         dawm_ml = float(np.clip(rng_path.lognormal(np.log(DAWM_LOAD_ML[part.group]), 0.6), 2.0, 60.0)) if part.dawm_present else 0.0
-        dawm = pathology.draw_dawm(rng_path, tpl, frac, dawm_ml)
+        dawm = pathology.draw_dawm(rng_path, tpl, frac, dawm_ml, size_scale=size_scale)
         state = pathology.PathologyState(frac, grade, dawm, lesions)
     else:
         zeros = np.zeros(tpl.shape, np.float32)
@@ -159,7 +161,8 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
             interval = float(np.clip(rng_path.normal(cfg.followup_years, 0.5), 0.5, None))
             years += interval
             if patient:
-                state, transitions = pathology.evolve(rng_path, tpl, state, years=interval, group=part.group, dawm_present=part.dawm_present)
+                state, transitions = pathology.evolve(rng_path, tpl, state, years=interval, group=part.group, dawm_present=part.dawm_present,
+                                                          size_scale=size_scale)
         atrophy_mm = 0.0
         if patient:
             atrophy_mm = float(min(0.4 + 0.12 * (part.disease_duration + years), 4.0))
@@ -190,7 +193,9 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
         age = part.age + years
         common = dict(lesion_frac=les_frac, lesion_grade=les_grade, dawm=dawm_sev, traits=traits, age_years=age, field_t=prof.field_t)
         qmaps = tissue_properties(fr, dawm_scale=1.0, **common)
-        clin = tissue_properties(fr, dawm_scale=cfg.dawm_visibility, **common)
+        # One physics: the clinical images see the same property maps, unless a study lowers the
+        # experimental dawm_visibility knob.
+        clin = qmaps if cfg.dawm_visibility == 1.0 else tissue_properties(fr, dawm_scale=cfg.dawm_visibility, **common)
 
         # Transmit field (subject grid, smooth) and signals.
         b1 = (1 + prof.b1_amplitude * anatomy._smooth_noise(b1_rng, tuple(max(n // 8, 2) for n in tpl.shape), 1.0)).astype(np.float32)
@@ -381,6 +386,9 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
                 "Scanner": prof.name, "QualityFactor": quality, "MotionGhosting": motion})
 
     # Stats and samples on each image's own grid (truth brought there with nearest neighbour).
+    # The report's voxel samples draw from their own stream (one fixed draw from ``rng``): how many
+    # voxels they pick from depends on the grid, and the next session's pose and noise must not.
+    sample_rng = np.random.default_rng(int(rng.integers(2**63)))
     for modality, img, g, s2s, mode in stats_targets:
         to_grid = lambda lab: resample_to_grid(lab, tpl.affine, g.shape, g.affine, interpolation="nearest", transform_ras=np.linalg.inv(s2s))
         tis, pat = to_grid(tissue), to_grid(patho)
@@ -390,7 +398,10 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
             vals = img[mask] / norm
             summary.stats.append({"session_id": f"ses-{ses}", "scanner": prof.name, "group": part.group, "modality": modality, "tissue": name,
                                   "mean": float(vals.mean()) if vals.size else None, "sd": float(vals.std()) if vals.size else None, "n": int(vals.size)})
-        sam = _samples(rng, img, pat, tis == 3, pat == 1, norm)
+        # Samples are relative to the session's NAWM median for every modality, so the pooled AUC
+        # measures within-session separability (T1 in ms differs between 1.5 T and 3 T).
+        nawm_median = float(np.median(img[wm_nawm])) if wm_nawm.any() else 1.0
+        sam = _samples(sample_rng, img, pat, tis == 3, pat == 1, nawm_median)
         if "DAWM" in sam:
             summary.samples.append({"session_id": f"ses-{ses}", "scanner": prof.name, "modality": modality, **sam})
     return row
