@@ -86,8 +86,12 @@ def match_sessions(pred_dir: Path, ref_dir: Path) -> tuple[list[SessionPair], li
     only_pred, only_ref = sorted(set(pred) - set(ref)), sorted(set(ref) - set(pred))
     for rel in only_pred:
         log.warning("%s: no reference in %s, skipped", rel, ref_dir)
+    # A reference usually covers the whole cohort and predictions only some sessions (held-out
+    # subjects): an expected absence, one summary line; the sessions at debug level.
     for rel in only_ref:
-        log.warning("%s: no prediction in %s, skipped", rel, pred_dir)
+        log.debug("%s: no prediction in %s, skipped", rel, pred_dir)
+    if only_ref:
+        log.info("%d reference session(s) without a prediction in %s: not scored", len(only_ref), pred_dir)
     if not pairs:
         raise InputError(f"{pred_dir}: no session matches one of {ref_dir} (same sub-X/ses-Y/anat/ file names)")
     return pairs, only_pred, only_ref
