@@ -10,10 +10,11 @@ VALIDATOR := $(TOOLS)/node_modules/.bin/bids-validator
 
 .PHONY: demo test venv validator chromium bench clean
 
-$(STAMP): pyproject.toml
+# pyproject.toml declares ranges (torch>=2.3,<3); constraints.txt pins what make test / CI install (torch 2.13.0).
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -43,6 +43,7 @@ import numpy as np
 from dawm.image.io import load_volume
 from dawm.model.config import TrainConfig
 from dawm.model.data import cases_of, discover_cases
+from dawm.model.decision import labels_from_probabilities
 from dawm.model.inference import load_model, predict_probabilities
 from dawm.model.metrics import agreement, class_counts, pooled_dice
 from dawm.model.simtruth import write_truth_labels
@@ -221,7 +222,8 @@ def main() -> None:
         for c in test:
             brain_vol = load_volume(c.brain)
             imgs = {s: load_volume(p).data for s, p in c.images.items()}
-            preds[c.key] = predict_probabilities(model, imgs, brain_vol.data > 0.5, brain_vol.affine).argmax(0).astype(np.uint8)
+            probs = predict_probabilities(model, imgs, brain_vol.data > 0.5, brain_vol.affine)
+            preds[c.key] = labels_from_probabilities(probs, model.dawm_threshold)
             targets[c.key] = {"truth": read_dseg(label_path(bids, c, TRUTH_LABELS)), "qmri": read_dseg(label_path(bids, c, qmri)) if qmri else None}
             vox[c.key] = float(np.prod(brain_vol.spacing_mm)) / 1000
         results["configs"][inputs] = {"test_sessions": len(test), "train_seconds": train_s, "predict_seconds": time.perf_counter() - t,

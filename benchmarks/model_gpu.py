@@ -122,7 +122,7 @@ def pack(args: argparse.Namespace) -> None:
 
 def load_pack(path: Path, target: str) -> tuple[dict, dict]:
     """``(meta, key -> {"case": CachedCase, "qmri", "truth", "baseline"?})`` from a pack."""
-    from dawm.model.cache import CachedCase, class_locations
+    from dawm.model.cache import CachedCase, class_locations, dawm_target
 
     with np.load(path) as z:
         meta = json.loads(str(z["meta"]))
@@ -131,8 +131,8 @@ def load_pack(path: Path, target: str) -> tuple[dict, dict]:
             brain = z[f"{key}__brain"]
             maps = {n: z[f"{key}__{n}"] for n in ("qmri", "truth", "baseline") if f"{key}__{n}" in z.files}
             label = maps[target]
-            case = CachedCase(key=key, image=z[f"{key}__image"].astype(np.float32) * meta["q_step"], label=label, brain=brain,
-                              locations=class_locations(label, brain, np.random.default_rng([0, 7])), affine=np.eye(4))
+            case = CachedCase(key=key, image=z[f"{key}__image"].astype(np.float32) * meta["q_step"], label=label,
+                              dawm=dawm_target(label, None), tissue=np.zeros_like(label), brain=brain, locations=class_locations(label, brain, np.random.default_rng([0, 7])), affine=np.eye(4))
             out[key] = {"case": case, **maps}
     return meta, out
 

@@ -2,7 +2,8 @@
 # Rebuilds the model bundled with dawm (src/dawm/model/weights/default) from simulated data only.
 #   bash benchmarks/bundled_model/make_bundled_model.sh WORK_DIR [JOBS]
 # About 1 h on 2 CPU cores (simulate 3 min, preprocess 25 min, label 5 min, train 25 min);
-# on a machine with CUDA, dawm train uses the GPU with the same settings.
+# on a machine with CUDA, dawm train uses the GPU with the same settings. dawm train's defaults make
+# DAWM soft targets (the labels' label-DAWM_probseg) and calibrate the DAWM threshold on validation.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="${1:?usage: make_bundled_model.sh WORK_DIR [JOBS]}"

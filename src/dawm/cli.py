@@ -2,6 +2,12 @@
 
 BIDS-App style: ``dawm <command> BIDS_DIR [options]``; derivatives go to
 ``BIDS_DIR/derivatives/dawm-<stage>/`` unless ``--output`` says otherwise.
+
+Exit codes, every command: 0 when every session succeeded, 1 when any failed (the summary names
+each failed session and its reason), 2 for usage errors (bad option values, missing or unusable
+input folders). The console shows progress bars, warnings, errors and the summary; the details go
+to ``OUTPUT/logs/dawm-<command>-<UTC time>.log`` (:func:`dawm.log.log_to_folder`), and to the
+console too with ``-v``.
 """
 
 from __future__ import annotations
@@ -11,14 +17,15 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from rich.table import Table
 
 import dawm
-from dawm.errors import DawmError
-from dawm.log import console, setup_logging
+from dawm.errors import DawmError, RunFailed
+from dawm.log import console, log_to_folder, setup_logging
+from dawm.parallel import BACKENDS, check_backend
 
 app = typer.Typer(
     name="dawm",
@@ -38,20 +45,38 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging (-v: debug)."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Show the details (INFO and DEBUG) on the console too; they always go to the log file in the output folder."),
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     setup_logging(verbose)
 
 
-def _fail(exc: Exception, code: int = 2) -> None:
+def _fail(exc: Exception) -> NoReturn:
+    """Print ``exc`` without a traceback and exit: 1 when the work itself failed (``RunFailed``),
+    2 for a usage error (any other ``DawmError``: bad option values, missing or unusable inputs)."""
     console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-    raise typer.Exit(code=code)
+    raise typer.Exit(code=1 if isinstance(exc, RunFailed) else 2)
 
 
-def _report_outcomes(title: str, columns: tuple[str, ...], outcomes, row_of, footer: str | None = None) -> None:
+def _backend(value: str) -> str:
+    """``--backend`` callback: an unknown value is a usage error (exit 2) before any work starts."""
+    try:
+        return check_backend(value)
+    except DawmError as exc:
+        raise typer.BadParameter(f"must be {' or '.join(BACKENDS)}, got {value!r}") from exc
+
+
+def _log_note(path: Path) -> None:
+    """Say where the run's log file is (when anything was logged)."""
+    if path.exists():
+        console.print(f"log: {path}", soft_wrap=True)
+
+
+def _report_outcomes(title: str, columns: tuple[str, ...], outcomes, row_of, footer: str | None = None,
+                     logfile: Path | None = None) -> None:
     """Print one table row per session (``row_of(result)`` gives the cells after name and status),
-    then the failures with their reasons; exit with code 1 when any session failed."""
+    the footer, where ``logfile`` is, then the failures with their reasons; exit with code 1 when
+    any session failed."""
     table = Table(title=title)
     for col in ("session", "status", *columns):
         table.add_column(col)
@@ -64,10 +89,75 @@ def _report_outcomes(title: str, columns: tuple[str, ...], outcomes, row_of, foo
     console.print(table)
     if footer:
         console.print(footer)
+    if logfile is not None:
+        _log_note(logfile)
     failed = [o for o in outcomes if not o.ok]
     for o in failed:
         console.print(f"[red]failed[/] {o.name}: {o.error}")
     if failed:
+        raise typer.Exit(code=1)
+
+
+@app.command(context_settings={"allow_extra_args": True})
+def run(
+    ctx: typer.Context,
+    bids_dir: Path = typer.Argument(..., help="BIDS dataset (raw; T1w and/or FLAIR per session are enough)."),
+    output_dir: Path = typer.Argument(..., help="Output folder: predictions, preprocessing, a QC page per session, cohort tables."),
+    analysis_level: str = typer.Argument(..., help="participant (preprocess, predict, QC pages) or group (cohort tables and page)."),
+    participant_label: Optional[list[str]] = typer.Option(None, "--participant-label", help="Subjects to process (with or without "
+                                                          "sub-; several after one flag, or the flag repeated)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder (default: the model bundled with dawm)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Sessions preprocessed in parallel."),
+    tta: bool = typer.Option(False, "--tta", help="Average the 8 mirrored predictions (slower, slightly better)."),
+) -> None:
+    """The BIDS-App call: participant (preprocess, predict, a QC page per session), then group (cohort tables and page).
+
+    `dawm run BIDS_DIR OUTPUT_DIR participant` preprocesses the sessions that need it, predicts lesions and DAWM and
+    writes OUTPUT_DIR/sub-X/ses-Y/sub-X_ses-Y_desc-qc_report.html per session; `dawm run BIDS_DIR OUTPUT_DIR group`
+    gathers every participant run into group_sessions.tsv, group_volumes.tsv, transitions.tsv and group_report.html.
+    """
+    from dawm.bidsapp import check_analysis_level, run_group, run_participant
+
+    start = time.perf_counter()
+    try:
+        check_analysis_level(analysis_level)
+        if ctx.args and not participant_label:
+            raise DawmError(f"unexpected argument(s): {' '.join(ctx.args)}")
+        labels = [*(participant_label or []), *ctx.args] or None  # --participant-label l04 l20
+        with log_to_folder(output_dir, f"run-{analysis_level}") as logfile:
+            if analysis_level == "participant":
+                outcomes = run_participant(bids_dir, output_dir, participant_label=labels, model_dir=model, jobs=jobs, tta=tta)
+            else:
+                result = run_group(bids_dir, output_dir, participant_label=labels)
+    except (DawmError, ValueError) as exc:
+        _fail(exc)
+    seconds = time.perf_counter() - start
+    if analysis_level == "participant":
+        def cells(volumes):
+            row = volumes[volumes.location == "all"].iloc[0]
+            return f"{row.lesion_ml:.1f}", f"{row.dawm_ml:.1f}"
+
+        _report_outcomes(f"dawm run participant: {len(outcomes)} session(s) in {seconds:.0f} s", ("lesion ml", "DAWM ml"), outcomes,
+                         cells, footer=f"outputs: {output_dir}; QC pages: sub-X/ses-Y/sub-X_ses-Y_desc-qc_report.html; "
+                                       f"next: dawm run {bids_dir} {output_dir} group", logfile=logfile)
+        return
+    table = Table(title=f"dawm run group: {len(result.sessions)} session(s) in {seconds:.0f} s")
+    for col in ("session", "status", "lesion ml", "DAWM ml", "warnings"):
+        table.add_column(col)
+    for r in result.sessions.itertuples():
+        name = r.participant_id + (f"_{r.session_id}" if r.session_id != "n/a" else "")
+        status = {"ok": "ok", "failed": "[red]failed[/]"}.get(r.status, r.status)
+        ml = [f"{v:.1f}" if isinstance(v, float) and v == v else "-" for v in (r.lesion_ml, r.dawm_ml)]
+        table.add_row(name, status, *ml, "-" if r.warnings is None or r.warnings != r.warnings else str(int(r.warnings)))
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}", soft_wrap=True)
+    for what, path in result.files.items():
+        console.print(f"{what}: {path}", soft_wrap=True)
+    _log_note(logfile)
+    for r in result.failed.itertuples():
+        console.print(f"[red]failed[/] {r.participant_id}{'_' + r.session_id if r.session_id != 'n/a' else ''}: {r.error}", soft_wrap=True)
+    if not result.failed.empty:
         raise typer.Exit(code=1)
 
 
@@ -84,27 +174,34 @@ def simulate(
     dawm_visibility: float = typer.Option(1.0, min=0.0, max=1.0, help="Share of DAWM's T1/T2/PD change rendered on T1w/FLAIR (1 = physics; lower values are an experimental departure for studies)."),
     small: bool = typer.Option(False, "--small", help="Tiny preset for tests: 2 patients, 1 control, 2 mm (other options override it)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Subjects simulated in parallel."),
-    backend: str = typer.Option("local", help="local (process pool) or dask (a LocalCluster, or --address)."),
+    backend: str = typer.Option("local", callback=_backend, help="local (process pool) or dask (a LocalCluster, or --address)."),
     address: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler (with --backend dask)."),
 ) -> None:
-    """Simulate a realistic MS cohort (T1w, FLAIR, MP2RAGE, MT) in BIDS, with truth in derivatives/dawm-truth."""
+    """Simulate a realistic MS cohort (T1w, FLAIR, MP2RAGE, MT) in BIDS, with truth in derivatives/dawm-truth
+    (and the log in derivatives/dawm-truth/logs, outside the raw dataset)."""
     from dawm.simulate.cohort import simulate_cohort
     from dawm.simulate.config import SimulationConfig
+    from dawm.simulate.subject import TRUTH
 
     given = dict(patients=patients, controls=controls, sessions=sessions, scanners=scanners, resolution_mm=resolution,
                  seed=seed, dawm_visibility=dawm_visibility)
     try:
-        if small:
-            overrides = {k: v for k, v in given.items()
-                         if ctx.get_parameter_source({"resolution_mm": "resolution"}.get(k, k)).name != "DEFAULT"}
-            config = SimulationConfig.small(**overrides)
-        else:
-            config = SimulationConfig(**given)
+        try:
+            if small:
+                overrides = {k: v for k, v in given.items()
+                             if ctx.get_parameter_source({"resolution_mm": "resolution"}.get(k, k)).name != "DEFAULT"}
+                config = SimulationConfig.small(**overrides)
+            else:
+                config = SimulationConfig(**given)
+        except ValueError as exc:
+            raise DawmError(f"invalid option: {exc}") from None
         start = time.perf_counter()
-        result = simulate_cohort(config, out, jobs=jobs, backend=backend, address=address)
+        with log_to_folder(out / TRUTH, "simulate") as logfile:
+            result = simulate_cohort(config, out, jobs=jobs, backend=backend, address=address)
     except DawmError as exc:
         _fail(exc)
     _print_cohort(result, time.perf_counter() - start)
+    _log_note(logfile)
     if result.failures:
         raise typer.Exit(code=1)
 
@@ -152,8 +249,9 @@ def demo(
         _fail(DawmError("--quick and --full exclude each other"))
     start = time.perf_counter()
     try:
-        result = run_demo(output, mode="quick" if quick else "full" if full else "default", jobs=jobs,
-                          progress=lambda msg: console.print(f"[bold]{msg}[/] ({time.perf_counter() - start:.0f} s)"))
+        with log_to_folder(output, "demo") as logfile:
+            result = run_demo(output, mode="quick" if quick else "full" if full else "default", jobs=jobs,
+                              progress=lambda msg: console.print(f"[bold]{msg}[/] ({time.perf_counter() - start:.0f} s)"))
     except DawmError as exc:
         _fail(exc)
     acc = result.preprocess_accuracy
@@ -174,6 +272,7 @@ def demo(
     console.print(table)
     for name, path in result.folders.items():
         console.print(f"{name}: {path}")
+    _log_note(logfile)
     for failure in result.failures:
         console.print(f"[red]failed[/] {failure}")
     console.print(f"total {time.perf_counter() - start:.0f} s")
@@ -188,26 +287,25 @@ def preprocess(
     participant_label: Optional[list[str]] = typer.Option(None, "--participant-label", help="Subjects to process (repeatable; with or without sub-)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="PreprocessConfig JSON (e.g. a saved preprocess_config.json)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Sessions processed in parallel."),
-    backend: str = typer.Option("local", help="local (process pool) or dask (a LocalCluster, or --address)."),
+    backend: str = typer.Option("local", callback=_backend, help="local (process pool) or dask (a LocalCluster, or --address)."),
     address: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler (with --backend dask)."),
     force: bool = typer.Option(False, "--force", help="Recompute sessions whose outputs are complete."),
 ) -> None:
     """Co-register, bias-correct, skull-strip, segment and register to MNI every session; IQMs and QC figures."""
     from dawm.preprocess.config import PreprocessConfig
-    from dawm.preprocess.pipeline import preprocess_dataset
+    from dawm.preprocess.pipeline import STAGE, preprocess_dataset
 
     start = time.perf_counter()
     try:
-        if backend not in ("local", "dask"):
-            raise DawmError(f"--backend must be local or dask, got {backend!r}")
         config = PreprocessConfig.load(config_file) if config_file else PreprocessConfig()
-        outcomes = preprocess_dataset(bids_dir, output=output, config=config, participant_label=participant_label,
-                                      jobs=jobs, backend=backend, address=address, force=force)  # type: ignore[arg-type]
+        with log_to_folder(output or bids_dir / "derivatives" / STAGE, "preprocess") as logfile:
+            outcomes = preprocess_dataset(bids_dir, output=output, config=config, participant_label=participant_label,
+                                          jobs=jobs, backend=backend, address=address, force=force)  # type: ignore[arg-type]
     except DawmError as exc:
         _fail(exc)
     _report_outcomes(f"dawm preprocess: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
                      ("reference", "missing", "seconds"), outcomes,
-                     lambda r: (r.reference, ", ".join(r.missing) or "-", f"{sum(r.timings_s.values()):.0f}"))
+                     lambda r: (r.reference, ", ".join(r.missing) or "-", f"{sum(r.timings_s.values()):.0f}"), logfile=logfile)
 
 
 @app.command()
@@ -225,7 +323,7 @@ def label(
 ) -> None:
     """Label DAWM, lesions and WM location classes from T1/MTR z-scores against a normative reference."""
     from dawm.label.config import LabelConfig
-    from dawm.label.pipeline import label_dataset
+    from dawm.label.pipeline import STAGE, label_dataset
 
     start = time.perf_counter()
     try:
@@ -235,13 +333,14 @@ def label(
             config = LabelConfig.model_validate({**config.model_dump(), **overrides})
         except ValueError as exc:
             raise DawmError(f"invalid option: {exc}") from None
-        outcomes = label_dataset(bids_dir, output=output, config=config, participant_label=participant_label,
-                                 preprocess_dir=preprocess_dir, jobs=jobs, force=force)
+        with log_to_folder(output or bids_dir / "derivatives" / STAGE, "label") as logfile:
+            outcomes = label_dataset(bids_dir, output=output, config=config, participant_label=participant_label,
+                                     preprocess_dir=preprocess_dir, jobs=jobs, force=force)
     except DawmError as exc:
         _fail(exc)
     _report_outcomes(f"dawm label ({config.rule}, {config.reference}): {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
                      ("reference", "DAWM ml", "lesion ml", "WM ml"), outcomes,
-                     lambda r: (r.reference, f"{r.dawm_ml:.2f}", f"{r.lesion_ml:.2f}", f"{r.wm_ml:.0f}"))
+                     lambda r: (r.reference, f"{r.dawm_ml:.2f}", f"{r.lesion_ml:.2f}", f"{r.wm_ml:.0f}"), logfile=logfile)
 
 
 def _parse_folds(folds: Optional[str]) -> tuple[Optional[int], Optional[list[int]]]:
@@ -308,8 +407,9 @@ def train(
             config = TrainConfig.model_validate(base)
         except ValueError as exc:
             raise DawmError(f"invalid training options: {exc}") from None
-        main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 shows progress and reports
-        with _progress_bar() if main_rank else contextlib.nullcontext() as bar:
+        main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 shows progress, logs and reports
+        with (log_to_folder(model_dir, "train") if main_rank else contextlib.nullcontext()) as logfile, \
+                _progress_bar() if main_rank else contextlib.nullcontext() as bar:
             task = bar.add_task("training", total=None) if bar is not None else None
 
             def progress(text: str, done: int, total: int) -> None:
@@ -327,7 +427,8 @@ def train(
     for k, r in sorted(info["folds"].items()):
         table.add_row(k, str(r["epochs"]), str(r["best_epoch"]), f"{r['best_val_dice']:.3f}", str(r["stopped_early"]))
     console.print(table)
-    console.print(f"model: {model_dir / 'model.json'}; log: {model_dir / 'log.csv'}")
+    console.print(f"model: {model_dir / 'model.json'}; training curves: {model_dir / 'log.csv'}")
+    _log_note(logfile)
 
 
 @app.command()
@@ -342,14 +443,19 @@ def predict(
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Sessions preprocessed in parallel (when preprocessing is needed)."),
     drop: Optional[list[str]] = typer.Option(None, "--drop", help="Input to ignore as if not acquired (T1w or FLAIR; repeatable): "
                                              "measures what a missing modality costs."),
+    qc: bool = typer.Option(True, "--qc/--no-qc", help="Write each session's QC page (sub-X/ses-Y/sub-X_ses-Y_desc-qc_report.html)."),
 ) -> None:
     """Segment lesions and DAWM with a trained model (default: the bundled one); preprocesses T1w/FLAIR first where needed."""
     from dawm.model.predict import predict_dataset
+    from dawm.qc.page import write_qc_pages
 
     start = time.perf_counter()
     try:
-        outcomes = predict_dataset(bids_dir, out_dir, model, participant_label=participant_label, jobs=jobs, tta=tta,
-                                   folds=_fold_indices(folds), drop=tuple(drop or ()))
+        with log_to_folder(out_dir, "predict") as logfile:
+            outcomes = predict_dataset(bids_dir, out_dir, model, participant_label=participant_label, jobs=jobs, tta=tta,
+                                       folds=_fold_indices(folds), drop=tuple(drop or ()))
+            if qc:
+                outcomes = write_qc_pages(out_dir, outcomes, jobs=jobs)
     except (DawmError, ValueError) as exc:
         _fail(exc)
     def cells(volumes):
@@ -358,7 +464,7 @@ def predict(
 
     _report_outcomes(f"dawm predict: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
                      ("lesion ml", "DAWM ml", "DAWM % WM"), outcomes, cells,
-                     footer=f"outputs: {out_dir}; volumes: {out_dir / 'volumes.tsv'}")
+                     footer=f"outputs: {out_dir}; volumes: {out_dir / 'volumes.tsv'}", logfile=logfile)
 
 
 @app.command("export-model")
@@ -368,7 +474,9 @@ def export_model(
     folds: Optional[str] = typer.Option(None, help="Folds to keep, e.g. 0 or 0,1 (default: every trained fold)."),
     half: bool = typer.Option(True, "--half/--no-half", help="Store the weights as float16 (half the size) or float32."),
 ) -> None:
-    """Write a slim, weights-only copy of a model folder (model.json + fold-K/best.pt, at most 50 MB), as bundled with dawm."""
+    """Write a slim, weights-only copy of a model folder (model.json + fold-K/best.pt, at most 50 MB), as bundled with dawm.
+
+    No log file: the copy holds only what a model folder needs (it may become the bundled model)."""
     from dawm.model.bundled import export_model as run_export
 
     try:
@@ -406,10 +514,11 @@ def evaluate(
 
     start = time.perf_counter()
     try:
-        result = evaluate_dataset(pred_dir, ref_dir, output, bids_dir=bids, preprocess_dir=preprocess_dir, truth_dir=truth,
-                                  compare=_parse_compare(compare), n_boot=bootstrap, progress=lambda text: log.info("evaluate: %s", text))
+        with log_to_folder(output, "evaluate") as logfile:
+            result = evaluate_dataset(pred_dir, ref_dir, output, bids_dir=bids, preprocess_dir=preprocess_dir, truth_dir=truth,
+                                      compare=_parse_compare(compare), n_boot=bootstrap, progress=lambda text: log.info("evaluate: %s", text))
     except DawmError as exc:
-        _fail(exc, code=1)
+        _fail(exc)
     n = result.numbers
     table = Table(title=f"dawm evaluate: {n['n_sessions']} session(s) in {time.perf_counter() - start:.0f} s")
     for col in ("class", "Dice (95 % CI)", "volume ICC(A,1)", "Spearman ρ", "Bland-Altman bias ml"):
@@ -421,6 +530,11 @@ def evaluate(
     console.print(f"lesion-wise F1 {n['lesion_f1_mean']:.3f}; sessions failed {n['n_failed']}, only in the prediction "
                   f"{n['n_only_prediction']}, only in the reference {n['n_only_reference']}")
     console.print(f"report: {result.report}\ntables: {result.output_dir}", soft_wrap=True)
+    _log_note(logfile)
+    for name, reason in result.failed.items():
+        console.print(f"[red]failed[/] {name}: {reason}", soft_wrap=True)
+    if result.failed:
+        raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":  # pragma: no cover

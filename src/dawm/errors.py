@@ -7,3 +7,8 @@ class DawmError(Exception):
 
 class InputError(DawmError, ValueError):
     """An input file or value is unusable; the message names the file and the problem."""
+
+
+class RunFailed(DawmError):
+    """The work was attempted and failed (e.g. no session could be scored): the CLI exits 1, as
+    when any session fails, not 2 (a usage error)."""

@@ -1,26 +1,77 @@
-"""Logging set-up shared by every command: rich console output plus an optional log file."""
+"""Logging set-up shared by every command: a quiet rich console plus a log file in the output folder.
+
+The console shows warnings and errors only (the commands print their progress bars and summary
+tables themselves); ``-v`` adds the INFO and DEBUG details there. Every command that writes an
+output folder also writes its details (INFO, DEBUG with ``-v``) to
+``OUTPUT/logs/dawm-<command>-<UTC time>.log`` (:func:`log_to_folder`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
 
+import dawm
+
 console = Console(stderr=True)
+
+#: The sub-folder of an output folder that holds the command logs.
+LOG_DIR = "logs"
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def setup_logging(verbose: int = 0, logfile: str | Path | None = None) -> None:
-    """Configure the ``dawm`` logger: INFO by default, DEBUG with ``verbose >= 1``."""
-    level = logging.DEBUG if verbose > 0 else logging.INFO
+    """Configure the ``dawm`` logger: the console shows WARNING and above (everything with
+    ``verbose >= 1``); records of level INFO (DEBUG with ``verbose >= 1``) reach the other handlers,
+    e.g. ``logfile`` or the file of :func:`log_to_folder`."""
     root = logging.getLogger("dawm")
-    root.setLevel(level)
+    root.setLevel(logging.DEBUG if verbose > 0 else logging.INFO)
     root.handlers.clear()
-    root.addHandler(RichHandler(console=console, show_path=False, rich_tracebacks=False, level=level))
+    root.addHandler(RichHandler(console=console, show_path=False, rich_tracebacks=False,
+                                level=logging.DEBUG if verbose > 0 else logging.WARNING))
     if logfile is not None:
-        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(logfile)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
+        root.addHandler(_FolderFileHandler(logfile))
     root.propagate = False
+
+
+class _FolderFileHandler(logging.FileHandler):
+    """A file handler that creates its folder and file at the first record (a command stopped by a
+    usage error leaves no folder behind); the file starts with the dawm version and command line."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(path, delay=True, encoding="utf-8")
+        self.setFormatter(logging.Formatter(FORMAT))
+
+    def _open(self):  # noqa: ANN202 - logging.FileHandler's hook
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        stream = super()._open()
+        if stream.tell() == 0:  # not again when a worker process opens the same file
+            stream.write(f"# dawm {dawm.__version__}: {' '.join(sys.argv)}\n")
+        return stream
+
+
+def log_file_path(folder: str | Path, command: str) -> Path:
+    """``folder/logs/dawm-<command>-<UTC time>.log``, the log file of one run of ``command``."""
+    return Path(folder) / LOG_DIR / f"dawm-{command}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.log"
+
+
+@contextlib.contextmanager
+def log_to_folder(folder: str | Path, command: str) -> Iterator[Path]:
+    """While the block runs, write the ``dawm`` logger's records to :func:`log_file_path` (created
+    at the first record); yields the file's path."""
+    path = log_file_path(folder, command)
+    handler = _FolderFileHandler(path)
+    root = logging.getLogger("dawm")
+    root.addHandler(handler)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        handler.close()

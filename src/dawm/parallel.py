@@ -10,6 +10,7 @@ when no address is given).
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -17,20 +18,30 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dawm.errors import DawmError
+from dawm.errors import DawmError, InputError
 from dawm.log import console
 
 log = logging.getLogger(__name__)
 Backend = Literal["local", "dask"]
+BACKENDS: tuple[Backend, ...] = ("local", "dask")
+
+
+def check_backend(backend: str) -> Backend:
+    """``backend`` if it is one of :data:`BACKENDS`, else ``InputError`` (the CLI refuses it as a usage error)."""
+    if backend not in BACKENDS:
+        raise InputError(f"--backend must be {' or '.join(BACKENDS)}, got {backend!r}")
+    return backend  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one item: ``result`` when it worked, ``error`` (one line) when it failed."""
+    """What happened to one item: ``result`` when it worked, ``error`` (one line) when it failed;
+    ``seconds``: how long the call took."""
 
     name: str
     result: Any = None
     error: str | None = None
+    seconds: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -38,14 +49,15 @@ class Outcome:
 
 
 def _call(fn: Callable[[Any], Any], item: Any, name: str) -> Outcome:
+    start = time.perf_counter()
     try:
-        return Outcome(name, result=fn(item))
+        return Outcome(name, result=fn(item), seconds=time.perf_counter() - start)
     except DawmError as exc:  # a user-facing problem: its message says it all
-        return Outcome(name, error=str(exc))
+        return Outcome(name, error=str(exc), seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - report, do not crash the cohort
         detail = traceback.format_exc(limit=-3)
         log.debug("%s failed:\n%s", name, detail)
-        return Outcome(name, error=f"{type(exc).__name__}: {exc}")
+        return Outcome(name, error=f"{type(exc).__name__}: {exc}", seconds=time.perf_counter() - start)
 
 
 def _progress() -> Progress:
@@ -68,8 +80,10 @@ def run_all(
     """Apply ``fn`` to each item; return outcomes in the order of ``items``.
 
     ``fn`` must be a picklable top-level function when ``jobs > 1`` or with Dask. Failures are
-    logged as they happen.
+    logged as they happen (errors; each success is one INFO line, for the log file).
+    ``InputError`` for a ``backend`` not in :data:`BACKENDS`.
     """
+    check_backend(backend)
     names = list(names) if names is not None else [str(i) for i in items]
     outcomes: dict[int, Outcome] = {}
     with _progress() as progress:
@@ -79,6 +93,8 @@ def run_all(
             outcomes[index] = outcome
             if not outcome.ok:
                 log.error("%s failed: %s", outcome.name, outcome.error)
+            else:
+                log.info("%s: %s done in %.1f s", outcome.name, description, outcome.seconds or 0.0)
             progress.advance(task)
 
         if backend == "dask":

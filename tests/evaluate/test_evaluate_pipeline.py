@@ -138,4 +138,4 @@ def test_cli_bad_inputs_fail_clearly(tmp_path) -> None:
     for pred, reference, named in cases:
         res = runner.invoke(app, ["evaluate", str(pred), str(reference), "--output", str(tmp_path / "out")])
         text = res.output.replace("\n", "")
-        assert res.exit_code == 1 and str(named) in text and "Traceback" not in text, res.output
+        assert res.exit_code == 2 and str(named) in text and "Traceback" not in text, res.output  # usage errors

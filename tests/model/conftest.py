@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tiny_model import TINY
 
 from dawm.model.simtruth import write_truth_labels
+from dawm.model.train import train
 from dawm.preprocess.config import PreprocessConfig
 from dawm.preprocess.pipeline import preprocess_dataset
 from dawm.simulate.cohort import simulate_cohort
@@ -30,3 +32,11 @@ def model_cohort(tmp_path_factory) -> Path:
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
     write_truth_labels(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def trained(model_cohort: Path, tmp_path_factory) -> Path:
+    """A tiny model (:data:`tiny_model.TINY`, fold 0) trained once on ``model_cohort``; read it, do not change it."""
+    model_dir = tmp_path_factory.mktemp("m") / "model"
+    train(model_cohort, model_dir, TINY, folds=[0], cache_dir=model_dir.parent / "cache")
+    return model_dir

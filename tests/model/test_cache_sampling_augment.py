@@ -45,7 +45,8 @@ def test_cache_round_trips_memory_mapped(cached) -> None:
     inside = np.asarray(c.image)[:, np.asarray(c.brain) > 0]
     np.testing.assert_allclose(inside.mean(1), 0, atol=1e-4)
     np.testing.assert_allclose(inside.std(1), 1, atol=1e-3)
-    assert fingerprint(cases, ["t1w", "flair"]) == fp != fingerprint(cases, ["flair"])
+    assert fingerprint(cases, ["t1w", "flair"], extra={"dawm_target": "soft"}) == fp != fingerprint(cases, ["flair"])
+    assert fingerprint(cases, ["t1w", "flair"], extra={"dawm_target": "hard"}) != fp
 
 
 def test_canonical_orientation_round_trip() -> None:
@@ -86,14 +87,19 @@ def test_augmentation_keeps_shapes_and_integer_labels() -> None:
     image = rng.normal(size=(2, 40, 40, 40)).astype(np.float32)
     label = (rng.random((40, 40, 40)) * 3).astype(np.uint8)
     tf = training_transforms((32, 32, 32))
+    soft = np.where(label == 2, rng.uniform(0.2, 1.0, label.shape), 0.0).astype(np.float16)
     for seed in range(6):
-        img, lab = augment_patch(tf, image, label, seed)
+        img, lab, dawm = augment_patch(tf, image, label, seed, dawm=soft)
         assert img.shape == (2, 32, 32, 32) and img.dtype == torch.float32
         assert lab.shape == (1, 32, 32, 32) and lab.dtype == torch.int64
         assert set(torch.unique(lab).tolist()) <= {0, 1, 2}
-    a, _ = augment_patch(tf, image, label, 5)
-    b, _ = augment_patch(tf, image, label, 5)
+        # the soft target follows the label through the same geometry (nearest neighbour)
+        assert dawm.shape == lab.shape and dawm.dtype == torch.float32
+        assert float(dawm[lab != 2].abs().max()) == 0.0 and float(dawm[lab == 2].min()) >= 0.2 - 1e-3
+    a, _, _ = augment_patch(tf, image, label, 5)
+    b, _, d = augment_patch(tf, image, label, 5)
     assert torch.equal(a, b)  # deterministic for a seed
+    assert set(torch.unique(d).tolist()) <= {0.0, 1.0}  # without a soft target: label == 2
 
 
 def test_thick_slices_and_modality_dropout() -> None:
@@ -108,3 +114,22 @@ def test_thick_slices_and_modality_dropout() -> None:
     dropped = [modality_dropout(x, 1.0, np.random.default_rng(s)) for s in range(10)]
     assert all(d.sum() == 64 for d in dropped)  # exactly one channel zeroed, never both
     assert modality_dropout(x[:1], 1.0, np.random.default_rng(0)).sum() == 64  # one channel: never dropped
+
+
+def test_tissue_contrast_scales_grey_matter_against_white_matter() -> None:
+    from dawm.model.augment import RandTissueContrastd
+
+    image = torch.full((2, 20, 20, 20), 1.0)
+    label = torch.zeros((3, 20, 20, 20))
+    label[2] = 3  # WM everywhere ...
+    label[2, :10] = 2  # ... but GM in the first half
+    image[:, :10] = 2.0  # GM brighter by 1 on both channels
+    label[0, 2:5, 2:5, 2:5] = 1  # a lesion inside the GM half stays as it is
+    t = RandTissueContrastd("image", "label", prob=1.0, factors=(0.5, 0.5), sigma=0.5)
+    t.set_random_state(seed=0)
+    out = t({"image": image, "label": label})["image"]
+    torch.testing.assert_close(out[:, 15:], image[:, 15:])  # WM unchanged
+    torch.testing.assert_close(out[:, 5:8, 10:, 10:], torch.full_like(out[:, 5:8, 10:, 10:], 1.5))  # GM - WM halved
+    torch.testing.assert_close(out[:, 3, 3, 3], image[:, 3, 3, 3], atol=0.05, rtol=0)  # the lesion is left alone
+    no_tissue = t({"image": image, "label": label[:2]})["image"]  # without the tissue channel: unchanged
+    torch.testing.assert_close(no_tissue, image)

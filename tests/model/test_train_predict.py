@@ -25,22 +25,13 @@ from dawm.image.io import load_volume
 from dawm.image.resample import resample_to_grid
 from dawm.model import bundled
 from dawm.model.bundled import export_model
-from dawm.model.config import TrainConfig
 from dawm.model.inference import load_model, predict_probabilities
 from dawm.model.predict import predict_dataset
 from dawm.model.train import train
+from tiny_model import TINY, add_empty_t1_session
 
 pytestmark = pytest.mark.slow
 
-TINY = TrainConfig(preset="tiny", patch_size=(16, 16, 16), inference_patch_size=(48, 48, 48), batch_size=2,
-                   iterations_per_epoch=2, max_epochs=2, folds=3, modality_dropout=0.3, sw_batch_size=4)
-
-
-@pytest.fixture(scope="module")
-def trained(model_cohort: Path, tmp_path_factory) -> Path:
-    model_dir = tmp_path_factory.mktemp("m") / "model"
-    train(model_cohort, model_dir, TINY, folds=[0], cache_dir=model_dir.parent / "cache")
-    return model_dir
 
 
 def _rows(path: Path, fold: int = 0) -> list[dict]:
@@ -240,13 +231,15 @@ def test_validation_dice_ignores_a_class_absent_from_the_validation_labels() -> 
     image[1, 10:12, 10:12, 10:12] = 1.0  # DAWM, absent from the labels
     label = np.zeros((16, 16, 16), np.uint8)
     label[4:8, 4:8, 4:8] = 1
-    case = CachedCase(key="v", image=image, label=label, brain=np.ones_like(label), locations={}, affine=np.eye(4))
+    case = CachedCase(key="v", image=image, label=label, dawm=(label == 2).astype(np.float32), tissue=np.full_like(label, 3), brain=np.ones_like(label), locations={}, affine=np.eye(4))
     scores = validate(Fixed(), [case], (16, 16, 16), torch.device("cpu"))
-    assert scores["val_dice_lesion"] == pytest.approx(1.0) and scores["val_dice_dawm"] == 0.0
+    assert scores["val_dice_lesion"] == pytest.approx(1.0) and np.isnan(scores["val_dice_dawm"])
     assert scores["val_dice"] == pytest.approx(1.0)  # was 0.5: the mean with the absent class
+    assert scores["dawm_threshold"] is None  # nothing to calibrate the DAWM threshold on
     label[10:12, 10:12, 10:12] = 2  # now the labels hold that DAWM: both classes count
     scores = validate(Fixed(), [case], (16, 16, 16), torch.device("cpu"))
     assert scores["val_dice"] == pytest.approx(1.0) and scores["val_dice_dawm"] == pytest.approx(1.0)
+    assert 0.05 <= scores["dawm_threshold"] <= 0.95
 
 
 class _Touch:
@@ -312,13 +305,7 @@ def test_predict_reports_sessions_that_fail_preprocessing(clinical: Path, traine
     other session is still predicted; with only the failing session, its reason is still shown."""
     bids = tmp_path / "bids"
     shutil.copytree(clinical, bids, ignore=shutil.ignore_patterns("sub-flip"))
-    src, bad = bids / "sub-ms001" / "ses-01" / "anat", bids / "sub-bad" / "ses-01" / "anat"
-    bad.mkdir(parents=True)
-    for role in ("T1w", "FLAIR"):
-        shutil.copy(src / f"sub-ms001_ses-01_{role}.json", bad / f"sub-bad_ses-01_{role}.json")
-    shutil.copy(src / "sub-ms001_ses-01_FLAIR.nii.gz", bad / "sub-bad_ses-01_FLAIR.nii.gz")
-    t1 = nib.load(src / "sub-ms001_ses-01_T1w.nii.gz")
-    nib.save(nib.Nifti1Image(np.zeros(t1.shape, np.float32), t1.affine), bad / "sub-bad_ses-01_T1w.nii.gz")
+    add_empty_t1_session(bids / "sub-ms001" / "ses-01" / "anat", bids)
 
     out = tmp_path / "pred"
     res = CliRunner().invoke(app, ["predict", str(bids), str(out), "--model", str(trained)])

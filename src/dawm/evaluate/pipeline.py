@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from dawm.bids.derivatives import write_json
-from dawm.errors import DawmError, InputError
+from dawm.errors import DawmError, InputError, RunFailed
 from dawm.evaluate import sections
 from dawm.evaluate.inputs import resolve_inputs, session_metadata
 from dawm.evaluate.metrics import agreement_table
@@ -34,13 +34,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvaluationSummary:
-    """What :func:`evaluate_dataset` wrote (``files``: name -> path) and its key ``numbers``."""
+    """What :func:`evaluate_dataset` wrote (``files``: name -> path), its key ``numbers`` and the
+    sessions that could not be scored (``failed``: session -> reason)."""
 
     output_dir: Path
     report: Path
     files: dict[str, Path]
     numbers: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def _volumes(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -66,7 +68,8 @@ def evaluate_dataset(pred_dir: str | Path, ref_dir: str | Path, output_dir: str 
     and ``provenance.json`` into ``output_dir`` (see the module docstring). ``bids_dir``,
     ``preprocess_dir`` and ``truth_dir`` default to the folders the prediction derives from
     (:func:`dawm.evaluate.inputs.resolve_inputs`); sections that need a missing one are skipped with
-    a note. ``compare``: name -> other prediction folder. ``InputError`` for unusable inputs."""
+    a note. ``compare``: name -> other prediction folder. ``InputError`` for unusable inputs,
+    ``RunFailed`` when no session could be scored."""
     step = progress or (lambda text: None)
     inputs = resolve_inputs(pred_dir, ref_dir, bids_dir=bids_dir, preprocess_dir=preprocess_dir, truth_dir=truth_dir)
     for name, folder in (compare or {}).items():
@@ -84,7 +87,8 @@ def evaluate_dataset(pred_dir: str | Path, ref_dir: str | Path, output_dir: str 
     step("scoring sessions")
     metrics, locations, failed = sections.score_all(run, inputs.pairs, locations=True, what="sessions")
     if metrics.empty:
-        raise DawmError(f"{inputs.pred_dir}: no session could be scored ({len(failed)} failed, see the log)")
+        raise RunFailed(f"{inputs.pred_dir}: no session could be scored ({len(failed)} failed: "
+                        + "; ".join(f"{k}: {e}" for k, e in failed.items()) + ")")
     run.tsv("metrics.tsv", with_meta(metrics, meta))
     volumes = run.tsv("volumes.tsv", _volumes(metrics))
     agreement = run.tsv("agreement.tsv", pd.DataFrame([{"class": cls, **agreement_table(
@@ -105,4 +109,4 @@ def evaluate_dataset(pred_dir: str | Path, ref_dir: str | Path, output_dir: str 
     run.files["summary.json"] = write_json(out / "summary.json", {k: _json_number(v) for k, v in run.numbers.items()})
     report = run.rep.write(out / "report.html")
     run.files["report.html"] = report
-    return EvaluationSummary(out, report, run.files, run.numbers, run.notes)
+    return EvaluationSummary(out, report, run.files, run.numbers, run.notes, failed)

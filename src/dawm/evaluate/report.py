@@ -9,7 +9,7 @@ import html
 import io
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -118,15 +118,22 @@ class HtmlReport:
             elif lines:
                 self._parts.append(f"<p>{_inline(' '.join(lines))}</p>")
 
-    def add_table(self, df: pd.DataFrame, caption: str = "", float_format: str = "{:.3g}") -> None:
-        """Add ``df`` as a table (index shown unless it is a default RangeIndex)."""
+    def add_table(self, df: pd.DataFrame, caption: str = "", float_format: str = "{:.3g}",
+                  links: Mapping[str, Sequence[str | None]] | None = None) -> None:
+        """Add ``df`` as a table (index shown unless it is a default RangeIndex). ``links``: column
+        -> one link target per row (a relative URL; a cell whose target is None, empty or ``n/a``
+        stays plain text)."""
         show_index = not (isinstance(df.index, pd.RangeIndex) and df.index.name is None)
         head = ([html.escape(str(df.index.name or ""))] if show_index else []) + [html.escape(str(c)) for c in df.columns]
+        targets = {df.columns.get_loc(c): list(t) for c, t in (links or {}).items() if c in df}
         rows = []
-        for idx, row in zip(df.index, df.itertuples(index=False, name=None)):
+        for r, (idx, row) in enumerate(zip(df.index, df.itertuples(index=False, name=None))):
             cells = [f"<th>{html.escape(str(idx))}</th>"] if show_index else []
-            for v in row:
+            for c, v in enumerate(row):
                 text, num = _fmt(v, float_format)
+                href = targets[c][r] if c in targets else None
+                if isinstance(href, str) and href and href != "n/a":
+                    text = f'<a href="{html.escape(href)}">{text}</a>'
                 cells.append(f'<td class="num">{text}</td>' if num else f"<td>{text}</td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
         if not rows:

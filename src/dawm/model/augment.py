@@ -1,4 +1,5 @@
-"""Augmentations (MONAI dictionary transforms on ``{"image": (C, X, Y, Z), "label": (1, X, Y, Z)}``)
+"""Augmentations (MONAI dictionary transforms on ``{"image": (C, X, Y, Z), "label": (3, X, Y, Z)}``,
+the label's channels: the target dseg, the soft DAWM target and the preprocess tissue dseg)
 chosen for the biases dawm must survive: orientation and positioning (flips, small affine), scanner
 intensity differences (scale, shift, gamma), coil inhomogeneity (bias field), noise and blur, and 2D
 clinical FLAIR (simulated thick slices: one channel averaged over 2-5 voxels along one random axis,
@@ -10,7 +11,10 @@ are not those of every hospital): each channel's intensities go through a random
 transfer curve (:class:`RandMonotoneCurved`: tissue contrasts change, their order - and so a
 lesion's hyperintensity on FLAIR - stays), the contrast of lesions and DAWM to the surrounding
 tissue is scaled by a random factor per class and channel (:class:`RandLabelContrastd`: on real
-FLAIR a lesion stood about 1.4 brain SDs above white matter, on the simulator's 2.0-2.6), every channel can get its own thick slices (2D
+FLAIR a lesion stood about 1.4 brain SDs above white matter, on the simulator's 2.0-2.6), so is the
+contrast of grey matter and CSF to white matter (:class:`RandTissueContrastd`, with the preprocess
+tissue classes: deep and cortical grey matter of a real FLAIR need not stand where the simulator's
+do, and must not be taken for lesions when they do not), every channel can get its own thick slices (2D
 acquisitions of both T1w and FLAIR), and the scale range reaches real brain sizes (simulated heads
 are MNI-sized, 1.8-2.3 L; real adult brains 1.1-1.6 L, a linear factor down to about 0.8).
 """
@@ -143,6 +147,45 @@ class RandLabelContrastd(Randomizable, MapTransform):
         return d
 
 
+class RandTissueContrastd(Randomizable, MapTransform):
+    """With probability ``prob`` per channel, scale the contrast of CSF and grey matter to white
+    matter by a random factor in ``factors`` each: ``x + (a - 1) * w * (x - m)``, with ``m`` the
+    channel's median over the patch's normal WM and ``w`` the tissue's normal voxels (label 0)
+    smoothed by a Gaussian of ``sigma`` voxels. Tissues come from channel ``tissue_channel`` of
+    ``label_key`` (1 CSF, 2 GM, 3 WM); lesions and DAWM are left to :class:`RandLabelContrastd`.
+    SynthSeg's random intensity per label, kept within a factor so that tissue order survives."""
+
+    def __init__(self, image_key: str, label_key: str, prob: float = 0.5, factors: tuple[float, float] = (0.6, 1.6),
+                 sigma: float = 1.0, tissue_channel: int = 2) -> None:
+        MapTransform.__init__(self, (image_key,))
+        self.image_key, self.label_key, self.prob, self.factors = image_key, label_key, prob, factors
+        self.sigma, self.tissue_channel = sigma, tissue_channel
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        label = torch.as_tensor(d[self.label_key])
+        if label.shape[0] <= self.tissue_channel:
+            return d
+        img = torch.as_tensor(d[self.image_key]).clone()
+        tissue, normal = torch.round(label[self.tissue_channel]), label[0] == 0
+        wm = (tissue == 3) & normal & (img != 0).all(dim=0)
+        if not wm.any():
+            return d
+        weights = {t: torch.from_numpy(ndimage.gaussian_filter(((tissue == t) & normal).numpy().astype(np.float32), self.sigma)).to(img.dtype)
+                   for t in (1, 2) if ((tissue == t) & normal).any()}
+        for c in range(img.shape[0]):
+            if self.R.rand() >= self.prob or not (img[c] != 0).any():
+                continue
+            m = img[c][wm].median()
+            x = img[c]
+            for w in weights.values():
+                a = float(self.R.uniform(*self.factors))
+                x = torch.where(img[c] != 0, x + (a - 1.0) * w * (img[c] - m), x)
+            img[c] = x
+        d[self.image_key] = img
+        return d
+
+
 def training_transforms(patch_size: Sequence[int], *, enabled: bool = True, domain_randomization: bool = True) -> Compose:
     """The training pipeline: augmentations (when ``enabled``) then a centre crop to ``patch_size``.
 
@@ -155,7 +198,8 @@ def training_transforms(patch_size: Sequence[int], *, enabled: bool = True, doma
         return Compose([crop])
     both = ("image", "label")
     geometry = dict(prob=0.5, scale_range=(0.3, 0.3, 0.3)) if domain_randomization else dict(prob=0.3, scale_range=(0.1, 0.1, 0.1))
-    randomised = [RandLabelContrastd("image", "label", prob=0.5), RandMonotoneCurved(("image",), prob=0.5),
+    randomised = [RandLabelContrastd("image", "label", prob=0.5), RandTissueContrastd("image", "label", prob=0.5),
+                  RandMonotoneCurved(("image",), prob=0.5),
                   RandThickSliced(("image",), prob=0.3), RandThickSliced(("image",), prob=0.3)] if domain_randomization \
         else [RandThickSliced(("image",), prob=0.2)]
     return Compose([
@@ -185,12 +229,20 @@ def modality_dropout(image: np.ndarray, p: float, rng: np.random.Generator) -> n
     return out
 
 
-def augment_patch(transform: Compose, image: np.ndarray, label: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_patch(transform: Compose, image: np.ndarray, label: np.ndarray, seed: int,
+                  dawm: np.ndarray | None = None, tissue: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Apply ``transform`` with its random state set from ``seed`` (deterministic). ``image`` (C, *R)
-    float32, ``label`` (*R) uint8 -> tensors (C, *P) float32 and (1, *P) int64."""
+    float32, ``label`` (*R) uint8, ``dawm`` (*R) the DAWM target 0-1 (default ``label == 2``),
+    ``tissue`` (*R) the tissue dseg (default none: 0) -> tensors (C, *P) float32, (1, *P) int64 and
+    (1, *P) float32 (the DAWM target). The DAWM target and the tissues ride along as label channels,
+    so they get the label's flips, rotations and nearest-neighbour resampling."""
     transform.set_random_state(seed=int(seed) % (2**32))
+    soft = (np.asarray(label) == 2) if dawm is None else np.asarray(dawm)
+    tis = np.zeros(np.shape(label), np.float32) if tissue is None else np.asarray(tissue)
+    stacked = np.stack([np.asarray(label, np.float32), soft.astype(np.float32), tis.astype(np.float32)])
     out = transform({"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-                     "label": torch.from_numpy(np.ascontiguousarray(label[None], dtype=np.float32))})
+                     "label": torch.from_numpy(np.ascontiguousarray(stacked))})
     img = torch.as_tensor(out["image"]).float()
-    lab = torch.round(torch.as_tensor(out["label"]).float()).long()
-    return img.as_subclass(torch.Tensor), lab.as_subclass(torch.Tensor)
+    lab = torch.as_tensor(out["label"]).float()
+    return (img.as_subclass(torch.Tensor), torch.round(lab[:1]).long().as_subclass(torch.Tensor),
+            lab[1:2].clamp(0.0, 1.0).as_subclass(torch.Tensor))

@@ -7,11 +7,16 @@ Layout: ``<cache_dir>/<fingerprint>/<case key>/``
   each z-scored inside the brain mask (mean 0, SD 1 over brain voxels) and 0 outside it
   (:func:`normalise`; inference applies the same function);
 * ``label.npy`` (X, Y, Z) uint8: 0 normal, 1 lesion, 2 DAWM (0 outside the brain);
+* ``dawm.npy`` (X, Y, Z) float16: the DAWM target, 0-1 (:func:`dawm_target`: the labels'
+  ``label-DAWM_probseg`` with ``dawm_target="soft"`` where the session has one, else label == 2;
+  0 on lesions and outside the brain);
+* ``tissue.npy`` (X, Y, Z) uint8: the preprocess tissue dseg (1 CSF, 2 GM, 3 WM; 0 outside the
+  brain), for the per-tissue contrast randomisation of :mod:`dawm.model.augment`;
 * ``brain.npy`` (X, Y, Z) uint8; ``locations.npz``: up to ``max_locations`` voxel indices (N, 3)
   per class (``lesion``, ``DAWM``, ``brain``) for the class-aware sampler; ``meta.json``.
 
-The fingerprint hashes the input file names, sizes and modification times, the preprocess config
-and the channel list: changing any of them makes a new cache folder.
+The fingerprint hashes the input file names, sizes and modification times, the preprocess config,
+the channel list and the DAWM target mode: changing any of them makes a new cache folder.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from dawm.bids.derivatives import write_json
+from dawm.errors import InputError
 from dawm.image.io import load_volume
 from dawm.model import MODALITIES
 from dawm.model.data import Case
 from dawm.model.orientation import to_canonical
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 NORMALISATION = {"method": "zscore-in-brain", "outside_brain": 0.0, "orientation": "closest-RAS",
                  "missing_channel": "zeros (the modality-dropout input)"}
 
@@ -48,13 +54,22 @@ def normalise(channels: list[np.ndarray | None], brain: np.ndarray) -> np.ndarra
     return out
 
 
+def dawm_target(label: np.ndarray, prob: np.ndarray | None) -> np.ndarray:
+    """The DAWM training target (X, Y, Z) float32 in 0-1 from the target dseg ``label`` (0/1/2) and,
+    when given, a DAWM probability map ``prob`` (same shape): ``prob`` clipped to 0-1, else
+    ``label == 2``; 0 on lesions (label 1), which stay a hard class."""
+    soft = (np.asarray(label) == 2).astype(np.float32) if prob is None else np.clip(np.nan_to_num(np.asarray(prob, np.float32)), 0.0, 1.0)
+    soft[np.asarray(label) == 1] = 0.0
+    return soft
+
+
 def fingerprint(cases: list[Case], channels: list[str], *, extra: dict | None = None) -> str:
     """16-hex hash of the inputs (names, sizes, mtimes of images, masks and targets), the
-    preprocess config(s) found beside them, the channels and the cache version."""
+    preprocess config(s) found beside them, the channels, ``extra`` settings and the cache version."""
     items: list = [CACHE_VERSION, list(channels), extra or {}]
     configs = set()
     for c in sorted(cases, key=lambda c: c.key):
-        for p in [*(c.images[MODALITIES[m]] for m in channels if MODALITIES[m] in c.images), c.brain, c.label]:
+        for p in [*(c.images[MODALITIES[m]] for m in channels if MODALITIES[m] in c.images), c.brain, c.label, c.dawm_prob]:
             if p is None:
                 continue
             st = Path(p).stat()
@@ -73,6 +88,8 @@ class CachedCase:
     key: str
     image: np.ndarray
     label: np.ndarray
+    dawm: np.ndarray
+    tissue: np.ndarray
     brain: np.ndarray
     locations: dict[str, np.ndarray]
     affine: np.ndarray
@@ -94,8 +111,9 @@ def class_locations(label: np.ndarray, brain: np.ndarray, rng: np.random.Generat
     return out
 
 
-def build_case(case: Case, channels: list[str], folder: Path, *, max_locations: int = 20000, seed: int = 0) -> Path:
-    """Write one case's cache folder (skipped when its ``meta.json`` exists). Returns the folder."""
+def build_case(case: Case, channels: list[str], folder: Path, *, max_locations: int = 20000, seed: int = 0, soft: bool = True) -> Path:
+    """Write one case's cache folder (skipped when its ``meta.json`` exists). Returns the folder.
+    ``soft``: the DAWM target from the case's ``dawm_prob`` map when it has one (:func:`dawm_target`)."""
     folder = Path(folder)
     if (folder / "meta.json").exists():
         return folder
@@ -108,16 +126,26 @@ def build_case(case: Case, channels: list[str], folder: Path, *, max_locations: 
     if case.label is not None:
         lab = load_volume(case.label, allow_empty=True)
         if lab.shape != brain.shape or not np.allclose(lab.affine, brain_vol.affine, atol=1e-3):
-            from dawm.errors import InputError
-
             raise InputError(f"{case.label}: not on the session grid of {case.brain}")
         label = np.rint(lab.data).astype(np.uint8)
         label[~brain] = 0
+    prob = None
+    if soft and case.dawm_prob is not None and case.label is not None:
+        prob = load_volume(case.dawm_prob, allow_empty=True).data
+        if prob.shape != brain.shape:
+            raise InputError(f"{case.dawm_prob}: not on the session grid of {case.brain}")
+    target = dawm_target(label, prob)
+    target[~brain] = 0.0
+    tissue = np.rint(load_volume(case.dseg, allow_empty=True).data).astype(np.uint8) * brain
     image, affine = to_canonical(image, brain_vol.affine)
     label, _ = to_canonical(label, brain_vol.affine)
+    target, _ = to_canonical(target, brain_vol.affine)
+    tissue, _ = to_canonical(tissue, brain_vol.affine)
     brain_c, _ = to_canonical(brain.astype(np.uint8), brain_vol.affine)
     np.save(folder / "image.npy", image)
     np.save(folder / "label.npy", label)
+    np.save(folder / "dawm.npy", target.astype(np.float16))
+    np.save(folder / "tissue.npy", tissue.astype(np.uint8))
     np.save(folder / "brain.npy", brain_c)
     locs = class_locations(label, brain_c, np.random.default_rng([seed, 7]), max_locations)
     np.savez(folder / "locations.npz", **locs)
@@ -136,20 +164,24 @@ def open_case(folder: str | Path) -> CachedCase:
         key=meta["key"],
         image=np.load(folder / "image.npy", mmap_mode="r"),
         label=np.load(folder / "label.npy", mmap_mode="r"),
+        dawm=np.load(folder / "dawm.npy", mmap_mode="r"),
+        tissue=np.load(folder / "tissue.npy", mmap_mode="r"),
         brain=np.load(folder / "brain.npy", mmap_mode="r"),
         locations=locs, affine=np.asarray(meta["affine"]),
     )  # fmt: skip
 
 
-def build_cache(cases: list[Case], channels: list[str], cache_dir: str | Path, *, seed: int = 0, progress=None) -> tuple[str, dict[str, CachedCase]]:
+def build_cache(cases: list[Case], channels: list[str], cache_dir: str | Path, *, seed: int = 0, soft: bool = True,
+                progress=None) -> tuple[str, dict[str, CachedCase]]:
     """Cache every case under ``cache_dir/<fingerprint>``; returns ``(fingerprint, key -> CachedCase)``.
 
+    ``soft``: DAWM targets from the labels' probability maps (:func:`dawm_target`).
     ``progress``: optional callable called once per case (e.g. a rich progress advance)."""
-    fp = fingerprint(cases, channels)
+    fp = fingerprint(cases, channels, extra={"dawm_target": "soft" if soft else "hard"})
     root = Path(cache_dir) / fp
     out = {}
     for case in cases:
-        out[case.key] = open_case(build_case(case, channels, root / case.key, seed=seed))
+        out[case.key] = open_case(build_case(case, channels, root / case.key, seed=seed, soft=soft))
         if progress is not None:
             progress()
     return fp, out

@@ -62,6 +62,10 @@ class TrainConfig(StageConfig):
     compile: bool = Field(False, description="torch.compile the network (CUDA only)")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
     labels: str = Field("dawm-label", description="derivatives/<name> holding the training targets (*_space-session_desc-dawm_dseg)")
+    dawm_target: Literal["soft", "hard"] = Field(
+        "soft", description="soft: the DAWM target of a voxel is the labels' label-DAWM_probseg (0-1) where the labels "
+        "hold one (lesions stay a hard class; a session without a probseg falls back to its dseg), so uncertain borders of "
+        "a diffuse class do not teach 'background'; hard: the one-hot dseg")
     preprocess: str = Field("dawm-preprocess", description="derivatives/<name> of dawm preprocess")
     sw_batch_size: int = Field(2, ge=1, description="sliding-window batch at validation and prediction")
     inference_patch_size: tuple[int, int, int] | None = Field(None, description="sliding-window size at validation and prediction (default: patch_size)")

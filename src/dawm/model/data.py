@@ -1,7 +1,8 @@
 """Training cases (preprocessed images + targets) and subject-level splits.
 
 A :class:`Case` is one session: its preprocessed T1w/FLAIR on the session grid, brain mask, tissue
-dseg and, for training, the target dseg (0 normal, 1 lesion, 2 DAWM) of the labels derivative.
+dseg and, for training, the target dseg (0 normal, 1 lesion, 2 DAWM) of the labels derivative and
+its ``label-DAWM_probseg`` (the soft DAWM target) when the labels hold one.
 Splits are made over *subjects* (every session of a subject lands in the same split) and stratified
 by DAWM in the labels (when known, so that test and validation sets hold subjects with DAWM where
 the cohort allows), scanner and clinical group; ``kfold`` deals subjects into ``folds`` folds,
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Case(SessionKey):
     """One session. ``images``: suffix (``T1w``/``FLAIR``) -> preprocessed image; ``label``: target
-    dseg or None (prediction); ``group``/``scanner`` from participants.tsv / sessions.tsv / sidecars."""
+    dseg or None (prediction); ``dawm_prob``: the labels' DAWM probability map (0-1) or None;
+    ``group``/``scanner`` from participants.tsv / sessions.tsv / sidecars."""
 
     subject: str
     session: str | None
@@ -41,6 +43,7 @@ class Case(SessionKey):
     dseg: Path
     preproc_log: Path
     label: Path | None = None
+    dawm_prob: Path | None = None
     group: str = "n/a"
     scanner: str = "unknown"
     extra: dict = field(default_factory=dict)
@@ -106,12 +109,14 @@ def discover_cases(
         d = log_file.parent
         images = {s: d / base.with_(space="session", desc="preproc", suffix=s).filename for s in ("T1w", "FLAIR")}
         images = {s: p for s, p in images.items() if p.exists()}
-        label = None
+        label = dawm_prob = None
         if label_root is not None:
             label = label_root / base.with_(space="session", desc="dawm", suffix="dseg").relpath
             if not label.exists():
                 log.info("%s: no target in %s, skipped", base.filename, label_root)
                 continue
+            dawm_prob = label_root / base.with_(space="session", label="DAWM", suffix="probseg").relpath
+            dawm_prob = dawm_prob if dawm_prob.exists() else None
         key = f"sub-{subject}"
         group = scanner = None
         if part is not None and key in part.index:
@@ -128,7 +133,7 @@ def discover_cases(
             subject=subject, session=session, images=images,
             brain=d / base.with_(space="session", desc="brain", suffix="mask").filename,
             dseg=d / base.with_(space="session", suffix="dseg").filename,
-            preproc_log=log_file, label=label,
+            preproc_log=log_file, label=label, dawm_prob=dawm_prob,
             group=group if isinstance(group, str) else "n/a", scanner=scanner if isinstance(scanner, str) else "unknown",
         ))  # fmt: skip
     return cases

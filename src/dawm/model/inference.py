@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 class LoadedModel:
     """A model folder ready for inference: ``info`` (model.json), one network per fold in ``nets``,
     input ``suffixes`` in channel order (``T1w``, ``FLAIR``), ``patch_size``, the sliding-window
-    ``roi_size`` and ``dropout`` (the
-    modality-dropout probability it was trained with)."""
+    ``roi_size``, ``dropout`` (the modality-dropout probability it was trained with) and
+    ``dawm_threshold`` (the DAWM probability threshold calibrated on validation data, None for a
+    model folder that has none: argmax, see :mod:`dawm.model.decision`)."""
 
     info: dict
     nets: list[torch.nn.Module]
@@ -49,6 +50,7 @@ class LoadedModel:
     roi_size: tuple[int, int, int]
     dropout: float
     device: torch.device
+    dawm_threshold: float | None = None
 
     def missing_inputs(self, available: set[str] | list[str]) -> list[str]:
         """The model's inputs absent from ``available``; ``InputError`` when the model cannot run
@@ -106,7 +108,7 @@ def load_model(model_dir: str | Path, *, folds: list[int] | None = None, device:
         nets.append(net.to(dev).eval())
     return LoadedModel(info=info, nets=nets, folds=folds, suffixes=list(info["input_suffixes"]), patch_size=tuple(info["patch_size"]),
                        roi_size=tuple(info.get("inference_roi", info["patch_size"])),
-                       dropout=float(info.get("modality_dropout", 0.0)), device=dev)
+                       dropout=float(info.get("modality_dropout", 0.0)), device=dev, dawm_threshold=info.get("dawm_threshold"))
 
 
 @torch.no_grad()

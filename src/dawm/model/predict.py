@@ -5,12 +5,14 @@ Sessions need the preprocess derivative; when a session has none (in ``bids_dir/
 settings the model was trained with, into ``out_dir/derivatives/dawm-preprocess`` (the raw dataset
 is left untouched). Per session, in ``out_dir/sub-X/ses-Y/anat/``:
 
-* ``_space-session_desc-dawm_dseg.nii.gz`` (0 normal, 1 lesion, 2 DAWM) and
-  ``_space-session_label-{lesion,DAWM}_probseg.nii.gz`` (mean softmax over folds);
+* ``_space-session_desc-dawm_dseg.nii.gz`` (0 normal, 1 lesion, 2 DAWM: lesion where it wins the
+  argmax, DAWM where P(DAWM) reaches the model's calibrated ``dawm_threshold``,
+  :mod:`dawm.model.decision`) and ``_space-session_label-{lesion,DAWM}_probseg.nii.gz`` (mean
+  softmax over folds);
 * ``_space-<T1w|FLAIR>_desc-dawm_dseg.nii.gz``: the dseg on the raw reference image's own grid
-  (argmax of the linearly resampled probabilities);
-* ``_desc-dawm_volumes.tsv``: lesion and DAWM ml and % of WM per location class
-  (:mod:`dawm.model.volumes`);
+  (the same decision on the linearly resampled probabilities);
+* ``_desc-dawm_volumes.tsv``: lesion and DAWM ml (thresholded and expected: the sum of the
+  probabilities) and % of WM per location class (:mod:`dawm.model.volumes`);
 * ``volumes_common_fov.tsv`` (top level): for subjects with several sessions, brain, lesion and
   DAWM ml inside the field of view that all their sessions share (:mod:`dawm.model.common_fov`),
   so that a session whose slices cover less of the head does not look like atrophy or remission;
@@ -42,6 +44,7 @@ from dawm.model import LABELS
 from dawm.model.bundled import bundled_model_dir
 from dawm.model.common_fov import common_fov_volumes
 from dawm.model.data import Case, discover_cases
+from dawm.model.decision import labels_from_probabilities
 from dawm.model.inference import LoadedModel, load_model, predict_probabilities
 from dawm.model.volumes import mni_coordinates, volume_table
 from dawm.parallel import Outcome, run_all
@@ -108,7 +111,7 @@ def predict_session(case: Case, model: LoadedModel, out_dir: Path, *, tta: bool 
     brain, affine = brain_vol.data > 0.5, brain_vol.affine
     images = {s: load_volume(p).data for s, p in case.images.items() if s in model.suffixes and s not in drop}
     probs = predict_probabilities(model, images, brain, affine, tta=tta)
-    pred = probs.argmax(0).astype(np.uint8)
+    pred = labels_from_probabilities(probs, model.dawm_threshold)
     base = case.base()
     odir = out_dir / base.subject_dir()
 
@@ -118,7 +121,9 @@ def predict_session(case: Case, model: LoadedModel, out_dir: Path, *, tta: bool 
     info = json.loads(case.preproc_log.read_text())
     sidecar = {"Description": "dawm model prediction: 0 normal, 1 lesion, 2 DAWM", "Model": str(model.info.get("name")),
                "ModelFolds": model.folds, "TTA": tta, "Inputs": model.suffixes,
-               "MissingInputs": [s for s in model.suffixes if s not in images], "Sources": [str(p) for p in case.images.values()]}
+               "MissingInputs": [s for s in model.suffixes if s not in images], "Sources": [str(p) for p in case.images.values()],
+               "DAWMThreshold": model.dawm_threshold,
+               "Decision": "lesion: argmax; DAWM: not lesion and P(DAWM) >= DAWMThreshold" if model.dawm_threshold is not None else "argmax"}
     save_volume(pred, affine, name(space="session", desc="dawm", suffix="dseg"), dtype=np.uint8)
     write_json(name(space="session", desc="dawm", suffix="dseg", extension=".json"), sidecar)
     for k, label in ((1, "lesion"), (2, "DAWM")):
@@ -129,7 +134,7 @@ def predict_session(case: Case, model: LoadedModel, out_dir: Path, *, tta: bool 
         raw = load_volume(raw_ref)  # the session grid lives in the reference's world: identity transform
         # argmax of the linearly resampled probabilities: smoother borders than the nearest-neighbour
         # copy of the session-grid labels when the raw grid is finer (thin in-plane voxels, 1 mm)
-        native = np.argmax(np.stack([resample_to_grid(p, affine, raw.shape, raw.affine) for p in probs]), axis=0).astype(np.uint8)
+        native = labels_from_probabilities(np.stack([resample_to_grid(p, affine, raw.shape, raw.affine) for p in probs]), model.dawm_threshold)
         save_volume(native, raw.affine, name(space=ref, desc="dawm", suffix="dseg"), dtype=np.uint8)
         write_json(name(space=ref, desc="dawm", suffix="dseg", extension=".json"), {**sidecar, "SpatialReference": raw_ref.name})
     else:
@@ -137,7 +142,7 @@ def predict_session(case: Case, model: LoadedModel, out_dir: Path, *, tta: bool 
     dseg = np.rint(load_volume(case.dseg, allow_empty=True).data).astype(np.uint8)
     mni_name = next(iter(sorted(case.preproc_log.parent.glob(f"{case.key}_from-MNI*_to-session_mode-image_xfm.h5"))), None)
     mni = mni_coordinates(mni_name, brain.shape, affine) if mni_name is not None else None
-    table = volume_table(pred, dseg, brain, affine, mni_xyz=mni)
+    table = volume_table(pred, dseg, brain, affine, mni_xyz=mni, probs=probs)
     table.insert(0, "session_id", f"ses-{case.session}" if case.session else "n/a")
     table.insert(0, "participant_id", f"sub-{case.subject}")
     write_tsv(name(desc="dawm", suffix="volumes", extension=".tsv"), table)
@@ -169,13 +174,13 @@ def predict_dataset(bids_dir: str | Path, out_dir: str | Path, model_dir: str | 
     bids_dir, out_dir = Path(bids_dir), Path(out_dir)
     bundled = model_dir is None
     model_dir = bundled_model_dir() if model_dir is None else Path(model_dir)
-    log.info("model: %s%s", model_dir, " (bundled with dawm)" if bundled else "")
+    if not (bids_dir / "dataset_description.json").exists():
+        raise InputError(f"{bids_dir}: not a BIDS dataset (no dataset_description.json)")
     model = load_model(model_dir, folds=folds)
     unknown = sorted(set(drop) - set(model.suffixes))
     if unknown:
         raise InputError(f"--drop {', '.join(unknown)}: not an input of this model (its inputs: {', '.join(model.suffixes)})")
-    if not (bids_dir / "dataset_description.json").exists():
-        raise InputError(f"{bids_dir}: not a BIDS dataset (no dataset_description.json)")
+    log.info("model: %s%s", model_dir, " (bundled with dawm)" if bundled else "")
     out_dir.mkdir(parents=True, exist_ok=True)
     cases, failed = ensure_preprocessed(bids_dir, out_dir, model, participant_label=participant_label, jobs=jobs,
                                         preprocess=model.info.get("config", {}).get("preprocess", "dawm-preprocess"))

@@ -42,11 +42,14 @@ def crop(array: np.ndarray, centre: Sequence[int], size: Sequence[int]) -> np.nd
 
 @dataclass(frozen=True)
 class Patch:
-    """``image`` (C, *region) float32, ``label`` (*region) uint8, the drawn ``kind`` (lesion, DAWM,
-    brain), the ``case`` key and the ``centre`` voxel (canonical grid)."""
+    """``image`` (C, *region) float32, ``label`` (*region) uint8, ``dawm`` (*region) the DAWM
+    target 0-1 (float16), ``tissue`` (*region) uint8 (1 CSF, 2 GM, 3 WM), the drawn ``kind`` (lesion, DAWM, brain), the ``case`` key and the
+    ``centre`` voxel (canonical grid)."""
 
     image: np.ndarray
     label: np.ndarray
+    dawm: np.ndarray
+    tissue: np.ndarray
     kind: str
     case: str
     centre: tuple[int, int, int]
@@ -81,4 +84,5 @@ class PatchSampler:
         case = self.cases[ci]
         locs = case.locations[kind]
         centre = tuple(int(v) for v in locs[int(rng.integers(len(locs)))])
-        return Patch(crop(case.image, centre, self.region_size), crop(case.label, centre, self.region_size), kind, case.key, centre)
+        return Patch(crop(case.image, centre, self.region_size), crop(case.label, centre, self.region_size),
+                     crop(case.dawm, centre, self.region_size), crop(case.tissue, centre, self.region_size), kind, case.key, centre)

@@ -1,10 +1,13 @@
 """The training loop of ``dawm train`` (one fold at a time; DDP when launched by ``torchrun``).
 
 Per fold: patches from :class:`dawm.model.sampling.PatchSampler` over the fold's training cases,
-augmented (:mod:`dawm.model.augment`), Dice + cross-entropy (MONAI ``DiceCELoss``, softmax, one-hot
-targets), AdamW or SGD-Nesterov with a poly learning-rate decay stepped per iteration. Every
-``val_every`` epochs the validation cases are segmented whole with a sliding window and the pooled
-Dice of lesion and DAWM is computed; its mean drives ``best.pt`` and early stopping. ``last.pt``
+augmented (:mod:`dawm.model.augment`), Dice + cross-entropy (MONAI ``DiceCELoss``, softmax) against
+per-class target probabilities (:func:`soft_targets`: lesions one-hot, DAWM the labels' probability
+map with ``dawm_target="soft"``), AdamW or SGD-Nesterov with a poly learning-rate decay stepped per
+iteration. Every ``val_every`` epochs the validation cases are segmented whole with a sliding window:
+the pooled lesion Dice (argmax) and the DAWM Dice at the best DAWM probability threshold
+(:mod:`dawm.model.decision`) are computed; their mean drives ``best.pt`` and early stopping, and the
+best epoch's threshold is saved as the fold's ``dawm_threshold``. ``last.pt``
 (with optimizer, scheduler and RNG states) is written every epoch, so ``resume`` continues exactly
 where an interrupted run stopped. AMP (bf16) and ``torch.compile`` are used on CUDA only.
 """
@@ -32,6 +35,7 @@ from dawm.model.cache import NORMALISATION, CachedCase, build_cache
 from dawm.model.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from dawm.model.config import TrainConfig
 from dawm.model.data import Case, cases_of, discover_cases, load_or_make_split
+from dawm.model.decision import calibrate_dawm_threshold, threshold_counts
 from dawm.model.metrics import class_counts, pooled_dice
 from dawm.model.modeldir import fold_dir, git_commit, read_model_json, write_model_json
 from dawm.model.networks import build_network
@@ -113,7 +117,8 @@ def end_distributed(dist: Dist) -> None:
 class PatchDataset(Dataset):
     """Item ``i`` of the current ``epoch``: patch ``i`` of the sampler, augmented with a seed from
     ``(seed, epoch, i)`` and with modality dropout. Returns ``{"image": (C, *P) float32,
-    "label": (1, *P) int64}``. Same item, same tensors, whichever worker or rank makes it."""
+    "label": (1, *P) int64, "target": (3, *P) float32}`` (:func:`soft_targets`). Same item, same
+    tensors, whichever worker or rank makes it."""
 
     def __init__(self, sampler: PatchSampler, patch_size: tuple[int, int, int], *, length: int, seed: int,
                  augment: bool = True, dropout_p: float = 0.0, domain_randomization: bool = True) -> None:
@@ -128,8 +133,17 @@ class PatchDataset(Dataset):
         patch = self.sampler.sample(int(i), self.epoch)
         rng = np.random.default_rng([self.seed, self.epoch, int(i), 1])
         image = modality_dropout(patch.image, self.dropout_p, rng)
-        img, lab = augment_patch(self.transform, image, patch.label, int(rng.integers(2**31)))
-        return {"image": img, "label": lab}
+        img, lab, dawm = augment_patch(self.transform, image, patch.label, int(rng.integers(2**31)), dawm=patch.dawm, tissue=patch.tissue)
+        return {"image": img, "label": lab, "target": soft_targets(lab, dawm)}
+
+
+def soft_targets(label: torch.Tensor, dawm: torch.Tensor) -> torch.Tensor:
+    """Per-class target probabilities (3, *P) float32 from ``label`` (1, *P) 0/1/2 and the DAWM
+    target ``dawm`` (1, *P) 0-1: lesion = label == 1 (a hard class), DAWM = ``dawm`` off lesions,
+    normal = the rest. With a hard DAWM target (``dawm == (label == 2)``) this is the one-hot label."""
+    lesion = (label == 1).float()
+    d = dawm.float().clamp(0.0, 1.0) * (1.0 - lesion)
+    return torch.cat([1.0 - lesion - d, lesion, d], dim=0)
 
 
 def shard(length: int, dist: Dist) -> list[int]:
@@ -144,21 +158,26 @@ def shard(length: int, dist: Dist) -> list[int]:
 
 @torch.no_grad()
 def validate(net: torch.nn.Module, cases: list[CachedCase], roi_size, device: torch.device, *, sw_batch_size: int = 2) -> dict[str, float]:
-    """Pooled Dice of lesion and DAWM over whole validation volumes (argmax inside the brain).
+    """Pooled Dice of lesion (argmax) and DAWM (at the calibrated threshold) over whole validation
+    volumes inside the brain, and that ``dawm_threshold`` (None when the labels hold no DAWM).
 
     ``val_dice`` (what selects the best checkpoint) averages the classes that the validation labels
     hold: with no DAWM there, any DAWM the network predicts would score 0 and pull the mean down,
     so the selection would favour networks that never predict DAWM."""
-    counts = []
+    counts, sweep = [], 0
     for c in cases:
         brain = np.asarray(c.brain) > 0
-        pred = segment_volume([net], np.asarray(c.image), brain, roi_size, device=device, sw_batch_size=sw_batch_size).argmax(0)
+        probs = segment_volume([net], np.asarray(c.image), brain, roi_size, device=device, sw_batch_size=sw_batch_size)
+        pred = probs.argmax(0)
         pred[~brain] = 0
-        counts.append(class_counts(pred, np.asarray(c.label)))
-    d = pooled_dice(counts)
-    scored = [d[k] for k in (1, 2) if sum(c[k][2] for c in counts) > 0]  # classes the validation labels hold
-    lesion, dawm_ = d.get(1, float("nan")), d.get(2, float("nan"))
-    return {"val_dice_lesion": lesion, "val_dice_dawm": dawm_, "val_dice": float(np.mean(scored)) if scored else 0.0}
+        truth = np.asarray(c.label)
+        counts.append(class_counts(pred, truth, labels=(1,)))
+        sweep = sweep + threshold_counts(probs * brain, truth)
+    lesion = pooled_dice(counts)[1]
+    threshold, dawm_ = calibrate_dawm_threshold(sweep)
+    scored = [v for v, held in ((lesion, sum(c[1][2] for c in counts) > 0), (dawm_, threshold is not None)) if held]
+    return {"val_dice_lesion": lesion, "val_dice_dawm": dawm_, "val_dice": float(np.mean(scored)) if scored else 0.0,
+            "dawm_threshold": threshold}
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,7 +234,7 @@ def _optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
 
 
 def _loss(config: TrainConfig) -> Callable:
-    base = DiceCELoss(to_onehot_y=True, softmax=True, include_background=True, smooth_nr=1e-5, smooth_dr=1e-5)
+    base = DiceCELoss(to_onehot_y=False, softmax=True, include_background=True, smooth_nr=1e-5, smooth_dr=1e-5)
     if config.preset == "gpu" and config.deep_supervision:
         return DeepSupervisionLoss(base, weight_mode="exp")
     return base
@@ -291,7 +310,7 @@ def train_fold(
         model.train()
         losses = []
         for it, batch in enumerate(loader):
-            image, label = batch["image"].to(dist.device, non_blocking=True), batch["label"].to(dist.device, non_blocking=True)
+            image, label = batch["image"].to(dist.device, non_blocking=True), batch["target"].to(dist.device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                 loss = _forward_loss(model, loss_fn, image, label, deep)
@@ -308,8 +327,9 @@ def train_fold(
         if dist.main:
             if validated and val_cases:
                 row.update(validate(unwrap(model), val_cases, config.inference_roi, dist.device, sw_batch_size=config.sw_batch_size))
+                threshold = row.pop("dawm_threshold")
                 if row["val_dice"] > state["best_val_dice"]:
-                    state.update(best_val_dice=row["val_dice"], best_epoch=epoch, bad_validations=0)
+                    state.update(best_val_dice=row["val_dice"], best_epoch=epoch, bad_validations=0, dawm_threshold=threshold)
                     save_checkpoint(fdir / "best.pt", model=model, epoch=epoch + 1, state=state, rng=False)
                 else:
                     state["bad_validations"] += 1
@@ -331,12 +351,20 @@ def train_fold(
             break
     if runlog is not None:
         runlog.close()
-    return {"best_epoch": state["best_epoch"], "best_val_dice": state["best_val_dice"], "epochs": epochs_done, "stopped_early": stopped_early}
+    return {"best_epoch": state["best_epoch"], "best_val_dice": state["best_val_dice"], "epochs": epochs_done, "stopped_early": stopped_early,
+            "dawm_threshold": state.get("dawm_threshold")}
 
 
 # --------------------------------------------------------------------------------------------
 # the dataset
 # --------------------------------------------------------------------------------------------
+
+
+def model_dawm_threshold(folds: dict[str, dict]) -> float | None:
+    """The model's DAWM threshold: the mean of its folds' calibrated thresholds (the folds' softmax is
+    averaged at prediction); None when no fold has one (no DAWM in any validation set)."""
+    values = [f["dawm_threshold"] for f in folds.values() if f.get("dawm_threshold") is not None]
+    return round(float(np.mean(values)), 3) if values else None
 
 
 def _usable(cases: list[Case], config: TrainConfig) -> list[Case]:
@@ -393,7 +421,7 @@ def train(
         raise InputError(f"fold(s) {bad} do not exist: the split has folds 0..{n_folds - 1}")
     used = cases_of(cases, sorted({s for f in split["folds"] for part in ("train", "val") for s in f[part]}))
     fp, cached = main_first(dist, lambda: build_cache(used, config.channels, Path(cache_dir) if cache_dir else model_dir / "cache",
-                                                      seed=config.seed))
+                                                      seed=config.seed, soft=config.dawm_target == "soft"))
     info = read_model_json(model_dir) if (model_dir / "model.json").exists() else {}
     if info.get("data_fingerprint") not in (None, fp):
         log.warning("the training data changed since this model folder was made (fingerprint %s -> %s)", info["data_fingerprint"], fp)
@@ -413,6 +441,7 @@ def train(
         va = [cached[c.key] for c in cases_of(used, f["val"])]
         result = train_fold(k, config, model_dir, tr, va, resume=resume, dist=dist, progress=progress, epoch_budget=epoch_budget)
         info["folds"][str(k)] = result
+        info["dawm_threshold"] = model_dawm_threshold(info["folds"])
         if dist.main:
             write_model_json(model_dir, info)
     end_distributed(dist)

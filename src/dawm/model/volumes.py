@@ -31,11 +31,16 @@ def mni_coordinates(transform_path: str | Path, shape: tuple[int, int, int], aff
     return np.nan_to_num(label_mni_coordinates(load_transform(path), shape, affine), nan=-1e4)
 
 
-def volume_table(pred: np.ndarray, dseg: np.ndarray, brain: np.ndarray, affine: np.ndarray, *, mni_xyz: np.ndarray | None = None) -> pd.DataFrame:
+def volume_table(pred: np.ndarray, dseg: np.ndarray, brain: np.ndarray, affine: np.ndarray, *, mni_xyz: np.ndarray | None = None,
+                 probs: np.ndarray | None = None) -> pd.DataFrame:
     """Per location (``all`` and each class): ``lesion_ml``, ``dawm_ml``, ``wm_ml`` (WM of the
-    dseg plus predicted lesion/DAWM there) and ``lesion_pct_wm`` / ``dawm_pct_wm``.
+    dseg plus predicted lesion/DAWM there) and ``lesion_pct_wm`` / ``dawm_pct_wm``; with ``probs``
+    also ``lesion_expected_ml`` / ``dawm_expected_ml``: the sum of the class probabilities times
+    the voxel volume (for ``all`` over the whole brain, for a class over its voxels), the volume
+    the model expects without a threshold.
 
-    ``pred`` (X, Y, Z) 0/1/2, ``dseg`` 1 CSF 2 GM 3 WM, ``brain`` bool, ``affine`` voxel -> mm."""
+    ``pred`` (X, Y, Z) 0/1/2, ``dseg`` 1 CSF 2 GM 3 WM, ``brain`` bool, ``affine`` voxel -> mm,
+    ``probs`` (3, X, Y, Z) 0-1."""
     spacing = voxel_sizes(affine)
     vox_ml = float(np.prod(spacing)) / 1000.0
     wm = (dseg == 3) | (pred > 0)
@@ -45,7 +50,12 @@ def volume_table(pred: np.ndarray, dseg: np.ndarray, brain: np.ndarray, affine: 
         region = wm if k is None else loc == k
         wm_ml = float(region.sum()) * vox_ml
         les, daw = float(((pred == 1) & region).sum()) * vox_ml, float(((pred == 2) & region).sum()) * vox_ml
-        rows.append({"location": name, "lesion_ml": les, "dawm_ml": daw, "wm_ml": wm_ml,
-                     "lesion_pct_wm": 100 * les / wm_ml if wm_ml else float("nan"),
-                     "dawm_pct_wm": 100 * daw / wm_ml if wm_ml else float("nan")})
+        row = {"location": name, "lesion_ml": les, "dawm_ml": daw, "wm_ml": wm_ml,
+               "lesion_pct_wm": 100 * les / wm_ml if wm_ml else float("nan"),
+               "dawm_pct_wm": 100 * daw / wm_ml if wm_ml else float("nan")}
+        if probs is not None:
+            where = np.asarray(brain, bool) if k is None else region
+            row["lesion_expected_ml"] = float(probs[1][where].sum()) * vox_ml
+            row["dawm_expected_ml"] = float(probs[2][where].sum()) * vox_ml
+        rows.append(row)
     return pd.DataFrame(rows)

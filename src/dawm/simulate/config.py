@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class Degradation(BaseModel):
@@ -82,6 +82,12 @@ class SimulationConfig(BaseModel):
 
     degrade: Degradation = Field(default_factory=Degradation, description="controlled acquisition degradation (dose-response studies)")
     headers: HeaderVariant = Field(default_factory=HeaderVariant, description="how every profile stores its files (header twins: same cohort, other headers)")
+
+    @model_validator(mode="after")
+    def _has_subjects(self) -> "SimulationConfig":
+        if self.patients + self.controls < 1:
+            raise ValueError("a cohort needs at least one patient or control")
+        return self
 
     @classmethod
     def small(cls, **overrides) -> "SimulationConfig":

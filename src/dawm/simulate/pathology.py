@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, special
 
+from dawm.longitudinal.transitions import TRANSITION_CODES
 from dawm.simulate.anatomy import TemplateSpace, _smooth_noise
 
 LESION_TYPES = ("periventricular", "juxtacortical", "deep", "infratentorial")
@@ -37,16 +38,9 @@ DAWM_FATE_5Y = {"lesion": 0.15, "persist": 0.45, "resolve": 0.40}
 WM_PURITY = (0.6, 0.85)
 NEW_LESIONS_PER_YEAR = {"RRMS": 0.8, "SPMS": 0.5, "PPMS": 0.3}
 
-# Transition labels written by the simulator (relative to the previous session).
-TRANSITIONS = {
-    0: "none",
-    1: "DAWM_to_normal",
-    2: "DAWM_to_lesion",
-    3: "DAWM_persistent",
-    4: "new_DAWM",
-    5: "new_lesion",
-    6: "lesion_persistent",
-}
+# Transition labels written by the simulator (relative to the previous session): the codes 0-6 of
+# the longitudinal output's (the simulator never removes a lesion, so 7 and 8 do not occur).
+TRANSITIONS = {k: v for k, v in TRANSITION_CODES.items() if k <= 6}
 
 
 @dataclass

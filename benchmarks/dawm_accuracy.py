@@ -1,0 +1,264 @@
+"""DAWM and lesion accuracy from T1w/FLAIR on a separately seeded test cohort, with baselines.
+
+Usage::
+
+    python benchmarks/dawm_accuracy.py --train TRAIN_BIDS --test TEST_BIDS [--model NAME=DIR ...]
+        [--name dawm_accuracy] [--work DIR] [--jobs 2]
+
+``TRAIN_BIDS``: the simulated cohort the model was trained on, preprocessed and labelled (``dawm
+preprocess``, ``dawm label``): the baselines are fitted on it, against its qMRI labels (the
+model's own targets). ``TEST_BIDS``: a cohort simulated with another seed; it needs only
+``dawm simulate`` - every model predicts it from T1w + FLAIR as a lab would (``dawm predict``
+preprocesses the clinical images), and the first model's preprocessing is reused by the others
+(linked as the test cohort's preprocess derivative when it has none). When the test cohort has
+qMRI labels (``derivatives/dawm-label``) they are scored too, and as a reference.
+
+Rows: each model (``--model``, default the bundled one), the voxel-logistic and FLAIR-threshold
+baselines (:mod:`dawm.evaluate.baselines`), and the qMRI labels when present. Columns, against the
+simulator's truth on each session grid: pooled lesion and DAWM Dice, lesion-wise F1 (components of
+>= 3 voxels, :func:`dawm.evaluate.metrics.lesion_detection`, counts pooled over sessions), DAWM
+volume Spearman and ICC(A,1) with 95 % percentile-bootstrap CIs over subjects (a subject's
+sessions resampled together, :func:`dawm.evaluate.metrics.agreement_table`), for the thresholded
+volume and, where a method has probabilities, the expected volume (sum of P(DAWM)). Evolution: the
+DAWM transitions between the two predicted sessions (:func:`dawm.longitudinal.longitudinal_outputs`)
+against the simulator's recorded transitions, as Spearman rho over subjects per transition.
+Writes ``benchmarks/results/<name>.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+TRANSITIONS = ("dawm_to_lesion", "dawm_to_normal", "dawm_persistent", "new_dawm", "new_lesion")
+
+
+def _dseg(path: Path) -> np.ndarray:
+    from dawm.image.io import load_volume
+
+    return np.rint(load_volume(path, allow_empty=True).data).astype(np.uint8)
+
+
+def baseline_session(case, target: Path | None = None):
+    """A :class:`dawm.evaluate.baselines.BaselineSession` from a preprocessed case (and target dseg)."""
+    from dawm.evaluate.baselines import BaselineSession
+    from dawm.image.io import load_volume
+
+    brain = load_volume(case.brain)
+    cand = case.preproc_log.parent / case.base().with_(space="session", label="lesion", suffix="mask").filename
+    return BaselineSession(images={s: load_volume(p).data for s, p in case.images.items()}, dseg=_dseg(case.dseg),
+                           brain=brain.data > 0.5, spacing_mm=tuple(brain.spacing_mm),
+                           candidates=_dseg(cand) > 0 if cand.exists() else None,
+                           target=_dseg(target) if target is not None else None)
+
+
+def score(preds: dict[str, np.ndarray], refs: dict[str, np.ndarray], voxel_ml: dict[str, float], subject: dict[str, str],
+          expected_ml: dict[str, float] | None = None) -> dict:
+    """One table row: pooled Dice, lesion F1, DAWM volume agreement (with CIs) of ``preds`` vs ``refs``."""
+    from dawm.evaluate.metrics import agreement_table, lesion_detection
+    from dawm.model.metrics import class_counts, pooled_dice
+
+    keys = sorted(k for k in preds if k in refs)
+    d = pooled_dice([class_counts(preds[k], refs[k]) for k in keys])
+    det = {"tp_ref": 0, "n_ref": 0, "tp_pred": 0, "n_pred": 0}
+    for k in keys:
+        r = lesion_detection(preds[k] == 1, refs[k] == 1, 1.0, min_volume_mm3=3.0)  # spacing 1: 3 voxels
+        for n in det:
+            det[n] += r[n]
+    rec = det["tp_ref"] / det["n_ref"] if det["n_ref"] else float("nan")
+    prec = det["tp_pred"] / det["n_pred"] if det["n_pred"] else float("nan")
+    ref_ml = np.array([float((refs[k] == 2).sum()) * voxel_ml[k] for k in keys])
+    groups = np.array([subject[k] for k in keys])
+    row = {"sessions": len(keys), "sessions_with_dawm": int((ref_ml > 0.5).sum()), "lesion_dice": d[1], "dawm_dice": d[2],
+           "lesion_recall": rec, "lesion_precision": prec,
+           "lesion_f1": 2 * rec * prec / (rec + prec) if rec + prec > 0 else 0.0, "dawm_ml_ref": float(ref_ml.sum())}
+    volumes = {"thresholded": np.array([float((preds[k] == 2).sum()) * voxel_ml[k] for k in keys])}
+    if expected_ml is not None:
+        volumes["expected"] = np.array([expected_ml[k] for k in keys])
+    for name, pred_ml in volumes.items():
+        a = agreement_table(pred_ml, ref_ml, groups, n_boot=2000, seed=0)
+        row[name] = {"dawm_ml_pred": float(pred_ml.sum()), "spearman": a["spearman_rho"],
+                     "spearman_ci": [a["spearman_rho_ci_low"], a["spearman_rho_ci_high"]],
+                     "icc_a1": a["icc_a1"], "icc_a1_ci": [a["icc_a1_ci_low"], a["icc_a1_ci_high"]]}
+    return row
+
+
+def evolution(pred_dir: Path, test: Path) -> dict:
+    """Spearman rho over subjects of each transition volume, predicted vs the simulator's truth."""
+    from scipy import stats
+
+    from dawm.evaluate.evolution import transitions_from_truth_map
+    from dawm.image.io import load_volume
+    from dawm.longitudinal import longitudinal_outputs
+
+    table = longitudinal_outputs(pred_dir)
+    table = table[table.status == "ok"] if "status" in table else table
+    pred, true = {t: [] for t in TRANSITIONS}, {t: [] for t in TRANSITIONS}
+    for _, row in table.iterrows():
+        sub, fu = row.participant_id.removeprefix("sub-"), row.followup.removeprefix("ses-")
+        path = test / "derivatives" / "dawm-truth" / f"sub-{sub}" / f"ses-{fu}" / "anat" / f"sub-{sub}_ses-{fu}_space-subject_desc-transition_dseg.nii.gz"
+        if not path.exists():
+            continue
+        vol = load_volume(path, allow_empty=True)
+        truth = transitions_from_truth_map(np.rint(vol.data), float(np.prod(vol.spacing_mm)) / 1000)
+        for t in TRANSITIONS:
+            pred[t].append(float(row[f"{t}_ml"]))
+            true[t].append(float(truth[f"{t}_ml"]))
+    out = {"subjects": len(pred[TRANSITIONS[0]])}
+    for t in TRANSITIONS:
+        p, r = np.array(pred[t]), np.array(true[t])
+        ok = len(p) > 2 and np.std(p) > 0 and np.std(r) > 0
+        out[t] = {"spearman": float(stats.spearmanr(p, r).statistic) if ok else None,
+                  "pred_ml": float(p.sum()), "true_ml": float(r.sum())}
+    return out
+
+
+def _fmt(v, nd=2) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{nd}f}"
+
+
+def _ci(v: dict) -> str:
+    return f"{_fmt(v['spearman'])} [{_fmt(v['spearman_ci'][0])}, {_fmt(v['spearman_ci'][1])}]"
+
+
+def _icc(v: dict) -> str:
+    return f"{_fmt(v['icc_a1'])} [{_fmt(v['icc_a1_ci'][0])}, {_fmt(v['icc_a1_ci'][1])}]"
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# DAWM accuracy on a separately seeded test cohort ({result['test']})", "",
+             f"{result['test_sessions']} test sessions ({result['test_subjects']} subjects); baselines fitted on {result['train_sessions']} "
+             f"sessions of {result['train']} against its qMRI labels; {result['seconds']:.0f} s. "
+             "Volume columns: Spearman rho and ICC(A,1) of per-session DAWM ml, [95 % bootstrap CI over subjects].", ""]
+    for ref in result["references"]:
+        rows = [r for r in result["rows"] if r["reference"] == ref]
+        lines += [f"## against {ref}", "",
+                  "| method | sessions (with DAWM) | lesion Dice | lesion F1 | DAWM Dice | DAWM ml rho | DAWM ml ICC | expected ml rho | expected ml ICC | DAWM ml predicted / reference |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            e = r.get("expected")
+            lines.append(f"| {r['method']} | {r['sessions']} ({r['sessions_with_dawm']}) | {_fmt(r['lesion_dice'])} | {_fmt(r['lesion_f1'])} | "
+                         f"{_fmt(r['dawm_dice'])} | {_ci(r['thresholded'])} | {_icc(r['thresholded'])} | "
+                         f"{_ci(e) if e else '-'} | {_icc(e) if e else '-'} | {r['thresholded']['dawm_ml_pred']:.0f} / {r['dawm_ml_ref']:.0f} |")
+        lines.append("")
+    if result.get("evolution"):
+        lines += ["## evolution between the two sessions (Spearman rho over subjects, predicted vs true transition ml)", "",
+                  "| model | subjects | " + " | ".join(TRANSITIONS) + " |", "|---|---|" + "---|" * len(TRANSITIONS)]
+        for name, ev in result["evolution"].items():
+            lines.append(f"| {name} | {ev['subjects']} | " + " | ".join(_fmt(ev[t]["spearman"]) for t in TRANSITIONS) + " |")
+        lines.append("")
+    lines.append(result["notes"])
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", type=Path, required=True)
+    parser.add_argument("--test", type=Path, required=True)
+    parser.add_argument("--model", action="append", default=[], help="NAME=DIR (repeatable; default the bundled model)")
+    parser.add_argument("--name", default="dawm_accuracy")
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args(argv)
+    from dawm.evaluate.baselines import FlairThreshold, VoxelLogistic
+    from dawm.image.io import load_volume
+    from dawm.model.bundled import bundled_model_dir
+    from dawm.model.data import discover_cases
+    from dawm.model.predict import predict_dataset
+    from dawm.model.simtruth import truth_on_session_grid
+
+    start = time.perf_counter()
+    models = [tuple(m.split("=", 1)) for m in args.model] or [("bundled", str(bundled_model_dir()))]
+    if not (args.test / "derivatives" / "dawm-truth").is_dir():
+        print(f"error: {args.test}: no derivatives/dawm-truth (simulate it with dawm simulate)", file=sys.stderr)
+        return 2
+    work = args.work or Path(tempfile.mkdtemp(prefix="dawm-accuracy-"))
+    pp_test = args.test / "derivatives" / "dawm-preprocess"
+    pred_dirs = {}
+    for name, model_dir in models:
+        out = work / f"pred_{name}"
+        if not (out / "provenance.json").exists():
+            predict_dataset(args.test, out, Path(model_dir), jobs=args.jobs)
+        nested = out / "derivatives" / "dawm-preprocess"
+        if not pp_test.exists() and nested.is_dir():
+            pp_test.symlink_to(nested.resolve(), target_is_directory=True)
+        pred_dirs[name] = out
+        print(f"predicted with {name}", flush=True)
+    cases = discover_cases(args.test, labels=None)
+    subject = {c.key: c.subject for c in cases}
+    voxel_ml = {c.key: float(np.prod(load_volume(c.brain).spacing_mm)) / 1000 for c in cases}
+    refs = {"truth": {c.key: truth_on_session_grid(args.test, c.preproc_log)[0] for c in cases}}
+    qmri_root = args.test / "derivatives" / "dawm-label"
+
+    def label_file(root: Path, c, **entities) -> Path:
+        return root / c.base().with_(**entities).relpath
+
+    methods: dict[str, tuple[dict, dict | None]] = {}
+    for name, out in pred_dirs.items():
+        preds, expected = {}, {}
+        for c in cases:
+            dseg = label_file(out, c, space="session", desc="dawm", suffix="dseg")
+            if dseg.exists():
+                preds[c.key] = _dseg(dseg)
+                prob = load_volume(label_file(out, c, space="session", label="DAWM", suffix="probseg")).data
+                expected[c.key] = float(prob.sum()) * voxel_ml[c.key]
+        methods[f"model: {name}"] = (preds, expected)
+    # baselines, fitted on the training cohort against its qMRI labels
+    train_cases = discover_cases(args.train, labels="dawm-label")
+    train_sessions = [baseline_session(c, c.label) for c in train_cases]
+    logistic = VoxelLogistic().fit(train_sessions)
+    flair = FlairThreshold().fit(train_sessions)
+    del train_sessions
+    log_preds, log_exp, fl_preds = {}, {}, {}
+    for c in cases:
+        s = baseline_session(c)
+        p = logistic.predict_proba(s)
+        log_preds[c.key] = logistic.predict(s)
+        log_exp[c.key] = float(p[2].sum()) * voxel_ml[c.key]
+        fl_preds[c.key] = flair.predict(s)
+    methods["voxel logistic (T1w+FLAIR)"] = (log_preds, log_exp)
+    methods["FLAIR threshold"] = (fl_preds, None)
+    if qmri_root.is_dir():
+        q = {c.key: _dseg(label_file(qmri_root, c, space="session", desc="dawm", suffix="dseg")) for c in cases
+             if label_file(qmri_root, c, space="session", desc="dawm", suffix="dseg").exists()}
+        q_exp = {k: float(load_volume(label_file(qmri_root, c, space="session", label="DAWM", suffix="probseg")).data.sum()) * voxel_ml[k]
+                 for c in cases for k in [c.key] if k in q}
+        methods["qMRI labels"] = (q, q_exp)
+        refs["qMRI labels"] = q
+    rows = []
+    for ref_name, ref in refs.items():
+        for name, (preds, expected) in methods.items():
+            if name == ref_name:
+                continue
+            row = {"reference": ref_name, "method": name, **score(preds, ref, voxel_ml, subject, expected)}
+            rows.append(row)
+            print(ref_name, name, {k: v for k, v in row.items() if not isinstance(v, dict)}, flush=True)
+    evo = {}
+    for name, out in pred_dirs.items():
+        evo[name] = evolution(out, args.test)
+    n_ses = len(cases)
+    result = {"train": str(args.train), "test": str(args.test), "models": dict(models), "test_sessions": n_ses,
+              "test_subjects": len(set(subject.values())), "train_sessions": len(train_cases),
+              "baselines": {"flair_threshold": {"z_dawm": flair.z_dawm_, "z_lesion": flair.z_lesion_},
+                            "voxel_logistic": {"dawm_threshold": logistic.dawm_threshold_, "sigmas_mm": list(logistic.sigmas_mm)}},
+              "references": list(refs), "rows": rows, "evolution": evo, "seconds": time.perf_counter() - start,
+              "notes": (f"Baselines: FLAIR robust z in WM, DAWM > {flair.z_dawm_}, lesion > {flair.z_lesion_}; voxel logistic on "
+                        f"T1w/FLAIR WM z at {', '.join(str(s) for s in logistic.sigmas_mm)} mm, DAWM threshold {logistic.dawm_threshold_} "
+                        "(both chosen on the training cohort).")}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1, default=float))
+    text = markdown(result)
+    (RESULTS / f"{args.name}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
