@@ -78,10 +78,10 @@ def test_ddp_under_torchrun_writes_one_model(model_cohort: Path, tmp_path: Path)
 def test_resume_is_exact(model_cohort: Path, trained: Path, tmp_path: Path) -> None:
     part = tmp_path / "model"
     train(model_cohort, part, TINY, folds=[0], cache_dir=trained.parent / "cache", epoch_budget=1)  # "interrupted"
-    assert torch.load(part / "fold-0" / "last.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(part / "fold-0" / "last.pt", weights_only=True)["epoch"] == 1  # resume files need no pickle either
     train(model_cohort, part, TINY, folds=[0], resume=True, cache_dir=trained.parent / "cache")
-    a = torch.load(trained / "fold-0" / "last.pt", weights_only=False)
-    b = torch.load(part / "fold-0" / "last.pt", weights_only=False)
+    a = torch.load(trained / "fold-0" / "last.pt", weights_only=True)
+    b = torch.load(part / "fold-0" / "last.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
@@ -252,7 +252,7 @@ class _Touch:
         return Path.touch, (self.marker,)
 
 
-def test_weights_that_need_pickle_are_refused(trained: Path, tmp_path: Path) -> None:
+def test_weights_that_need_pickle_are_refused(model_cohort: Path, trained: Path, tmp_path: Path) -> None:
     assert set(torch.load(trained / "fold-0" / "best.pt", weights_only=True)) == {"model", "optimizer", "scheduler", "epoch", "state"}
     evil = tmp_path / "evil"
     shutil.copytree(trained, evil, ignore=shutil.ignore_patterns("cache", "last.pt"))
@@ -260,6 +260,9 @@ def test_weights_that_need_pickle_are_refused(trained: Path, tmp_path: Path) -> 
     torch.save({"model": _Touch(marker), "epoch": 1}, evil / "fold-0" / "best.pt")
     with pytest.raises(InputError, match=r"fold-0/best.pt: refused.*dawm loads weights only, without pickle"):
         load_model(evil)
+    torch.save({"model": _Touch(marker), "epoch": 1}, evil / "fold-0" / "last.pt")  # a resume file too
+    with pytest.raises(InputError, match=r"fold-0/last.pt: refused"):
+        train(model_cohort, evil, TINY, folds=[0], resume=True, cache_dir=trained.parent / "cache")
     assert not marker.exists()
 
 

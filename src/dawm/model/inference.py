@@ -15,7 +15,6 @@ dropout; otherwise, or when every modality is missing, an ``InputError`` says wh
 from __future__ import annotations
 
 import logging
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 from dawm.errors import InputError
 from dawm.model import LABELS
 from dawm.model.cache import normalise
+from dawm.model.checkpoint import load_weights_only
 from dawm.model.config import TrainConfig
 from dawm.model.modeldir import check_version, fold_dir, read_model_json, trained_folds
 from dawm.model.networks import build_network
@@ -74,16 +74,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     Read with ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only.
     ``InputError`` naming ``path`` when the file needs pickle (any other Python object) or is
     not a PyTorch file holding a state dict."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        # torch's reason is one line after "WeightsUnpickler error:", among advice on how to unpickle anyway
-        text = (str(exc) or type(exc).__name__).split("WeightsUnpickler error:")[-1]
-        why = next(ln for ln in text.splitlines() + [type(exc).__name__] if ln.strip()).split(". Please")[0].strip()
-        if "Unsupported global" in why:
-            raise InputError(f"{path}: refused, it holds Python objects other than tensors and numbers ({why}); "
-                             "dawm loads weights only, without pickle") from None
-        raise InputError(f"{path}: not a readable PyTorch weights file ({why})") from None
+    payload = load_weights_only(path)
     state = payload.get("model") if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: no network state dict in it (a dawm fold-K/best.pt holds one under 'model')")
