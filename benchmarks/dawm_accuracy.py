@@ -46,19 +46,6 @@ def _dseg(path: Path) -> np.ndarray:
     return np.rint(load_volume(path, allow_empty=True).data).astype(np.uint8)
 
 
-def baseline_session(case, target: Path | None = None):
-    """A :class:`dawm.evaluate.baselines.BaselineSession` from a preprocessed case (and target dseg)."""
-    from dawm.evaluate.baselines import BaselineSession
-    from dawm.image.io import load_volume
-
-    brain = load_volume(case.brain)
-    cand = case.preproc_log.parent / case.base().with_(space="session", label="lesion", suffix="mask").filename
-    return BaselineSession(images={s: load_volume(p).data for s, p in case.images.items()}, dseg=_dseg(case.dseg),
-                           brain=brain.data > 0.5, spacing_mm=tuple(brain.spacing_mm),
-                           candidates=_dseg(cand) > 0 if cand.exists() else None,
-                           target=_dseg(target) if target is not None else None)
-
-
 def score(preds: dict[str, np.ndarray], refs: dict[str, np.ndarray], voxel_ml: dict[str, float], subject: dict[str, str],
           expected_ml: dict[str, float] | None = None) -> dict:
     """One table row: pooled Dice, lesion F1, DAWM volume agreement (with CIs) of ``preds`` vs ``refs``."""
@@ -167,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    from dawm.evaluate.baselines import FlairThreshold, VoxelLogistic
+    from dawm.evaluate.baselines import BaselineSession, FlairThreshold, VoxelLogistic
     from dawm.image.io import load_volume
     from dawm.model.bundled import bundled_model_dir
     from dawm.model.data import discover_cases
@@ -212,13 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         methods[f"model: {name}"] = (preds, expected)
     # baselines, fitted on the training cohort against its qMRI labels
     train_cases = discover_cases(args.train, labels="dawm-label")
-    train_sessions = [baseline_session(c, c.label) for c in train_cases]
+    train_sessions = [BaselineSession.from_case(c, c.label) for c in train_cases]
     logistic = VoxelLogistic().fit(train_sessions)
     flair = FlairThreshold().fit(train_sessions)
     del train_sessions
     log_preds, log_exp, fl_preds = {}, {}, {}
     for c in cases:
-        s = baseline_session(c)
+        s = BaselineSession.from_case(c)
         p = logistic.predict_proba(s)
         log_preds[c.key] = logistic.predict(s)
         log_exp[c.key] = float(p[2].sum()) * voxel_ml[c.key]
@@ -226,10 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     methods["voxel logistic (T1w+FLAIR)"] = (log_preds, log_exp)
     methods["FLAIR threshold"] = (fl_preds, None)
     if qmri_root.is_dir():
-        q = {c.key: _dseg(label_file(qmri_root, c, space="session", desc="dawm", suffix="dseg")) for c in cases
-             if label_file(qmri_root, c, space="session", desc="dawm", suffix="dseg").exists()}
-        q_exp = {k: float(load_volume(label_file(qmri_root, c, space="session", label="DAWM", suffix="probseg")).data.sum()) * voxel_ml[k]
-                 for c in cases for k in [c.key] if k in q}
+        q, q_exp = {}, {}
+        for c in cases:
+            dseg = label_file(qmri_root, c, space="session", desc="dawm", suffix="dseg")
+            if dseg.exists():
+                q[c.key] = _dseg(dseg)
+                prob = load_volume(label_file(qmri_root, c, space="session", label="DAWM", suffix="probseg")).data
+                q_exp[c.key] = float(prob.sum()) * voxel_ml[c.key]
         methods["qMRI labels"] = (q, q_exp)
         refs["qMRI labels"] = q
     rows = []

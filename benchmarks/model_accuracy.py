@@ -45,7 +45,7 @@ from dawm.model.config import TrainConfig
 from dawm.model.data import cases_of, discover_cases
 from dawm.model.decision import labels_from_probabilities
 from dawm.model.inference import load_model, predict_probabilities
-from dawm.model.metrics import agreement, class_counts, pooled_dice
+from dawm.model.metrics import agreement
 from dawm.model.simtruth import write_truth_labels
 from dawm.model.train import train
 from dawm.preprocess.config import PreprocessConfig
@@ -102,42 +102,14 @@ def label_path(bids: Path, case, name: str) -> Path:
     return bids / "derivatives" / name / case.base().with_(space="session", desc="dawm", suffix="dseg").relpath
 
 
-def flair_z(case) -> tuple[np.ndarray, np.ndarray]:
-    """FLAIR robust z-score against the session's WM, and the WM (dseg WM plus lesion candidates)."""
-    flair = load_volume(case.images["FLAIR"]).data
-    dseg = read_dseg(case.dseg)
-    lesion = read_dseg(Path(str(case.dseg).replace("_space-session_dseg", "_space-session_label-lesion_mask")))
-    wm = dseg == 3
-    v = flair[wm]
-    med = np.median(v)
-    mad = 1.4826 * np.median(np.abs(v - med)) + 1e-6
-    return (flair - med) / mad, wm | (lesion > 0 if lesion is not None else False)
-
-
-def flair_baseline(z: np.ndarray, wm: np.ndarray, z_dawm: float, z_lesion: float) -> np.ndarray:
-    """WM voxels with FLAIR z above ``z_dawm``: DAWM (2), above ``z_lesion``: lesion (1)."""
-    out = np.zeros(z.shape, np.uint8)
-    out[wm & (z > z_dawm)] = 2
-    out[wm & (z > z_lesion)] = 1
-    return out
-
-
 def tuned_baseline(bids: Path, train_cases, test_cases, target: str) -> tuple[tuple[float, float, float], dict[str, np.ndarray]]:
-    """The FLAIR threshold baseline: ``(score, z_dawm, z_lesion)`` maximising the mean of the pooled
-    lesion and DAWM Dice against ``derivatives/<target>`` on ``train_cases``, and its label maps of
-    ``test_cases`` (key -> (X, Y, Z) uint8, session grid)."""
-    zs = {c.key: flair_z(c) for c in [*train_cases, *test_cases]}
-    refs = {c.key: read_dseg(label_path(bids, c, target)) for c in train_cases}
-    best = (-1.0, 2.0, 4.0)
-    for z_d in (1.0, 1.5, 2.0, 2.5, 3.0):
-        for z_l in (3.0, 4.0, 5.0, 6.0, 8.0):
-            if z_l <= z_d:
-                continue
-            d = pooled_dice([class_counts(flair_baseline(*zs[c.key], z_d, z_l), refs[c.key]) for c in train_cases])
-            score = float(np.nanmean([d[1], d[2]]))
-            if score > best[0]:
-                best = (score, z_d, z_l)
-    return best, {c.key: flair_baseline(*zs[c.key], best[1], best[2]) for c in test_cases}
+    """The FLAIR threshold baseline (:class:`dawm.evaluate.baselines.FlairThreshold`): ``(score, z_dawm,
+    z_lesion)`` maximising the mean of the pooled lesion and DAWM Dice against ``derivatives/<target>``
+    on ``train_cases``, and its label maps of ``test_cases`` (key -> (X, Y, Z) uint8, session grid)."""
+    from dawm.evaluate.baselines import BaselineSession, FlairThreshold
+
+    model = FlairThreshold().fit([BaselineSession.from_case(c, label_path(bids, c, target)) for c in train_cases])
+    return (model.score_, model.z_dawm_, model.z_lesion_), {c.key: model.predict(BaselineSession.from_case(c)) for c in test_cases}
 
 
 def _evaluate(preds: dict[str, np.ndarray], targets: dict[str, dict[str, np.ndarray | None]], voxel_ml: dict[str, float]) -> dict:

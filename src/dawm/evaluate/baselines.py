@@ -12,12 +12,13 @@ Every DAWM table puts the model next to what a lab could do without it:
   them as the model's is (:mod:`dawm.model.decision`).
 
 Both label only eligible voxels: the dseg's WM plus the preprocess lesion candidates (``region``).
-Sessions are :class:`BaselineSession` (arrays only: no I/O here).
+Sessions are :class:`BaselineSession` (arrays; :meth:`BaselineSession.from_case` is the one loader).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -39,6 +40,22 @@ class BaselineSession:
     spacing_mm: tuple[float, float, float]
     candidates: np.ndarray | None = None
     target: np.ndarray | None = None
+
+    @classmethod
+    def from_case(cls, case, target: str | Path | None = None) -> "BaselineSession":
+        """Load a preprocessed :class:`dawm.model.data.Case` (its T1w/FLAIR, dseg, brain mask and
+        lesion candidates) and, when given, the target dseg at ``target`` (same grid)."""
+        from dawm.image.io import load_volume
+
+        def labels(path) -> np.ndarray:
+            return np.rint(load_volume(path, allow_empty=True).data).astype(np.uint8)
+
+        brain = load_volume(case.brain)
+        cand = case.preproc_log.parent / case.base().with_(space="session", label="lesion", suffix="mask").filename
+        return cls(images={s: load_volume(p).data for s, p in case.images.items()}, dseg=labels(case.dseg),
+                   brain=brain.data > 0.5, spacing_mm=tuple(brain.spacing_mm),
+                   candidates=labels(cand) > 0 if cand.exists() else None,
+                   target=labels(target) if target is not None else None)
 
     @property
     def region(self) -> np.ndarray:
@@ -67,6 +84,7 @@ class FlairThreshold:
         self.z_dawm_grid, self.z_lesion_grid = tuple(z_dawm_grid), tuple(z_lesion_grid)
         self.z_dawm_: float | None = None
         self.z_lesion_: float | None = None
+        self.score_: float | None = None  # the training sessions' mean of pooled lesion and DAWM Dice
 
     @staticmethod
     def _z(s: BaselineSession) -> np.ndarray:
@@ -90,7 +108,7 @@ class FlairThreshold:
                 score = float(np.nanmean([d[1], d[2]]))
                 if score > best[0]:
                     best = (score, z_d, z_l)
-        self.z_dawm_, self.z_lesion_ = best[1], best[2]
+        self.score_, self.z_dawm_, self.z_lesion_ = best
         return self
 
     def predict(self, session: BaselineSession) -> np.ndarray:

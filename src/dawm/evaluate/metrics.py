@@ -118,8 +118,9 @@ def overlap_metrics(pred: np.ndarray, ref: np.ndarray, spacing_mm: Sequence[floa
     )
 
 
-def _components(mask: np.ndarray, min_voxels: float) -> tuple[np.ndarray, int]:
-    """26-connected (full connectivity) components at least ``min_voxels`` large, relabelled 1..n."""
+def components(mask: np.ndarray, min_voxels: float = 0.0) -> tuple[np.ndarray, int]:
+    """26-connected (full connectivity) components of a boolean mask at least ``min_voxels`` large,
+    relabelled 1..n: ``(labels, n)``."""
     lab, n = ndimage.label(mask, structure=ndimage.generate_binary_structure(mask.ndim, mask.ndim))
     if n and min_voxels > 0:
         keep = np.bincount(lab.ravel(), minlength=n + 1) >= min_voxels
@@ -149,8 +150,8 @@ def lesion_detection(
     """
     pred, ref, spacing = _check_pair(pred, ref, spacing_mm)
     min_voxels = min_volume_mm3 / float(np.prod(spacing))
-    lab_r, n_r = _components(ref, min_voxels)
-    lab_p, n_p = _components(pred, min_voxels)
+    lab_r, n_r = components(ref, min_voxels)
+    lab_p, n_p = components(pred, min_voxels)
     hits_r = np.bincount(lab_r[lab_p > 0], minlength=n_r + 1)[1:]  # predicted voxels per ref lesion
     hits_p = np.bincount(lab_p[lab_r > 0], minlength=n_p + 1)[1:]  # reference voxels per pred lesion
     tp_r, tp_p = int((hits_r >= min_overlap_voxels).sum()), int((hits_p >= min_overlap_voxels).sum())

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dawm.image.resample import Interpolation, resample_to_grid
+from dawm.model.metrics import dice
 from dawm.preprocess.registration import rigid_register
 
 #: Below this Dice of the baseline brain mask with the aligned follow-up brain mask the alignment is
@@ -95,13 +96,6 @@ def followup_on_baseline(
     """
     return resample_to_grid(labels, followup_affine, baseline_shape, baseline_affine,
                             interpolation=interpolation, transform_ras=transform_ras, fill_value=fill_value)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks (1.0 when both are empty)."""
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.count_nonzero(a & b)) / total
 
 
 def motion_size(matrix_ras: np.ndarray, centre_ras: np.ndarray) -> tuple[float, float]:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from dawm.evaluate.metrics import components
+
 #: Values of :attr:`LesionChanges.change_map`.
 CHANGE_CODES = {0: "none", 1: "new_lesion", 2: "enlarging_lesion"}
 
@@ -58,11 +60,6 @@ class LesionChanges:
                 "n_new_lesions": self.n_new, "new_lesions_ml": self.new_ml,
                 "n_enlarging_lesions": self.n_enlarging, "enlarging_lesions_ml": self.enlarging_ml,
                 "new_or_enlarging_ml": self.new_ml + self.enlarging_ml}
-
-
-def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """26-connected components of a boolean mask (X, Y, Z): ``(labels 1..n, n)``."""
-    return ndimage.label(np.asarray(mask, dtype=bool), structure=np.ones((3, 3, 3), dtype=bool))
 
 
 def lesion_changes(baseline_lesion: np.ndarray, followup_lesion: np.ndarray, voxel_ml: float, *,

@@ -167,15 +167,14 @@ class RandTissueContrastd(Randomizable, MapTransform):
         if label.shape[0] <= self.tissue_channel:
             return d
         img = torch.as_tensor(d[self.image_key]).clone()
+        chosen = [c for c in range(img.shape[0]) if self.R.rand() < self.prob and bool((img[c] != 0).any())]
         tissue, normal = torch.round(label[self.tissue_channel]), label[0] == 0
         wm = (tissue == 3) & normal & (img != 0).all(dim=0)
-        if not wm.any():
+        if not chosen or not wm.any():
             return d
         weights = {t: torch.from_numpy(ndimage.gaussian_filter(((tissue == t) & normal).numpy().astype(np.float32), self.sigma)).to(img.dtype)
                    for t in (1, 2) if ((tissue == t) & normal).any()}
-        for c in range(img.shape[0]):
-            if self.R.rand() >= self.prob or not (img[c] != 0).any():
-                continue
+        for c in chosen:
             m = img[c][wm].median()
             x = img[c]
             for w in weights.values():

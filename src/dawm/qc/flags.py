@@ -4,7 +4,9 @@ Every warning that preprocessing recorded in its log (``Warnings``: skull-stripp
 registration fallback, partial field of view, ...) is kept verbatim, and a few *low quality* flags
 are derived from the recorded metrics. Their thresholds flag images far below the clinical 2D
 scans of ``real-ms`` (T1w/FLAIR tissue SNR 5-7, CNR 0.7-0.8, template correlation 0.75-0.9 there),
-not the MRIQC research-grade ranges those scans themselves miss:
+not the MRIQC research-grade ranges those scans themselves miss. They were set with those scans in
+view, so they are display flags only (they never change a result, a mask or a volume) and are to be
+checked on other clinical data before anyone relies on them:
 
 * tissue SNR (``snr_total``) below :data:`MIN_SNR` or GM/WM CNR below :data:`MIN_CNR`;
 * T1-like template correlation after MNI registration below :data:`BORDERLINE_CORRELATION`
