@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TOOLS := .tools
 VALIDATOR := $(TOOLS)/node_modules/.bin/bids-validator
 
-.PHONY: demo test venv validator chromium bench clean
+.PHONY: demo test lint venv validator chromium bench clean
 
 # pyproject.toml declares ranges (torch>=2.3,<3); constraints.txt pins what make test / CI install (torch 2.13.0).
 $(STAMP): pyproject.toml constraints.txt
@@ -33,7 +33,12 @@ chromium:
 demo: $(STAMP)
 	$(BIN)/dawm demo --output demo_output
 
-test: $(STAMP) $(VALIDATOR) chromium
+# ruff (pyproject.toml [tool.ruff]; version pinned in constraints.txt): lint and format checks first.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+test: $(STAMP) $(VALIDATOR) chromium lint
 	DAWM_BIDS_VALIDATOR=$(abspath $(VALIDATOR)) $(BIN)/python -m pytest -q
 
 bench: $(STAMP)

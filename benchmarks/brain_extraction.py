@@ -7,25 +7,23 @@ Usage::
 Runs :func:`dawm.preprocess.brain.extract_brain` on each raw T1w (its own grid) and compares the mask
 with the true brain mask pulled onto that grid through the simulator's subject -> scanner pose.
 Prints and writes ``benchmarks/results/<name>.tsv``: Dice, the affine's Mattes MI metric and seconds
-per session. A metric near -0.1 instead of about -0.3 marks a missed affine (session 4: sub-hc001
+per session (and the same as ``<name>.json`` and ``<name>.md``). A metric near -0.1 instead of about -0.3 marks a missed affine (session 4: sub-hc001
 of the 1.5 mm cohort went from Dice 0.28 to 0.94 with the multi-start).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from harness import Run, benchmark_parser, markdown_table, write_results
 
 from dawm.image.io import load_volume
 from dawm.preprocess.brain import extract_brain
-from dawm.preprocess.evaluate import pull_to_session
-
-RESULTS = Path(__file__).parent / "results"
+from dawm.simulate.truth import pull_to_session
 
 
 def true_brain_on(bids: Path, t1w: Path, subject: str, session: str, shape, affine) -> np.ndarray:
@@ -37,12 +35,22 @@ def true_brain_on(bids: Path, t1w: Path, subject: str, session: str, shape, affi
     return pull_to_session(truth.data, truth.affine, pose, shape, affine) > 0.5
 
 
+def markdown(bids: str | Path, rows: list[dict]) -> str:
+    """The per-session table and the Dice range."""
+    dice = [r["dice"] for r in rows]
+    return (
+        f"# Brain extraction against the simulator's truth (`{bids}`)\n\n"
+        + markdown_table(rows, formats={"dice": ".3f", "affine_metric": ".3f", "seconds": ".1f"})
+        + f"\n\n{len(rows)} sessions: Dice min {min(dice):.3f}, median {float(np.median(dice)):.3f}\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser(__doc__, name="brain_extraction")
     parser.add_argument("--bids", type=Path, required=True, help="a dataset made by dawm simulate")
     parser.add_argument("--subjects", default="", help="comma-separated labels (default: all)")
-    parser.add_argument("--name", default="brain_extraction")
     args = parser.parse_args(argv)
+    run = Run.start(argv, script=__file__)
     if not (args.bids / "derivatives" / "dawm-truth").is_dir():
         parser.error(f"--bids {args.bids}: no derivatives/dawm-truth there (a dataset made by dawm simulate is needed)")
     wanted = {s.strip().removeprefix("sub-") for s in args.subjects.split(",") if s.strip()}
@@ -57,14 +65,28 @@ def main(argv: list[str] | None = None) -> int:
         result = extract_brain(image.data, image.affine, seed=0)
         seconds = time.perf_counter() - start
         dice = 2.0 * (result.mask & truth).sum() / (result.mask.sum() + truth.sum())
-        rows.append({"subject": subject, "session": session, "dice": round(float(dice), 3),
-                     "affine_metric": round(result.template_to_subject.metric, 3), "seconds": round(seconds, 1)})
+        rows.append(
+            {
+                "subject": subject,
+                "session": session,
+                "dice": round(float(dice), 3),
+                "affine_metric": round(result.template_to_subject.metric, 3),
+                "seconds": round(seconds, 1),
+            }
+        )
         print("\t".join(str(v) for v in rows[-1].values()), flush=True)
     if not rows:
         parser.error("no T1w found for the requested subjects")
+    write_results(
+        args.name,
+        {"bids": str(args.bids), "rows": rows},
+        markdown(args.bids, rows),
+        run=run,
+        results_dir=args.results_dir,
+        extra={".tsv": pd.DataFrame(rows).to_csv(sep="\t", index=False)},
+        echo=False,
+    )
     table = pd.DataFrame(rows)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    table.to_csv(RESULTS / f"{args.name}.tsv", sep="\t", index=False)
     print(f"{len(table)} sessions: Dice min {table.dice.min():.3f}, median {table.dice.median():.3f}")
     return 0
 

@@ -27,27 +27,23 @@ Writes ``benchmarks/results/<name>.{json,md}``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from harness import Run, benchmark_parser, fmt_ci, markdown_table, read_dseg, write_results
 
-RESULTS = Path(__file__).parent / "results"
 TRANSITIONS = ("dawm_to_lesion", "dawm_to_normal", "dawm_persistent", "new_dawm", "new_lesion")
 
 
-def _dseg(path: Path) -> np.ndarray:
-    from dawm.image.io import load_volume
-
-    return np.rint(load_volume(path, allow_empty=True).data).astype(np.uint8)
-
-
-def score(preds: dict[str, np.ndarray], refs: dict[str, np.ndarray], voxel_ml: dict[str, float], subject: dict[str, str],
-          expected_ml: dict[str, float] | None = None) -> dict:
+def score(
+    preds: dict[str, np.ndarray],
+    refs: dict[str, np.ndarray],
+    voxel_ml: dict[str, float],
+    subject: dict[str, str],
+    expected_ml: dict[str, float] | None = None,
+) -> dict:
     """One table row: pooled Dice, lesion F1, DAWM volume agreement (with CIs) of ``preds`` vs ``refs``."""
     from dawm.evaluate.metrics import agreement_table, lesion_detection
     from dawm.model.metrics import class_counts, pooled_dice
@@ -63,17 +59,28 @@ def score(preds: dict[str, np.ndarray], refs: dict[str, np.ndarray], voxel_ml: d
     prec = det["tp_pred"] / det["n_pred"] if det["n_pred"] else float("nan")
     ref_ml = np.array([float((refs[k] == 2).sum()) * voxel_ml[k] for k in keys])
     groups = np.array([subject[k] for k in keys])
-    row = {"sessions": len(keys), "sessions_with_dawm": int((ref_ml > 0.5).sum()), "lesion_dice": d[1], "dawm_dice": d[2],
-           "lesion_recall": rec, "lesion_precision": prec,
-           "lesion_f1": 2 * rec * prec / (rec + prec) if rec + prec > 0 else 0.0, "dawm_ml_ref": float(ref_ml.sum())}
+    row = {
+        "sessions": len(keys),
+        "sessions_with_dawm": int((ref_ml > 0.5).sum()),
+        "lesion_dice": d[1],
+        "dawm_dice": d[2],
+        "lesion_recall": rec,
+        "lesion_precision": prec,
+        "lesion_f1": 2 * rec * prec / (rec + prec) if rec + prec > 0 else 0.0,
+        "dawm_ml_ref": float(ref_ml.sum()),
+    }
     volumes = {"thresholded": np.array([float((preds[k] == 2).sum()) * voxel_ml[k] for k in keys])}
     if expected_ml is not None:
         volumes["expected"] = np.array([expected_ml[k] for k in keys])
     for name, pred_ml in volumes.items():
         a = agreement_table(pred_ml, ref_ml, groups, n_boot=2000, seed=0)
-        row[name] = {"dawm_ml_pred": float(pred_ml.sum()), "spearman": a["spearman_rho"],
-                     "spearman_ci": [a["spearman_rho_ci_low"], a["spearman_rho_ci_high"]],
-                     "icc_a1": a["icc_a1"], "icc_a1_ci": [a["icc_a1_ci_low"], a["icc_a1_ci_high"]]}
+        row[name] = {
+            "dawm_ml_pred": float(pred_ml.sum()),
+            "spearman": a["spearman_rho"],
+            "spearman_ci": [a["spearman_rho_ci_low"], a["spearman_rho_ci_high"]],
+            "icc_a1": a["icc_a1"],
+            "icc_a1_ci": [a["icc_a1_ci_low"], a["icc_a1_ci_high"]],
+        }
     return row
 
 
@@ -90,7 +97,15 @@ def evolution(pred_dir: Path, test: Path) -> dict:
     pred, true = {t: [] for t in TRANSITIONS}, {t: [] for t in TRANSITIONS}
     for _, row in table.iterrows():
         sub, fu = row.participant_id.removeprefix("sub-"), row.followup.removeprefix("ses-")
-        path = test / "derivatives" / "dawm-truth" / f"sub-{sub}" / f"ses-{fu}" / "anat" / f"sub-{sub}_ses-{fu}_space-subject_desc-transition_dseg.nii.gz"
+        path = (
+            test
+            / "derivatives"
+            / "dawm-truth"
+            / f"sub-{sub}"
+            / f"ses-{fu}"
+            / "anat"
+            / f"sub-{sub}_ses-{fu}_space-subject_desc-transition_dseg.nii.gz"
+        )
         if not path.exists():
             continue
         vol = load_volume(path, allow_empty=True)
@@ -102,55 +117,72 @@ def evolution(pred_dir: Path, test: Path) -> dict:
     for t in TRANSITIONS:
         p, r = np.array(pred[t]), np.array(true[t])
         ok = len(p) > 2 and np.std(p) > 0 and np.std(r) > 0
-        out[t] = {"spearman": float(stats.spearmanr(p, r).statistic) if ok else None,
-                  "pred_ml": float(p.sum()), "true_ml": float(r.sum())}
+        out[t] = {"spearman": float(stats.spearmanr(p, r).statistic) if ok else None, "pred_ml": float(p.sum()), "true_ml": float(r.sum())}
     return out
 
 
-def _fmt(v, nd=2) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{nd}f}"
-
-
-def _ci(v: dict) -> str:
-    return f"{_fmt(v['spearman'])} [{_fmt(v['spearman_ci'][0])}, {_fmt(v['spearman_ci'][1])}]"
+def _rho(v: dict) -> str:
+    return fmt_ci(v["spearman"], *v["spearman_ci"])
 
 
 def _icc(v: dict) -> str:
-    return f"{_fmt(v['icc_a1'])} [{_fmt(v['icc_a1_ci'][0])}, {_fmt(v['icc_a1_ci'][1])}]"
+    return fmt_ci(v["icc_a1"], *v["icc_a1_ci"])
 
 
 def markdown(result: dict) -> str:
-    lines = [f"# DAWM accuracy on a separately seeded test cohort ({result['test']})", "",
-             f"{result['test_sessions']} test sessions ({result['test_subjects']} subjects); baselines fitted on {result['train_sessions']} "
-             f"sessions of {result['train']} against its qMRI labels; {result['seconds']:.0f} s. "
-             "Volume columns: Spearman rho and ICC(A,1) of per-session DAWM ml, [95 % bootstrap CI over subjects].", ""]
+    """The results as Markdown: one table per reference, the evolution table, the notes."""
+    lines = [
+        f"# DAWM accuracy on a separately seeded test cohort ({result['test']})",
+        "",
+        f"{result['test_sessions']} test sessions ({result['test_subjects']} subjects); baselines fitted on {result['train_sessions']} "
+        f"sessions of {result['train']} against its qMRI labels; {result['seconds']:.0f} s. "
+        "Volume columns: Spearman rho and ICC(A,1) of per-session DAWM ml, [95 % bootstrap CI over subjects].",
+        "",
+    ]
     for ref in result["references"]:
-        rows = [r for r in result["rows"] if r["reference"] == ref]
-        lines += [f"## against {ref}", "",
-                  "| method | sessions (with DAWM) | lesion Dice | lesion F1 | DAWM Dice | DAWM ml rho | DAWM ml ICC | expected ml rho | expected ml ICC | DAWM ml predicted / reference |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in rows:
+        table = []
+        for r in (r for r in result["rows"] if r["reference"] == ref):
             e = r.get("expected")
-            lines.append(f"| {r['method']} | {r['sessions']} ({r['sessions_with_dawm']}) | {_fmt(r['lesion_dice'])} | {_fmt(r['lesion_f1'])} | "
-                         f"{_fmt(r['dawm_dice'])} | {_ci(r['thresholded'])} | {_icc(r['thresholded'])} | "
-                         f"{_ci(e) if e else '-'} | {_icc(e) if e else '-'} | {r['thresholded']['dawm_ml_pred']:.0f} / {r['dawm_ml_ref']:.0f} |")
-        lines.append("")
+            table.append(
+                {
+                    "method": r["method"],
+                    "sessions (with DAWM)": f"{r['sessions']} ({r['sessions_with_dawm']})",
+                    "lesion Dice": r["lesion_dice"],
+                    "lesion F1": r["lesion_f1"],
+                    "DAWM Dice": r["dawm_dice"],
+                    "DAWM ml rho": _rho(r["thresholded"]),
+                    "DAWM ml ICC": _icc(r["thresholded"]),
+                    "expected ml rho": _rho(e) if e else "-",
+                    "expected ml ICC": _icc(e) if e else "-",
+                    "DAWM ml predicted / reference": f"{r['thresholded']['dawm_ml_pred']:.0f} / {r['dawm_ml_ref']:.0f}",
+                }
+            )
+        lines += [
+            f"## against {ref}",
+            "",
+            markdown_table(table, formats=dict.fromkeys(("lesion Dice", "lesion F1", "DAWM Dice"), ".2f")),
+            "",
+        ]
     if result.get("evolution"):
-        lines += ["## evolution between the two sessions (Spearman rho over subjects, predicted vs true transition ml)", "",
-                  "| model | subjects | " + " | ".join(TRANSITIONS) + " |", "|---|---|" + "---|" * len(TRANSITIONS)]
-        for name, ev in result["evolution"].items():
-            lines.append(f"| {name} | {ev['subjects']} | " + " | ".join(_fmt(ev[t]["spearman"]) for t in TRANSITIONS) + " |")
-        lines.append("")
+        table = [
+            {"model": name, "subjects": ev["subjects"], **{t: ev[t]["spearman"] for t in TRANSITIONS}}
+            for name, ev in result["evolution"].items()
+        ]
+        lines += [
+            "## evolution between the two sessions (Spearman rho over subjects, predicted vs true transition ml)",
+            "",
+            markdown_table(table, ["model", "subjects", *TRANSITIONS], formats=dict.fromkeys(TRANSITIONS, ".2f")),
+            "",
+        ]
     lines.append(result["notes"])
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchmark_parser(__doc__, name="dawm_accuracy")
     parser.add_argument("--train", type=Path, required=True)
     parser.add_argument("--test", type=Path, required=True)
     parser.add_argument("--model", action="append", default=[], help="NAME=DIR (repeatable; default the bundled model)")
-    parser.add_argument("--name", default="dawm_accuracy")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
@@ -159,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     from dawm.model.bundled import bundled_model_dir
     from dawm.model.data import discover_cases
     from dawm.model.predict import predict_dataset
-    from dawm.model.simtruth import truth_on_session_grid
+    from dawm.simulate.truth import truth_dseg_on_session_grid
 
-    start = time.perf_counter()
+    run = Run.start(argv, script=__file__)  # after the imports: "seconds" times the work, as before
     models = [tuple(m.split("=", 1)) for m in args.model] or [("bundled", str(bundled_model_dir()))]
     if not (args.test / "derivatives" / "dawm-truth").is_dir():
         print(f"error: {args.test}: no derivatives/dawm-truth (simulate it with dawm simulate)", file=sys.stderr)
@@ -181,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = discover_cases(args.test, labels=None)
     subject = {c.key: c.subject for c in cases}
     voxel_ml = {c.key: float(np.prod(load_volume(c.brain).spacing_mm)) / 1000 for c in cases}
-    refs = {"truth": {c.key: truth_on_session_grid(args.test, c.preproc_log)[0] for c in cases}}
+    refs = {"truth": {c.key: truth_dseg_on_session_grid(args.test, c.preproc_log)[0] for c in cases}}
     qmri_root = args.test / "derivatives" / "dawm-label"
 
     def label_file(root: Path, c, **entities) -> Path:
@@ -193,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in cases:
             dseg = label_file(out, c, space="session", desc="dawm", suffix="dseg")
             if dseg.exists():
-                preds[c.key] = _dseg(dseg)
+                preds[c.key] = read_dseg(dseg)
                 prob = load_volume(label_file(out, c, space="session", label="DAWM", suffix="probseg")).data
                 expected[c.key] = float(prob.sum()) * voxel_ml[c.key]
         methods[f"model: {name}"] = (preds, expected)
@@ -217,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in cases:
             dseg = label_file(qmri_root, c, space="session", desc="dawm", suffix="dseg")
             if dseg.exists():
-                q[c.key] = _dseg(dseg)
+                q[c.key] = read_dseg(dseg)
                 prob = load_volume(label_file(qmri_root, c, space="session", label="DAWM", suffix="probseg")).data
                 q_exp[c.key] = float(prob.sum()) * voxel_ml[c.key]
         methods["qMRI labels"] = (q, q_exp)
@@ -234,19 +266,28 @@ def main(argv: list[str] | None = None) -> int:
     for name, out in pred_dirs.items():
         evo[name] = evolution(out, args.test)
     n_ses = len(cases)
-    result = {"train": str(args.train), "test": str(args.test), "models": dict(models), "test_sessions": n_ses,
-              "test_subjects": len(set(subject.values())), "train_sessions": len(train_cases),
-              "baselines": {"flair_threshold": {"z_dawm": flair.z_dawm_, "z_lesion": flair.z_lesion_},
-                            "voxel_logistic": {"dawm_threshold": logistic.dawm_threshold_, "sigmas_mm": list(logistic.sigmas_mm)}},
-              "references": list(refs), "rows": rows, "evolution": evo, "seconds": time.perf_counter() - start,
-              "notes": (f"Baselines: FLAIR robust z in WM, DAWM > {flair.z_dawm_}, lesion > {flair.z_lesion_}; voxel logistic on "
-                        f"T1w/FLAIR WM z at {', '.join(str(s) for s in logistic.sigmas_mm)} mm, DAWM threshold {logistic.dawm_threshold_} "
-                        "(both chosen on the training cohort).")}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1, default=float))
-    text = markdown(result)
-    (RESULTS / f"{args.name}.md").write_text(text)
-    print(text)
+    result = {
+        "train": str(args.train),
+        "test": str(args.test),
+        "models": dict(models),
+        "test_sessions": n_ses,
+        "test_subjects": len(set(subject.values())),
+        "train_sessions": len(train_cases),
+        "baselines": {
+            "flair_threshold": {"z_dawm": flair.z_dawm_, "z_lesion": flair.z_lesion_},
+            "voxel_logistic": {"dawm_threshold": logistic.dawm_threshold_, "sigmas_mm": list(logistic.sigmas_mm)},
+        },
+        "references": list(refs),
+        "rows": rows,
+        "evolution": evo,
+        "seconds": run.elapsed(),
+        "notes": (
+            f"Baselines: FLAIR robust z in WM, DAWM > {flair.z_dawm_}, lesion > {flair.z_lesion_}; voxel logistic on "
+            f"T1w/FLAIR WM z at {', '.join(str(s) for s in logistic.sigmas_mm)} mm, DAWM threshold {logistic.dawm_threshold_} "
+            "(both chosen on the training cohort)."
+        ),
+    }
+    write_results(args.name, result, markdown(result), run=run, results_dir=args.results_dir)
     return 0
 
 

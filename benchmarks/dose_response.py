@@ -17,13 +17,12 @@ Writes ``benchmarks/results/dose_response.{json,md,png}`` (``--name``).
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from harness import Run, benchmark_parser, markdown_table, result_path, write_results
 from scipy import stats
 
 from dawm.evaluate.figures import line_plot
@@ -31,19 +30,12 @@ from dawm.evaluate.metrics import overlap_metrics
 from dawm.image.io import load_volume
 from dawm.image.resample import voxel_sizes
 from dawm.model.predict import predict_dataset
-from dawm.model.simtruth import write_truth_labels
 from dawm.simulate.cohort import simulate_cohort
 from dawm.simulate.config import Degradation, SimulationConfig
+from dawm.simulate.truth import write_truth_labels
 
-RESULTS = Path(__file__).parent / "results"
 DOSES = {"noise": [1.0, 2.0, 4.0], "bias": [1.0, 2.0, 3.0], "motion": [0.0, 0.3, 0.6], "flair_slice_mm": [3.0, 5.0, 7.0]}
 PRED = "dawm-predict"
-
-
-def markdown_table(df: pd.DataFrame) -> str:
-    """``df`` as a Markdown table (floats with 3 decimals)."""
-    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in df.itertuples(index=False)]
-    return "\n".join(["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)] + ["| " + " | ".join(c) + " |" for c in cells])
 
 
 def score(bids: Path) -> list[dict]:
@@ -85,29 +77,15 @@ def run_level(work: Path, model: Path, factor: str, dose: float, base: Simulatio
 def plot(summary: pd.DataFrame, path: Path) -> None:
     """Lesion Dice against the degradation level per factor (1 = native; for the FLAIR factor 3, 5, 7 mm slices)."""
     ranked = summary.assign(level=summary.groupby("factor").dose.rank(method="dense"))
-    fig = line_plot(ranked, "level", "lesion_dice", hue="factor", title="Lesion Dice vs truth by degradation level (1 = native; FLAIR: 3, 5, 7 mm 2D)")
+    fig = line_plot(
+        ranked, "level", "lesion_dice", hue="factor", title="Lesion Dice vs truth by degradation level (1 = native; FLAIR: 3, 5, 7 mm 2D)"
+    )
     fig.savefig(path, dpi=90)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="a model folder made by dawm train (e.g. demo_output/model)")
-    parser.add_argument("--work", type=Path, default=Path("dose_response_work"))
-    parser.add_argument("--patients", type=int, default=2)
-    parser.add_argument("--resolution", type=float, default=2.0)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="two doses per factor")
-    parser.add_argument("--name", default="dose_response")
-    args = parser.parse_args(argv)
-    base = SimulationConfig(patients=args.patients, controls=0, sessions=1, scanners=1, resolution_mm=args.resolution, seed=args.seed,
-                            dawm_prevalence={"RRMS": 1.0, "SPMS": 1.0, "PPMS": 1.0})
-    start = time.perf_counter()
-    rows = []
-    for factor, doses in DOSES.items():
-        for dose in doses[:2] if args.quick else doses:
-            t0 = time.perf_counter()
-            rows += run_level(args.work, args.model, factor, dose, base)
-            print(f"{factor} {dose:g}: {time.perf_counter() - t0:.0f} s", flush=True)
+def summarise(rows: list[dict]) -> tuple[pd.DataFrame, list[dict]]:
+    """``(summary, tests)``: the mean lesion/DAWM Dice and DAWM volume error per factor and dose,
+    and per factor the Spearman test of each Dice against the dose."""
     df = pd.DataFrame(rows)
     tests = []
     for factor, g in df.groupby("factor"):
@@ -116,16 +94,57 @@ def main(argv: list[str] | None = None) -> int:
             rho, p = stats.spearmanr(ok.dose, ok[metric]) if len(ok) > 2 and ok.dose.nunique() > 1 else (np.nan, np.nan)
             tests.append({"factor": factor, "metric": metric, "spearman_rho": float(rho), "p": float(p), "n": len(ok)})
     summary = df.groupby(["factor", "dose"])[["lesion_dice", "dawm_dice", "dawm_volume_error_ml"]].mean().reset_index()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"model": str(args.model), "patients": args.patients, "resolution_mm": args.resolution, "seed": args.seed,
-            "seconds": round(time.perf_counter() - start, 1)}
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows, "tests": tests}, indent=1, default=float) + "\n")
-    lines = [f"# dose-response of `{args.model}` ({args.patients} patient(s), {args.resolution:g} mm; {meta['seconds']:.0f} s)\n",
-             markdown_table(summary), "\nSpearman of Dice against the dose (per factor):\n",
-             markdown_table(pd.DataFrame(tests))]
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    plot(summary, RESULTS / f"{args.name}.png")
-    print("\n".join(lines))
+    return summary, tests
+
+
+def markdown(meta: dict, summary: pd.DataFrame, tests: list[dict]) -> str:
+    """The summary table and the Spearman tests (floats with 3 decimals)."""
+    lines = [
+        f"# dose-response of `{meta['model']}` ({meta['patients']} patient(s), {meta['resolution_mm']:g} mm; {meta['seconds']:.0f} s)\n",
+        markdown_table(summary, na="nan"),
+        "\nSpearman of Dice against the dose (per factor):\n",
+        markdown_table(pd.DataFrame(tests), na="nan"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = benchmark_parser(__doc__, name="dose_response")
+    parser.add_argument("--model", type=Path, required=True, help="a model folder made by dawm train (e.g. demo_output/model)")
+    parser.add_argument("--work", type=Path, default=Path("dose_response_work"))
+    parser.add_argument("--patients", type=int, default=2)
+    parser.add_argument("--resolution", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="two doses per factor")
+    args = parser.parse_args(argv)
+    run = Run.start(argv, script=__file__)
+    base = SimulationConfig(
+        patients=args.patients,
+        controls=0,
+        sessions=1,
+        scanners=1,
+        resolution_mm=args.resolution,
+        seed=args.seed,
+        dawm_prevalence={"RRMS": 1.0, "SPMS": 1.0, "PPMS": 1.0},
+    )
+    rows = []
+    for factor, doses in DOSES.items():
+        for dose in doses[:2] if args.quick else doses:
+            t0 = run.elapsed()
+            rows += run_level(args.work, args.model, factor, dose, base)
+            print(f"{factor} {dose:g}: {run.elapsed() - t0:.0f} s", flush=True)
+    summary, tests = summarise(rows)
+    meta = {
+        "model": str(args.model),
+        "patients": args.patients,
+        "resolution_mm": args.resolution,
+        "seed": args.seed,
+        "seconds": round(run.elapsed(), 1),
+    }
+    write_results(
+        args.name, {"meta": meta, "rows": rows, "tests": tests}, markdown(meta, summary, tests), run=run, results_dir=args.results_dir
+    )
+    plot(summary, result_path(args.name, ".png", args.results_dir))
     return 0
 
 

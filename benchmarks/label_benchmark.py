@@ -10,7 +10,7 @@ Each session is loaded once (:func:`dawm.label.pipeline.prepare_session` with th
 its references computed once per mode (controls -- leave-one-subject-out for the controls, and
 falling back to self where a scanner has no other control -- and self), then every rule x threshold
 is applied (:func:`dawm.label.pipeline.apply_rule`). Truth: ``desc-pathology_dseg`` == 2 pulled onto
-the session grid (:func:`dawm.preprocess.evaluate.truth_on_session_grid`). Dice is averaged over
+the session grid (:func:`dawm.simulate.truth.truth_on_session_grid`). Dice is averaged over
 patient sessions with truth DAWM (and pooled over them); volume agreement is over all patient
 sessions (Spearman rho, mean absolute error in ml); control FP is the mean DAWM ml per control session.
 
@@ -27,24 +27,30 @@ Writes ``benchmarks/results/label.{json,md,png}`` (or ``--name``).
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from harness import Run, benchmark_parser, markdown_table, result_path, write_results
 from scipy import stats
 
+from dawm.evaluate.oracle import best_threshold_dice, true_wm_core
 from dawm.label.config import LabelConfig
-from dawm.label.pipeline import (null_shape_for, apply_rule, control_null_shapes, eligible_of, fit_controls, prepare_session, preprocessed,
-                                 probability_map, reference_for, session_infos)
-from dawm.label.rules import pv_core
-from dawm.preprocess.evaluate import truth_on_session_grid
+from dawm.label.pipeline import (
+    apply_rule,
+    control_null_shapes,
+    eligible_of,
+    fit_controls,
+    null_shape_for,
+    prepare_session,
+    preprocessed,
+    probability_map,
+    reference_for,
+    session_infos,
+)
+from dawm.simulate.truth import truth_on_session_grid
 
-RESULTS = Path(__file__).parent / "results"
 Z_GRID = (1.5, 2.0, 2.5, 3.0, 3.5)
 P_GRID = (0.05, 0.01, 1e-3, 1e-4, 1e-5)
 SENS_Z = tuple(np.round(np.arange(1.0, 4.01, 0.25), 2))
@@ -59,8 +65,18 @@ def _build(work: Path, args) -> Path:
 
     bids = work / "bids"
     if not (bids / "dataset_description.json").exists():
-        simulate_cohort(SimulationConfig(patients=args.patients, controls=args.controls, sessions=args.sessions, scanners=args.scanners,
-                                         resolution_mm=args.resolution, seed=args.seed), bids, jobs=args.jobs)
+        simulate_cohort(
+            SimulationConfig(
+                patients=args.patients,
+                controls=args.controls,
+                sessions=args.sessions,
+                scanners=args.scanners,
+                resolution_mm=args.resolution,
+                seed=args.seed,
+            ),
+            bids,
+            jobs=args.jobs,
+        )
     preprocess_dataset(bids, config=PreprocessConfig(spacing_mm=args.resolution), jobs=args.jobs)
     return bids
 
@@ -73,8 +89,10 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
     pre = bids / "derivatives" / "dawm-preprocess"
     infos = [i for i in session_infos(bids) if preprocessed(pre, i.inputs)]
     model = fit_controls(infos, pre, base.model_copy(update={"reference": "controls"}))
-    nulls = {mode: control_null_shapes(infos, pre, base.model_copy(update={"reference": mode}), model if mode == "controls" else None)
-             for mode in ("controls", "self")}
+    nulls = {
+        mode: control_null_shapes(infos, pre, base.model_copy(update={"reference": mode}), model if mode == "controls" else None)
+        for mode in ("controls", "self")
+    }
     rows, ceiling = [], []
     for info in infos:
         start = time.perf_counter()
@@ -94,23 +112,49 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
                     cfg = cfg_mode.model_copy(update={"rule": rule, "threshold": thr})
                     dawm = apply_rule(prepared, ref, cfg, eligible=eligible) == 2
                     inter = int((dawm & true_dawm).sum())
-                    in_core = {"est_core_ml": float((dawm & core).sum() * voxel_ml),
-                               "true_core_ml": float((true_dawm & core).sum() * voxel_ml),
-                               "inter_core_ml": float((dawm & true_dawm & core).sum() * voxel_ml)}
-                    rows.append({"session": info.key, "group": info.group, "control": is_control, "mode": mode, "used": used,
-                                 "rule": rule, "threshold": thr, "est_ml": float(dawm.sum() * voxel_ml),
-                                 "true_ml": float(true_dawm.sum() * voxel_ml), "inter_ml": inter * voxel_ml,
-                                 "dice": 2.0 * inter / max(int(dawm.sum() + true_dawm.sum()), 1) if true_dawm.any() else np.nan,
-                                 **in_core})
+                    in_core = {
+                        "est_core_ml": float((dawm & core).sum() * voxel_ml),
+                        "true_core_ml": float((true_dawm & core).sum() * voxel_ml),
+                        "inter_core_ml": float((dawm & true_dawm & core).sum() * voxel_ml),
+                    }
+                    rows.append(
+                        {
+                            "session": info.key,
+                            "group": info.group,
+                            "control": is_control,
+                            "mode": mode,
+                            "used": used,
+                            "rule": rule,
+                            "threshold": thr,
+                            "est_ml": float(dawm.sum() * voxel_ml),
+                            "true_ml": float(true_dawm.sum() * voxel_ml),
+                            "inter_ml": inter * voxel_ml,
+                            "dice": 2.0 * inter / max(int(dawm.sum() + true_dawm.sum()), 1) if true_dawm.any() else np.nan,
+                            **in_core,
+                        }
+                    )
             # The probability map of the base rule: expected volume (sum of P) and soft Dice.
             null_shape, n_controls = null_shape_for(prepared.maps, nulls[mode])
             prob, _ = probability_map(prepared, ref, cfg_mode, eligible=eligible, null_shape=null_shape, n_controls=n_controls)
             soft = float((prob * true_dawm).sum())
-            rows.append({"session": info.key, "group": info.group, "control": is_control, "mode": mode, "used": used,
-                         "rule": "probseg", "threshold": np.nan, "est_ml": float(prob.sum() * voxel_ml), "true_ml": float(true_dawm.sum() * voxel_ml),
-                         "inter_ml": soft * voxel_ml, "dice": 2.0 * soft / max(float(prob.sum()) + int(true_dawm.sum()), 1) if true_dawm.any() else np.nan,
-                         "est_core_ml": float((prob * core).sum() * voxel_ml), "true_core_ml": float((true_dawm & core).sum() * voxel_ml),
-                         "inter_core_ml": float((prob * (true_dawm & core)).sum() * voxel_ml)})
+            rows.append(
+                {
+                    "session": info.key,
+                    "group": info.group,
+                    "control": is_control,
+                    "mode": mode,
+                    "used": used,
+                    "rule": "probseg",
+                    "threshold": np.nan,
+                    "est_ml": float(prob.sum() * voxel_ml),
+                    "true_ml": float(true_dawm.sum() * voxel_ml),
+                    "inter_ml": soft * voxel_ml,
+                    "dice": 2.0 * soft / max(float(prob.sum()) + int(true_dawm.sum()), 1) if true_dawm.any() else np.nan,
+                    "est_core_ml": float((prob * core).sum() * voxel_ml),
+                    "true_core_ml": float((true_dawm & core).sum() * voxel_ml),
+                    "inter_core_ml": float((prob * (true_dawm & core)).sum() * voxel_ml),
+                }
+            )
         if true_dawm.any() and not is_control:
             ref, _ = reference_for(prepared, base.model_copy(update={"reference": "self"}), None)
             ceiling.extend(_ceiling(info.key, ref.z, true_dawm, eligible))
@@ -119,13 +163,9 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
 
 
 def true_core(bids: Path, pre: Path, info, spacing_mm, margin_mm: float) -> np.ndarray:
-    """The *true* pure-WM core of a session: simulator WM (``dseg`` 3) farther than ``margin_mm`` (at
-    least one voxel layer, :func:`~dawm.label.rules.pv_core`) from any true non-WM voxel, on the
-    session grid. Scoring inside it separates the rule's errors from the
-    DAWM the simulator draws where white matter meets grey matter or CSF (partial volume), which the
-    issue's rule must leave out."""
-    tissue = np.rint(truth_on_session_grid(bids, pre, info.inputs, suffix="dseg")).astype(int)
-    return pv_core(tissue == 3, margin_mm, spacing_mm)
+    """The *true* pure-WM core of a session on its grid (:func:`dawm.evaluate.oracle.true_wm_core`
+    of the simulator's tissue ``dseg``), where the issue's rule may label DAWM."""
+    return true_wm_core(truth_on_session_grid(bids, pre, info.inputs, suffix="dseg"), margin_mm, spacing_mm)
 
 
 def _ceiling(key: str, z: dict, true_dawm: np.ndarray, eligible: np.ndarray) -> list[dict]:
@@ -136,20 +176,9 @@ def _ceiling(key: str, z: dict, true_dawm: np.ndarray, eligible: np.ndarray) -> 
     rows = []
     coverage = int((true_dawm & eligible).sum()) / max(int(true_dawm.sum()), 1)
     for name, score in scores.items():
-        dice, thr = best_dice(score, eligible, true_dawm, np.arange(0.5, 6.01, 0.25))
+        dice, thr = best_threshold_dice(score, true_dawm, np.arange(0.5, 6.01, 0.25), mask=eligible)
         rows.append({"session": key, "mask": "eligible WM", "z": name, "dice": dice, "threshold": thr, "coverage": coverage})
     return rows
-
-
-def best_dice(score: np.ndarray, mask: np.ndarray, truth: np.ndarray, thresholds) -> tuple[float, float]:
-    """``(Dice, threshold)`` of the best of ``thresholds`` for ``score > threshold`` inside ``mask``
-    against ``truth`` (an oracle: the threshold is chosen knowing the truth)."""
-    best = (0.0, float("nan"))
-    n_true = int(truth.sum())
-    for thr in thresholds:
-        found = mask & (score > thr)
-        best = max(best, (2.0 * int((found & truth).sum()) / max(int(found.sum()) + n_true, 1), float(thr)))
-    return best
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -162,14 +191,28 @@ def summarise(rows: list[dict]) -> list[dict]:
         withd = pat[pat.true_ml > 0]
         ctl = g[g.control]
         pooled = 2 * withd.inter_ml.sum() / max(withd.est_ml.sum() + withd.true_ml.sum(), 1e-9) if len(withd) else np.nan
-        in_core = (2 * withd.inter_core_ml.sum() / max(withd.est_core_ml.sum() + withd.true_core_ml.sum(), 1e-9)
-                   if len(withd) and "inter_core_ml" in withd else np.nan)
+        in_core = (
+            2 * withd.inter_core_ml.sum() / max(withd.est_core_ml.sum() + withd.true_core_ml.sum(), 1e-9)
+            if len(withd) and "inter_core_ml" in withd
+            else np.nan
+        )
         rho = stats.spearmanr(pat.est_ml, pat.true_ml).statistic if len(pat) > 2 and pat.true_ml.nunique() > 1 else np.nan
-        out.append({"mode": mode, "rule": rule, "threshold": float(thr), "dice_mean": float(withd.dice.mean()) if len(withd) else np.nan,
-                    "dice_pooled": float(pooled), "dice_pooled_true_core": float(in_core), "spearman": float(rho), "mae_ml": float((pat.est_ml - pat.true_ml).abs().mean()),
-                    "patient_est_ml": float(pat.est_ml.mean()), "patient_true_ml": float(pat.true_ml.mean()),
-                    "control_fp_ml": float(ctl.est_ml.mean()) if len(ctl) else np.nan,
-                    "control_fp_used": ",".join(sorted(set(ctl.used))) if len(ctl) else ""})
+        out.append(
+            {
+                "mode": mode,
+                "rule": rule,
+                "threshold": float(thr),
+                "dice_mean": float(withd.dice.mean()) if len(withd) else np.nan,
+                "dice_pooled": float(pooled),
+                "dice_pooled_true_core": float(in_core),
+                "spearman": float(rho),
+                "mae_ml": float((pat.est_ml - pat.true_ml).abs().mean()),
+                "patient_est_ml": float(pat.est_ml.mean()),
+                "patient_true_ml": float(pat.true_ml.mean()),
+                "control_fp_ml": float(ctl.est_ml.mean()) if len(ctl) else np.nan,
+                "control_fp_used": ",".join(sorted(set(ctl.used))) if len(ctl) else "",
+            }
+        )
     return out
 
 
@@ -181,7 +224,9 @@ def plot(summary: list[dict], rule: str, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for mode, style in (("controls", "-o"), ("self", "--s")):
-        s = sorted((r for r in summary if r["mode"] == mode and r["rule"] == rule and r["threshold"] in SENS_Z), key=lambda r: r["threshold"])
+        s = sorted(
+            (r for r in summary if r["mode"] == mode and r["rule"] == rule and r["threshold"] in SENS_Z), key=lambda r: r["threshold"]
+        )
         t = [r["threshold"] for r in s]
         axes[0].plot(t, [r["patient_est_ml"] for r in s], style, label=f"{mode}: patients")
         axes[0].plot(t, [r["control_fp_ml"] for r in s], style, alpha=0.5, label=f"{mode}: controls")
@@ -197,24 +242,53 @@ def plot(summary: list[dict], rule: str, path: Path) -> None:
 
 
 def markdown(summary: list[dict], meta: dict) -> str:
-    lines = [f"# dawm label benchmark\n", f"cohort: `{meta['bids']}` ({len(meta['sessions'])} sessions); "
-             f"base config: rule `{meta['config']['rule']}`, smoothing {meta['config']['smoothing_fwhm_mm']} mm, "
-             f"grown to z {meta['config'].get('grow_threshold')} from each threshold above it; {meta['seconds']:.0f} s\n",
-             "Dice in true core: pooled Dice with both masks restricted to the true pure-WM core (simulator WM farther than "
-             f"{meta['config']['pv_margin_mm']} mm, and at least one voxel, from true GM/CSF), where the rule may label DAWM.\n",
-             "| mode | rule | thr | Dice mean | Dice pooled | Dice in true core | Spearman | MAE ml | patient ml (est/true) | control FP ml (ref) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in summary:
-        if r["rule"] == meta["config"]["rule"] and r["threshold"] not in _grid(r["rule"]):
-            continue
-        thr = "-" if r["rule"] == "probseg" else f"{r['threshold']:g}"
-        lines.append(f"| {r['mode']} | {r['rule']} | {thr} | {r['dice_mean']:.2f} | {r['dice_pooled']:.2f} | {r.get('dice_pooled_true_core', np.nan):.2f} | {r['spearman']:.2f} | "
-                     f"{r['mae_ml']:.2f} | {r['patient_est_ml']:.1f}/{r['patient_true_ml']:.1f} | {r['control_fp_ml']:.2f} ({r['control_fp_used']}) |")
+    """The summary table (the grids' thresholds; the base rule's sensitivity thresholds only in the
+    plot) and the ceiling table."""
+    lines = [
+        "# dawm label benchmark\n",
+        f"cohort: `{meta['bids']}` ({len(meta['sessions'])} sessions); "
+        f"base config: rule `{meta['config']['rule']}`, smoothing {meta['config']['smoothing_fwhm_mm']} mm, "
+        f"grown to z {meta['config'].get('grow_threshold')} from each threshold above it; {meta['seconds']:.0f} s\n",
+        "Dice in true core: pooled Dice with both masks restricted to the true pure-WM core (simulator WM farther than "
+        f"{meta['config']['pv_margin_mm']} mm, and at least one voxel, from true GM/CSF), where the rule may label DAWM.\n",
+    ]
+    rows = [
+        {
+            "mode": r["mode"],
+            "rule": r["rule"],
+            "thr": "-" if r["rule"] == "probseg" else f"{r['threshold']:g}",
+            "Dice mean": r["dice_mean"],
+            "Dice pooled": r["dice_pooled"],
+            "Dice in true core": r.get("dice_pooled_true_core", np.nan),
+            "Spearman": r["spearman"],
+            "MAE ml": r["mae_ml"],
+            "patient ml (est/true)": f"{r['patient_est_ml']:.1f}/{r['patient_true_ml']:.1f}",
+            "control FP ml (ref)": f"{r['control_fp_ml']:.2f} ({r['control_fp_used']})",
+        }
+        for r in summary
+        if not (r["rule"] == meta["config"]["rule"] and r["threshold"] not in _grid(r["rule"]))
+    ]
+    numbers = ("Dice mean", "Dice pooled", "Dice in true core", "Spearman", "MAE ml")
+    lines.append(
+        markdown_table(
+            rows,
+            ["mode", "rule", "thr", *numbers, "patient ml (est/true)", "control FP ml (ref)"],
+            formats=dict.fromkeys(numbers, ".2f"),
+            na="nan",
+        )
+    )
     if meta.get("ceiling"):
-        lines += ["", "## Ceiling of a threshold rule (oracle threshold per session, self reference)", "",
-                  "| mask | z map | best Dice, mean | best z, median | truth coverage |", "|---|---|---|---|---|"]
-        for r in meta["ceiling"]:
-            lines.append(f"| {r['mask']} | {r['z']} | {r['dice']:.2f} | {r['threshold']:.2f} | {r['coverage']:.2f} |")
+        lines += [
+            "",
+            "## Ceiling of a threshold rule (oracle threshold per session, self reference)",
+            "",
+            markdown_table(
+                meta["ceiling"],
+                {"mask": "mask", "z map": "z", "best Dice, mean": "dice", "best z, median": "threshold", "truth coverage": "coverage"},
+                formats=dict.fromkeys(("dice", "threshold", "coverage"), ".2f"),
+                na="nan",
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -224,12 +298,14 @@ def ceiling_summary(rows: list[dict]) -> list[dict]:
     if not rows:
         return []
     g = pd.DataFrame(rows).groupby(["mask", "z"], sort=False)
-    return [{"mask": m, "z": z, "dice": float(d.dice.mean()), "threshold": float(d.threshold.median()), "coverage": float(d.coverage.mean())}
-            for (m, z), d in g]
+    return [
+        {"mask": m, "z": z, "dice": float(d.dice.mean()), "threshold": float(d.threshold.median()), "coverage": float(d.coverage.mean())}
+        for (m, z), d in g
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser(__doc__, name="label")
     parser.add_argument("--bids", type=Path, help="a simulated BIDS dataset with derivatives/dawm-preprocess")
     parser.add_argument("--build", action="store_true", help="simulate and pre-process a cohort in --workdir first")
     parser.add_argument("--workdir", type=Path, default=None)
@@ -241,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--config", type=Path, default=None, help="LabelConfig JSON (default: the defaults)")
-    parser.add_argument("--name", default="label")
     args = parser.parse_args(argv)
+    run = Run.start(argv, script=__file__)
     if args.build:
         bids = _build(args.workdir or Path(tempfile.mkdtemp(prefix="dawm-label-bench-")), args)
     elif args.bids:
@@ -253,13 +329,23 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     result = evaluate(bids, base)
     summary = summarise(result["rows"])
-    meta = {"bids": str(bids), "sessions": result["sessions"], "config": base.model_dump(mode="json"),
-            "ceiling": ceiling_summary(result["ceiling"]), "seconds": time.perf_counter() - start, "python": sys.version.split()[0], "platform": platform.platform(terse=True)}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"meta": meta, "summary": summary, "rows": result["rows"], "ceiling": result["ceiling"]}, indent=1, default=float) + "\n")
-    (RESULTS / f"{args.name}.md").write_text(markdown(summary, meta))
-    plot(summary, base.rule, RESULTS / f"{args.name}.png")
-    print(markdown(summary, meta))
+    meta = {
+        "bids": str(bids),
+        "sessions": result["sessions"],
+        "config": base.model_dump(mode="json"),
+        "ceiling": ceiling_summary(result["ceiling"]),
+        "seconds": time.perf_counter() - start,
+        "python": run.machine.python,
+        "platform": run.machine.platform,
+    }
+    write_results(
+        args.name,
+        {"meta": meta, "summary": summary, "rows": result["rows"], "ceiling": result["ceiling"]},
+        markdown(summary, meta),
+        run=run,
+        results_dir=args.results_dir,
+    )
+    plot(summary, base.rule, result_path(args.name, ".png", args.results_dir))
     return 0
 
 

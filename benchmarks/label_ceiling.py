@@ -30,31 +30,29 @@ step's reference (median/MAD of the same mask without the true DAWM, i.e. an ora
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from harness import Run, benchmark_parser, markdown_table, write_results
 
-sys.path.insert(0, str(Path(__file__).parent))
+from dawm.errors import InputError
+from dawm.evaluate.oracle import best_threshold_dice, true_wm_core
+from dawm.image.io import load_volume
+from dawm.label.config import LabelConfig
+from dawm.label.normative import robust_stats
+from dawm.label.pipeline import eligible_of, prepare_session, preprocessed, session_infos
+from dawm.label.zscores import masked_smooth
+from dawm.simulate.truth import truth_on_session_grid
 
-from label_benchmark import best_dice, true_core  # noqa: E402
-
-from dawm.errors import InputError  # noqa: E402
-from dawm.image.io import load_volume  # noqa: E402
-from dawm.label.config import LabelConfig  # noqa: E402
-from dawm.label.normative import robust_stats  # noqa: E402
-from dawm.label.pipeline import eligible_of, prepare_session, preprocessed, session_infos  # noqa: E402
-from dawm.label.zscores import masked_smooth  # noqa: E402
-from dawm.preprocess.evaluate import truth_on_session_grid  # noqa: E402
-
-RESULTS = Path(__file__).parent / "results"
 THRESHOLDS = np.arange(0.25, 6.01, 0.25)
-STEPS = ("noise-free maps, true core", "noise-free maps, estimated core", "measured, estimated core, 3 mm",
-         "measured, estimated core, 5 mm, oracle detrend", "clinical images, estimated core, 3 mm")
+STEPS = (
+    "noise-free maps, true core",
+    "noise-free maps, estimated core",
+    "measured, estimated core, 3 mm",
+    "measured, estimated core, 5 mm, oracle detrend",
+    "clinical images, estimated core, 3 mm",
+)
 #: abnormal direction of each input: +1 where DAWM raises it
 SIGN = {"T1": 1.0, "MTR": -1.0, "FLAIR": 1.0, "T1w": -1.0}
 
@@ -73,7 +71,7 @@ def session_rows(bids: Path, pre: Path, info, config: LabelConfig, min_voxels: i
         return []
     prepared = prepare_session(info, pre, config)
     spacing = prepared.maps.spacing_mm
-    tcore = true_core(bids, pre, info, spacing, config.pv_margin_mm) & (pathology != 1)
+    tcore = true_wm_core(truth_on_session_grid(bids, pre, info.inputs, suffix="dseg"), config.pv_margin_mm, spacing) & (pathology != 1)
     ecore = eligible_of(prepared, config)
     noise_free = {m: truth_on_session_grid(bids, pre, info.inputs, suffix=f"{m}map") for m in ("T1", "MTR")}
     five = {m: masked_smooth(v, ecore, 5.0, spacing) for m, v in prepared.maps.raw.items()}
@@ -97,9 +95,18 @@ def session_rows(bids: Path, pre: Path, info, config: LabelConfig, min_voxels: i
             z["T1+MTR"] = (z["T1"] + z["MTR"]) / np.sqrt(2)
         coverage = int((dawm & mask).sum()) / int(dawm.sum())
         for name, score in z.items():
-            dice, thr = best_dice(score, mask, dawm, THRESHOLDS)
-            rows.append({"session": info.key, "scanner": prepared.maps.norm_key, "step": step, "score": name,
-                         "dice": dice, "threshold": thr, "coverage": coverage})
+            dice, thr = best_threshold_dice(score, dawm, THRESHOLDS, mask=mask)
+            rows.append(
+                {
+                    "session": info.key,
+                    "scanner": prepared.maps.norm_key,
+                    "step": step,
+                    "score": name,
+                    "dice": dice,
+                    "threshold": thr,
+                    "coverage": coverage,
+                }
+            )
     return rows
 
 
@@ -109,28 +116,52 @@ def summary_table(rows: list[dict]) -> list[dict]:
     df = pd.DataFrame(rows)
     out = []
     for (step, score), d in df.groupby(["step", "score"], sort=False):
-        out.append({"step": step, "score": score, "dice_mean": float(d.dice.mean()), "dice_sd": float(d.dice.std()),
-                    "threshold_median": float(d.threshold.median()), "coverage": float(d.coverage.mean()), "sessions": int(len(d))})
+        out.append(
+            {
+                "step": step,
+                "score": score,
+                "dice_mean": float(d.dice.mean()),
+                "dice_sd": float(d.dice.std()),
+                "threshold_median": float(d.threshold.median()),
+                "coverage": float(d.coverage.mean()),
+                "sessions": int(len(d)),
+            }
+        )
     return out
 
 
 def markdown(summary: list[dict], meta: dict) -> str:
-    lines = ["# Ceiling of DAWM labelling: best-threshold Dice, step by step", "",
-             f"cohort: `{meta['bids']}`; {meta['n_sessions']} patient sessions with true DAWM; {meta['seconds']:.0f} s. "
-             "Threshold chosen per session knowing the truth (an upper bound for any threshold rule on that map); "
-             "reference = median/MAD of the mask without the true DAWM. See the script's docstring for the steps.", "",
-             "| step | score | best Dice, mean (SD) | best z, median | truth coverage |", "|---|---|---|---|---|"]
-    for r in summary:
-        lines.append(f"| {r['step']} | {r['score']} | {r['dice_mean']:.2f} ({r['dice_sd']:.2f}) | {r['threshold_median']:.2f} | {r['coverage']:.2f} |")
+    """The summary table, one row per step and score."""
+    rows = [{**r, "dice": f"{r['dice_mean']:.2f} ({r['dice_sd']:.2f})"} for r in summary]
+    lines = [
+        "# Ceiling of DAWM labelling: best-threshold Dice, step by step",
+        "",
+        f"cohort: `{meta['bids']}`; {meta['n_sessions']} patient sessions with true DAWM; {meta['seconds']:.0f} s. "
+        "Threshold chosen per session knowing the truth (an upper bound for any threshold rule on that map); "
+        "reference = median/MAD of the mask without the true DAWM. See the script's docstring for the steps.",
+        "",
+        markdown_table(
+            rows,
+            {
+                "step": "step",
+                "score": "score",
+                "best Dice, mean (SD)": "dice",
+                "best z, median": "threshold_median",
+                "truth coverage": "coverage",
+            },
+            formats=dict.fromkeys(("threshold_median", "coverage"), ".2f"),
+            na="nan",
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser(__doc__, name="label_ceiling")
     parser.add_argument("--bids", type=Path, required=True, help="simulated BIDS with derivatives/dawm-preprocess")
-    parser.add_argument("--name", default="label_ceiling", help="results file stem under benchmarks/results/")
     parser.add_argument("--min-voxels", type=int, default=30, help="least true DAWM voxels for a session to count")
     args = parser.parse_args(argv)
+    run = Run.start(argv, script=__file__)
     pre = args.bids / "derivatives" / "dawm-preprocess"
     if not pre.is_dir():
         raise SystemExit(f"{args.bids}: no derivatives/dawm-preprocess (run dawm preprocess first)")
@@ -149,14 +180,21 @@ def main(argv: list[str] | None = None) -> int:
         rows += found
         print(f"{info.key}: {'scored' if found else f'fewer than {args.min_voxels} true DAWM voxels'}", flush=True)
     if not rows:
-        raise SystemExit(f"{args.bids}: no patient session could be scored (each needs T1 or MTR maps and {args.min_voxels}+ true DAWM voxels)")
+        raise SystemExit(
+            f"{args.bids}: no patient session could be scored (each needs T1 or MTR maps and {args.min_voxels}+ true DAWM voxels)"
+        )
     summary = summary_table(rows)
-    meta = {"bids": str(args.bids), "n_sessions": len({r["session"] for r in rows}), "seconds": time.perf_counter() - start,
-            "config": config.model_dump(mode="json"), "python": sys.version.split()[0], "platform": platform.platform(terse=True)}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=1, default=float) + "\n")
-    (RESULTS / f"{args.name}.md").write_text(markdown(summary, meta))
-    print(markdown(summary, meta))
+    meta = {
+        "bids": str(args.bids),
+        "n_sessions": len({r["session"] for r in rows}),
+        "seconds": time.perf_counter() - start,
+        "config": config.model_dump(mode="json"),
+        "python": run.machine.python,
+        "platform": run.machine.platform,
+    }
+    write_results(
+        args.name, {"meta": meta, "summary": summary, "rows": rows}, markdown(summary, meta), run=run, results_dir=args.results_dir
+    )
     return 0
 
 

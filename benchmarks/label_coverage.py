@@ -15,19 +15,17 @@ threshold rule then meets. Writes ``benchmarks/results/<name>.{json,md}``.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from harness import Run, benchmark_parser, markdown_table, write_results
 
+from dawm.evaluate.oracle import true_wm_core
 from dawm.label.config import LabelConfig
 from dawm.label.pipeline import prepare_session, preprocessed, session_infos
 from dawm.label.rules import pv_core, within_mm
-from dawm.preprocess.evaluate import truth_on_session_grid
-
-RESULTS = Path(__file__).parent / "results"
+from dawm.simulate.truth import truth_on_session_grid
 
 
 def session_rows(bids: Path, info, cfg: LabelConfig) -> list[dict]:
@@ -36,9 +34,8 @@ def session_rows(bids: Path, info, cfg: LabelConfig) -> list[dict]:
     truth = np.rint(truth_on_session_grid(bids, pre, info.inputs, desc="pathology", suffix="dseg")) == 2
     if truth.sum() < 20:
         return []
-    tissue = np.rint(truth_on_session_grid(bids, pre, info.inputs, suffix="dseg")).astype(int)
     sp = p.maps.spacing_mm
-    true_core = pv_core(tissue == 3, cfg.pv_margin_mm, sp)
+    true_core = true_wm_core(truth_on_session_grid(bids, pre, info.inputs, suffix="dseg"), cfg.pv_margin_mm, sp)
     wm = p.dseg == 3
     pure = wm & (p.wm_prob >= cfg.wm_purity)
     prior = p.wm_prior >= cfg.wm_prior_min
@@ -55,30 +52,46 @@ def session_rows(bids: Path, info, cfg: LabelConfig) -> list[dict]:
         "variant: no WM prior": core & lesion_ok,
         "variant: lesion margin 1 mm": core & prior & ~within_mm(p.lesion, 1.0, sp),
     }
-    return [{"session": info.key, "mask": k, "coverage": float((m & truth).sum() / truth.sum()),
-             "outside_true_core": float((m & ~true_core).sum() / max(m.sum(), 1)), "ml": float(m.sum() * np.prod(sp) / 1000)}
-            for k, m in masks.items()]
+    return [
+        {
+            "session": info.key,
+            "mask": k,
+            "coverage": float((m & truth).sum() / truth.sum()),
+            "outside_true_core": float((m & ~true_core).sum() / max(m.sum(), 1)),
+            "ml": float(m.sum() * np.prod(sp) / 1000),
+        }
+        for k, m in masks.items()
+    ]
+
+
+def markdown(bids: str | Path, rows: list[dict]) -> str:
+    """The mean coverage, share outside the true core and ml of each mask over the sessions."""
+    table = pd.DataFrame(rows).groupby("mask", sort=False)[["coverage", "outside_true_core", "ml"]].mean().reset_index()
+    lines = [
+        "# Coverage of the true DAWM by the eligible WM\n",
+        f"cohort `{bids}`; {len({r['session'] for r in rows})} patient sessions with true DAWM\n",
+        markdown_table(
+            table,
+            {"mask": "mask", "coverage": "coverage", "outside true core": "outside_true_core", "ml": "ml"},
+            formats={"ml": ".0f"},
+            na="nan",
+        ),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser(__doc__, name="label_coverage")
     parser.add_argument("--bids", type=Path, required=True, help="a simulated BIDS dataset with derivatives/dawm-preprocess")
-    parser.add_argument("--name", default="label_coverage")
     args = parser.parse_args(argv)
+    run = Run.start(argv, script=__file__)
     cfg = LabelConfig()
     pre = args.bids / "derivatives" / "dawm-preprocess"
     rows = []
     for info in session_infos(args.bids):
         if info.group != cfg.control_group and preprocessed(pre, info.inputs):
             rows += session_rows(args.bids, info, cfg)
-    table = pd.DataFrame(rows).groupby("mask", sort=False)[["coverage", "outside_true_core", "ml"]].mean()
-    lines = ["# Coverage of the true DAWM by the eligible WM\n", f"cohort `{args.bids}`; {len({r['session'] for r in rows})} patient sessions with true DAWM\n",
-             "| mask | coverage | outside true core | ml |", "|---|---|---|---|"]
-    lines += [f"| {k} | {r.coverage:.3f} | {r.outside_true_core:.3f} | {r.ml:.0f} |" for k, r in table.iterrows()]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"bids": str(args.bids), "rows": rows}, indent=1) + "\n")
-    print("\n".join(lines))
+    write_results(args.name, {"bids": str(args.bids), "rows": rows}, markdown(args.bids, rows), run=run, results_dir=args.results_dir)
     return 0
 
 

@@ -34,23 +34,19 @@ Writes ``benchmarks/results/label_reproducibility.{json,md}`` (or ``--name``).
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from harness import Run, benchmark_parser, fmt, markdown_table, write_results
 
 from dawm.image.io import load_volume
 from dawm.image.resample import resample_to_grid
 from dawm.label.config import LabelConfig
 from dawm.label.pipeline import eligible_of, label_dataset, prepare_session, preprocessed, session_infos
-from dawm.preprocess.evaluate import reference_group, truth_on_session_grid
+from dawm.simulate.truth import reference_group, truth_on_session_grid
 
-RESULTS = Path(__file__).parent / "results"
 TRUTH = "derivatives/dawm-truth"
 LESION_MASKS = "derivatives/lesion-masks"
 
@@ -60,8 +56,14 @@ def build(work: Path, args) -> tuple[Path, Path]:
     from dawm.simulate.cohort import simulate_cohort
     from dawm.simulate.config import HeaderVariant, SimulationConfig
 
-    base = dict(patients=args.patients, controls=args.controls, sessions=args.sessions, scanners=args.scanners,
-                resolution_mm=args.resolution, seed=args.seed)
+    base = dict(
+        patients=args.patients,
+        controls=args.controls,
+        sessions=args.sessions,
+        scanners=args.scanners,
+        resolution_mm=args.resolution,
+        seed=args.seed,
+    )
     out = []
     for name, headers in (("orig", HeaderVariant()), ("twin", HeaderVariant.other_converter())):
         root = work / name
@@ -197,9 +199,15 @@ def compare_session(info, twin_info, bids: Path, twin: Path, config: LabelConfig
     lab_t = onto(lab_t_native)
     vox_o = abs(np.linalg.det(affine[:3, :3])) / 1000.0
     vox_t = abs(np.linalg.det(grids[twin][1][:3, :3])) / 1000.0
-    row.update(brain_dice=dice(brain_o, brain_t), lesion_dice=dice(lab_o == 1, lab_t == 1), dawm_dice=dice(lab_o == 2, lab_t == 2),
-               dawm_ml=float((lab_o == 2).sum() * vox_o), twin_dawm_ml=float((lab_t_native == 2).sum() * vox_t),
-               lesion_ml=float((lab_o == 1).sum() * vox_o), twin_lesion_ml=float((lab_t_native == 1).sum() * vox_t))
+    row.update(
+        brain_dice=dice(brain_o, brain_t),
+        lesion_dice=dice(lab_o == 1, lab_t == 1),
+        dawm_dice=dice(lab_o == 2, lab_t == 2),
+        dawm_ml=float((lab_o == 2).sum() * vox_o),
+        twin_dawm_ml=float((lab_t_native == 2).sum() * vox_t),
+        lesion_ml=float((lab_o == 1).sum() * vox_o),
+        twin_lesion_ml=float((lab_t_native == 1).sum() * vox_t),
+    )
     # Ceiling: the truth DAWM on both session grids, compared the same way.
     if (bids / TRUTH).is_dir() and (twin / TRUTH).is_dir():
         pre_o, pre_t = bids / "derivatives" / "dawm-preprocess", twin / "derivatives" / "dawm-preprocess"
@@ -247,8 +255,11 @@ def evaluate(bids: Path, twin: Path, config: LabelConfig) -> list[dict]:
             continue
         rows.append(compare_session(info, t, bids, twin, config))
         r = rows[-1]
-        print(f"{info.key}: brain {r['brain_dice']:.3f} lesion {r['lesion_dice']:.3f} DAWM {r['dawm_dice']:.3f} "
-              f"({r['dawm_ml']:.2f} / {r['twin_dawm_ml']:.2f} ml)", flush=True)
+        print(
+            f"{info.key}: brain {r['brain_dice']:.3f} lesion {r['lesion_dice']:.3f} DAWM {r['dawm_dice']:.3f} "
+            f"({r['dawm_ml']:.2f} / {r['twin_dawm_ml']:.2f} ml)",
+            flush=True,
+        )
     return rows
 
 
@@ -260,50 +271,84 @@ def _stats(values) -> dict:
 
 
 def summarise(rows: list[dict], control_group: str = "HC") -> dict:
-    out = {k: _stats(r.get(k) for r in rows) for k in ("brain_dice", "lesion_dice", "dawm_dice", "truth_dawm_dice", "truth_lesion_dice",
-                                                       "eligible_dice", "z_T1_r", "z_MTR_r", "z_T1_mad", "z_MTR_mad",
-                                                       "disagree_near_threshold", "disagree_not_eligible_in_one")}
+    out = {
+        k: _stats(r.get(k) for r in rows)
+        for k in (
+            "brain_dice",
+            "lesion_dice",
+            "dawm_dice",
+            "truth_dawm_dice",
+            "truth_lesion_dice",
+            "eligible_dice",
+            "z_T1_r",
+            "z_MTR_r",
+            "z_T1_mad",
+            "z_MTR_mad",
+            "disagree_near_threshold",
+            "disagree_not_eligible_in_one",
+        )
+    }
     # Dice is undefined (nan) where neither labels DAWM; the median is over sessions where one does.
     ctl = [r for r in rows if r["group"] == control_group]
-    out["control_dawm_ml"] = {"orig": float(np.mean([r["dawm_ml"] for r in ctl])) if ctl else float("nan"),
-                              "twin": float(np.mean([r["twin_dawm_ml"] for r in ctl])) if ctl else float("nan")}
+    out["control_dawm_ml"] = {
+        "orig": float(np.mean([r["dawm_ml"] for r in ctl])) if ctl else float("nan"),
+        "twin": float(np.mean([r["twin_dawm_ml"] for r in ctl])) if ctl else float("nan"),
+    }
     return out
 
 
-def _f(x, fmt=".3f") -> str:
-    return "n/a" if x is None or not np.isfinite(x) else format(x, fmt)
+#: the per-session table: header -> row key
+SESSION_COLUMNS = {
+    "session": "session",
+    "group": "group",
+    "scanner": "scanner",
+    "brain Dice": "brain_dice",
+    "lesion Dice": "lesion_dice",
+    "DAWM Dice": "dawm_dice",
+    "truth DAWM Dice": "truth_dawm_dice",
+    "DAWM ml (orig / twin)": "dawm_ml_pair",
+    "lesion ml (orig / twin)": "lesion_ml_pair",
+    "eligible Dice": "eligible_dice",
+    "z T1 r": "z_T1_r",
+    "z MTR r": "z_MTR_r",
+    "disagreeing near thr": "disagree_near_threshold",
+}
 
 
 def markdown(rows: list[dict], summary: dict, meta: dict) -> str:
+    """The headline paragraph, the per-session table and the summary table."""
     s = summary
-    lines = ["# dawm label reproducibility under header changes\n",
-             f"Cohort `{meta['bids']}` and its header twin `{meta['twin']}` ({meta['twin_headers']}); {len(rows)} sessions; "
-             f"label config: rule `{meta['config']['rule']}`, threshold {meta['config']['threshold'] or 3.5}, grow {meta['config']['grow_threshold']}, "
-             f"reference `{meta['config']['reference']}`. Machine: {meta['platform']}, {meta['cpu_count']} CPUs (shared), Python {meta['python']}; "
-             f"{meta['seconds']:.0f} s.\n",
-             f"**DAWM label Dice median {_f(s['dawm_dice']['median'])} (range {_f(s['dawm_dice']['min'])}-{_f(s['dawm_dice']['max'])}, "
-             f"{s['dawm_dice']['n']} sessions with DAWM in either); goal >= 0.9.** Brain mask Dice {_f(s['brain_dice']['median'])} "
-             f"({_f(s['brain_dice']['min'])}-{_f(s['brain_dice']['max'])}), lesion label Dice {_f(s['lesion_dice']['median'])} "
-             f"({_f(s['lesion_dice']['min'])}-{_f(s['lesion_dice']['max'])}). Ceiling (truth DAWM on both grids): "
-             f"{_f(s['truth_dawm_dice']['median'])} ({_f(s['truth_dawm_dice']['min'])}-{_f(s['truth_dawm_dice']['max'])}). "
-             f"Control DAWM per session: {_f(s['control_dawm_ml']['orig'], '.2f')} ml (original) vs {_f(s['control_dawm_ml']['twin'], '.2f')} ml (twin).\n",
-             "| session | group | scanner | brain Dice | lesion Dice | DAWM Dice | truth DAWM Dice | DAWM ml (orig / twin) | lesion ml (orig / twin) | eligible Dice | z T1 r | z MTR r | disagreeing near thr |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['session']} | {r['group']} | {r['scanner']} | {_f(r['brain_dice'])} | {_f(r['lesion_dice'])} | {_f(r['dawm_dice'])} | "
-                     f"{_f(r.get('truth_dawm_dice'))} | {r['dawm_ml']:.2f} / {r['twin_dawm_ml']:.2f} | {r['lesion_ml']:.2f} / {r['twin_lesion_ml']:.2f} | "
-                     f"{_f(r.get('eligible_dice'))} | {_f(r.get('z_T1_r'))} | {_f(r.get('z_MTR_r'))} | {_f(r.get('disagree_near_threshold'), '.2f')} |")
-    lines += ["", "| measure | median | min | max |", "|---|---|---|---|"]
-    for k, v in summary.items():
-        if "median" in v:
-            lines.append(f"| {k} | {_f(v['median'])} | {_f(v['min'])} | {_f(v['max'])} |")
+    lines = [
+        "# dawm label reproducibility under header changes\n",
+        f"Cohort `{meta['bids']}` and its header twin `{meta['twin']}` ({meta['twin_headers']}); {len(rows)} sessions; "
+        f"label config: rule `{meta['config']['rule']}`, threshold {meta['config']['threshold'] or 3.5}, grow {meta['config']['grow_threshold']}, "
+        f"reference `{meta['config']['reference']}`. Machine: {meta['platform']}, {meta['cpu_count']} CPUs (shared), Python {meta['python']}; "
+        f"{meta['seconds']:.0f} s.\n",
+        f"**DAWM label Dice median {fmt(s['dawm_dice']['median'])} (range {fmt(s['dawm_dice']['min'])}-{fmt(s['dawm_dice']['max'])}, "
+        f"{s['dawm_dice']['n']} sessions with DAWM in either); goal >= 0.9.** Brain mask Dice {fmt(s['brain_dice']['median'])} "
+        f"({fmt(s['brain_dice']['min'])}-{fmt(s['brain_dice']['max'])}), lesion label Dice {fmt(s['lesion_dice']['median'])} "
+        f"({fmt(s['lesion_dice']['min'])}-{fmt(s['lesion_dice']['max'])}). Ceiling (truth DAWM on both grids): "
+        f"{fmt(s['truth_dawm_dice']['median'])} ({fmt(s['truth_dawm_dice']['min'])}-{fmt(s['truth_dawm_dice']['max'])}). "
+        f"Control DAWM per session: {fmt(s['control_dawm_ml']['orig'], '.2f')} ml (original) vs {fmt(s['control_dawm_ml']['twin'], '.2f')} ml (twin).\n",
+    ]
+    table = [
+        {
+            **r,
+            "dawm_ml_pair": f"{r['dawm_ml']:.2f} / {r['twin_dawm_ml']:.2f}",
+            "lesion_ml_pair": f"{r['lesion_ml']:.2f} / {r['twin_lesion_ml']:.2f}",
+        }
+        for r in rows
+    ]
+    lines.append(markdown_table(table, SESSION_COLUMNS, formats={"disagree_near_threshold": ".2f"}))
+    measures = [{"measure": k, **v} for k, v in summary.items() if "median" in v]
+    lines += ["", markdown_table(measures, ["measure", "median", "min", "max"], formats=dict.fromkeys(("median", "min", "max"), ".3f"))]
     if meta.get("notes"):
         lines += ["", meta["notes"]]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = benchmark_parser(__doc__, name="label_reproducibility")
     parser.add_argument("--bids", type=Path, help="a simulated cohort (preprocessed or not)")
     parser.add_argument("--twin-bids", type=Path, help="the same cohort with other headers")
     parser.add_argument("--workdir", type=Path, help="simulate both into WORKDIR/{orig,twin} (skipped where present)")
@@ -317,13 +362,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None, help="LabelConfig JSON (default: the defaults)")
     parser.add_argument("--force-preprocess", action="store_true", help="redo the preprocessing of both cohorts")
     parser.add_argument("--no-stages", action="store_true", help="only compare: both cohorts are already preprocessed and labelled")
-    parser.add_argument("--twin-kind", choices=("simulated", "rewritten"), default="simulated",
-                        help="simulated: the cohort simulated again with HeaderVariant.other_converter() (tilted grids, so other noise "
-                             "per voxel); rewritten: the same voxels re-stored (LPS, int16 + scl_slope, s, fraction, NaN), written to "
-                             "--twin-bids or WORKDIR/rewritten")
-    parser.add_argument("--name", default="label_reproducibility")
+    parser.add_argument(
+        "--twin-kind",
+        choices=("simulated", "rewritten"),
+        default="simulated",
+        help="simulated: the cohort simulated again with HeaderVariant.other_converter() (tilted grids, so other noise "
+        "per voxel); rewritten: the same voxels re-stored (LPS, int16 + scl_slope, s, fraction, NaN), written to "
+        "--twin-bids or WORKDIR/rewritten",
+    )
     parser.add_argument("--notes", default="", help="text appended to the markdown")
     args = parser.parse_args(argv)
+    run = Run.start(argv, script=__file__)
     if args.workdir:
         bids, twin = build(args.workdir, args)
         if args.twin_kind == "rewritten":
@@ -344,15 +393,29 @@ def main(argv: list[str] | None = None) -> int:
     stamp = twin / TRUTH / "dawm_simulate_config.json"
     headers = json.loads(stamp.read_text()).get("headers") if stamp.exists() else None
     if args.twin_kind == "rewritten":
-        headers = {"rewritten": "same voxels", "storage": "LPS", "integer_storage": True, "t1map_units": "s", "mtr_units": "fraction", "nan_background": True}
-    meta = {"bids": str(bids), "twin": str(twin), "twin_kind": args.twin_kind, "twin_headers": {k: v for k, v in (headers or {}).items() if v is not None},
-            "config": config.model_dump(mode="json"), "seconds": time.perf_counter() - start, "python": sys.version.split()[0],
-            "platform": platform.platform(terse=True), "cpu_count": os.cpu_count(), "notes": args.notes}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=1, default=float) + "\n")
-    text = markdown(rows, summary, meta)
-    (RESULTS / f"{args.name}.md").write_text(text)
-    print(text)
+        headers = {
+            "rewritten": "same voxels",
+            "storage": "LPS",
+            "integer_storage": True,
+            "t1map_units": "s",
+            "mtr_units": "fraction",
+            "nan_background": True,
+        }
+    meta = {
+        "bids": str(bids),
+        "twin": str(twin),
+        "twin_kind": args.twin_kind,
+        "twin_headers": {k: v for k, v in (headers or {}).items() if v is not None},
+        "config": config.model_dump(mode="json"),
+        "seconds": time.perf_counter() - start,
+        "python": run.machine.python,
+        "platform": run.machine.platform,
+        "cpu_count": run.machine.cpu_count,
+        "notes": args.notes,
+    }
+    write_results(
+        args.name, {"meta": meta, "summary": summary, "rows": rows}, markdown(rows, summary, meta), run=run, results_dir=args.results_dir
+    )
     return 0
 
 

@@ -33,29 +33,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from harness import Run, benchmark_parser, label_path, markdown_table, read_dseg, write_results
 
+from dawm.evaluate.baselines import FlairThreshold, fit_predict
 from dawm.image.io import load_volume
 from dawm.model.config import TrainConfig
 from dawm.model.data import cases_of, discover_cases
 from dawm.model.decision import labels_from_probabilities
 from dawm.model.inference import load_model, predict_probabilities
 from dawm.model.metrics import agreement
-from dawm.model.simtruth import write_truth_labels
 from dawm.model.train import train
 from dawm.preprocess.config import PreprocessConfig
 from dawm.preprocess.pipeline import preprocess_dataset
 from dawm.simulate.cohort import simulate_cohort
 from dawm.simulate.config import SimulationConfig
+from dawm.simulate.truth import write_truth_labels
 
-RESULTS = Path(__file__).parent / "results"
 TRUTH_LABELS = "dawm-truthlabel"
-log = logging.getLogger("model_accuracy")
 
 
 def _labels(bids: Path, name: str = "dawm-label") -> str | None:
@@ -92,26 +91,6 @@ def _fixed_split(model_dir: Path, cases, test: list[str], folds: int, seed: int)
     (model_dir / "split.json").write_text(json.dumps(split, indent=2) + "\n")
 
 
-def read_dseg(path: Path | None) -> np.ndarray | None:
-    """A label map as uint8 (None when ``path`` is None or missing)."""
-    return np.rint(load_volume(path, allow_empty=True).data).astype(np.uint8) if path is not None and path.exists() else None
-
-
-def label_path(bids: Path, case, name: str) -> Path:
-    """The session-grid ``desc-dawm_dseg`` of ``case`` in ``derivatives/<name>``."""
-    return bids / "derivatives" / name / case.base().with_(space="session", desc="dawm", suffix="dseg").relpath
-
-
-def tuned_baseline(bids: Path, train_cases, test_cases, target: str) -> tuple[tuple[float, float, float], dict[str, np.ndarray]]:
-    """The FLAIR threshold baseline (:class:`dawm.evaluate.baselines.FlairThreshold`): ``(score, z_dawm,
-    z_lesion)`` maximising the mean of the pooled lesion and DAWM Dice against ``derivatives/<target>``
-    on ``train_cases``, and its label maps of ``test_cases`` (key -> (X, Y, Z) uint8, session grid)."""
-    from dawm.evaluate.baselines import BaselineSession, FlairThreshold
-
-    model = FlairThreshold().fit([BaselineSession.from_case(c, label_path(bids, c, target)) for c in train_cases])
-    return (model.score_, model.z_dawm_, model.z_lesion_), {c.key: model.predict(BaselineSession.from_case(c)) for c in test_cases}
-
-
 def _evaluate(preds: dict[str, np.ndarray], targets: dict[str, dict[str, np.ndarray | None]], voxel_ml: dict[str, float]) -> dict:
     out: dict = {}
     for ref in ("truth", "qmri"):
@@ -122,11 +101,53 @@ def _evaluate(preds: dict[str, np.ndarray], targets: dict[str, dict[str, np.ndar
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def title(args: argparse.Namespace, cohort: dict) -> str:
+    """The cohort as the table's title names it."""
+    if args.bids:
+        return f"`{args.bids}` ({cohort['subjects']} subjects)"
+    return (
+        f"{'tiny smoke run, ' if args.tiny else ''}{args.patients} patients + {args.controls} controls, {args.sessions} session(s), "
+        f"{args.resolution:g} mm"
+    )
+
+
+def markdown(results: dict, *, title: str, test_subjects_named: bool, seconds: float) -> str:
+    """The results table (one row per input configuration, then the FLAIR threshold baseline)."""
+    split, baseline = results["split"], results["configs"]["FLAIR threshold baseline"]
+    columns = {"inputs": "name", "test sessions": "test_sessions"}
+    columns.update(
+        {
+            f"{what} ({ref_name})": f"{key}_{ref}"
+            for ref, ref_name in (("truth", "truth"), ("qmri", "qMRI"))
+            for what, key in (("lesion Dice", "lesion_dice"), ("DAWM Dice", "dawm_dice"), ("DAWM ml Spearman", "dawm_spearman"))
+        }
+    )
+    columns["train s"] = "train_seconds"
+    rows = [{"name": name, **r} for name, r in results["configs"].items()]
+    lines = [
+        f"# dawm model accuracy ({title})",
+        "",
+        f"Target: `{results['target']}`; preset {results['preset']}, {results['max_epochs']} epochs x {results['iterations_per_epoch']} "
+        f"iterations, fold 0; test subjects: {', '.join(split['test'])}{' (named with --test-subjects)' if test_subjects_named else ''}; "
+        f"{seconds:.0f} s in all.",
+        "",
+        markdown_table(rows, columns, formats=dict.fromkeys(list(columns.values())[2:], ".3f")),
+        "",
+        f"Baseline thresholds (FLAIR robust z in WM, tuned on the training subjects): DAWM > {baseline['z_dawm']}, "
+        f"lesion > {baseline['z_lesion']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = benchmark_parser(__doc__, name="model_accuracy")
     ap.add_argument("--tiny", action="store_true", help="3 mm, 3 patients + 1 control, 1 session, a few iterations (smoke run)")
-    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "dawm-model-accuracy",
-                    help="where the cohort and models go (reused by a later run)")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "dawm-model-accuracy",
+        help="where the cohort and models go (reused by a later run)",
+    )
     ap.add_argument("--patients", type=int, default=24)
     ap.add_argument("--controls", type=int, default=8)
     ap.add_argument("--sessions", type=int, default=2)
@@ -138,18 +159,28 @@ def main() -> None:
     ap.add_argument("--inputs", default="t1w,flair,t1w+flair")
     ap.add_argument("--test-fraction", type=float, default=0.25)
     ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument("--name", default="model_accuracy")
-    ap.add_argument("--bids", type=Path, default=None, help="an existing simulated BIDS cohort with derivatives/dawm-preprocess (no simulate/preprocess)")
-    ap.add_argument("--labels", default="dawm-label", help="derivative name of the qMRI labels (made with the current defaults when missing)")
-    ap.add_argument("--train-on", choices=("qmri", "truth"), default="qmri",
-                    help="training targets: the qMRI labels, or the simulator's truth (a learnability check: the label noise removed)")
+    ap.add_argument(
+        "--bids",
+        type=Path,
+        default=None,
+        help="an existing simulated BIDS cohort with derivatives/dawm-preprocess (no simulate/preprocess)",
+    )
+    ap.add_argument(
+        "--labels", default="dawm-label", help="derivative name of the qMRI labels (made with the current defaults when missing)"
+    )
+    ap.add_argument(
+        "--train-on",
+        choices=("qmri", "truth"),
+        default="qmri",
+        help="training targets: the qMRI labels, or the simulator's truth (a learnability check: the label noise removed)",
+    )
     ap.add_argument("--test-subjects", default=None, help="comma-separated subjects (no sub-) forming the test split")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    run = Run.start(argv, script=__file__)
     if args.tiny:
         args.patients, args.controls, args.sessions, args.resolution = 3, 1, 1, 3.0
         args.max_epochs, args.iterations, args.patch = 2, 2, args.patch or 16
         args.preset = "tiny" if args.preset == "cpu-small" else args.preset
-    t0 = time.perf_counter()
     if args.bids and not (args.bids / "derivatives" / "dawm-preprocess").is_dir():
         ap.error(f"--bids {args.bids}: no derivatives/dawm-preprocess there (simulate and preprocess it first)")
     if args.bids:
@@ -160,8 +191,13 @@ def main() -> None:
     else:
         work = args.work / ("tiny" if args.tiny else f"{args.resolution:g}mm")
         bids = work / "bids"
-        sim = SimulationConfig(patients=args.patients, controls=args.controls, sessions=args.sessions, scanners=2 if args.tiny else 3,
-                               resolution_mm=args.resolution)
+        sim = SimulationConfig(
+            patients=args.patients,
+            controls=args.controls,
+            sessions=args.sessions,
+            scanners=2 if args.tiny else 3,
+            resolution_mm=args.resolution,
+        )
         simulate_cohort(sim, bids, jobs=args.jobs)
         cohort = sim.model_dump()
         pp = PreprocessConfig(spacing_mm=args.resolution, iqm=False, qc_figure=False, mni_refine=not args.tiny)
@@ -170,17 +206,32 @@ def main() -> None:
     write_truth_labels(bids, name=TRUTH_LABELS)
     qmri = _labels(bids, args.labels)
     target = TRUTH_LABELS if args.train_on == "truth" else qmri or TRUTH_LABELS
-    prep_s = time.perf_counter() - t0
+    prep_s = run.elapsed()
 
     all_cases = discover_cases(bids, labels=target)
-    results: dict = {"cohort": cohort, "preprocess_failed": failed, "target": target, "preset": args.preset,
-                     "max_epochs": args.max_epochs, "iterations_per_epoch": args.iterations, "data_seconds": prep_s, "configs": {}}
+    results: dict = {
+        "cohort": cohort,
+        "preprocess_failed": failed,
+        "target": target,
+        "preset": args.preset,
+        "max_epochs": args.max_epochs,
+        "iterations_per_epoch": args.iterations,
+        "data_seconds": prep_s,
+        "configs": {},
+    }
     for inputs in args.inputs.split(","):
         model_dir = work / f"model-{inputs.replace('+', '-')}{'-truth' if args.train_on == 'truth' else ''}"
-        cfg = TrainConfig(inputs=inputs, preset=args.preset, max_epochs=args.max_epochs, iterations_per_epoch=args.iterations,
-                          patch_size=(args.patch,) * 3 if args.patch else None, test_fraction=args.test_fraction,
-                          folds=3 if args.tiny else 5, labels=target,
-                          inference_patch_size=(48, 48, 48) if args.tiny else None)
+        cfg = TrainConfig(
+            inputs=inputs,
+            preset=args.preset,
+            max_epochs=args.max_epochs,
+            iterations_per_epoch=args.iterations,
+            patch_size=(args.patch,) * 3 if args.patch else None,
+            test_fraction=args.test_fraction,
+            folds=3 if args.tiny else 5,
+            labels=target,
+            inference_patch_size=(48, 48, 48) if args.tiny else None,
+        )
         if args.test_subjects and not (model_dir / "split.json").exists():
             _fixed_split(model_dir, all_cases, [t.strip().removeprefix("sub-") for t in args.test_subjects.split(",")], cfg.folds, cfg.seed)
         t = time.perf_counter()
@@ -196,10 +247,18 @@ def main() -> None:
             imgs = {s: load_volume(p).data for s, p in c.images.items()}
             probs = predict_probabilities(model, imgs, brain_vol.data > 0.5, brain_vol.affine)
             preds[c.key] = labels_from_probabilities(probs, model.dawm_threshold)
-            targets[c.key] = {"truth": read_dseg(label_path(bids, c, TRUTH_LABELS)), "qmri": read_dseg(label_path(bids, c, qmri)) if qmri else None}
+            targets[c.key] = {
+                "truth": read_dseg(label_path(bids, c, TRUTH_LABELS)),
+                "qmri": read_dseg(label_path(bids, c, qmri)) if qmri else None,
+            }
             vox[c.key] = float(np.prod(brain_vol.spacing_mm)) / 1000
-        results["configs"][inputs] = {"test_sessions": len(test), "train_seconds": train_s, "predict_seconds": time.perf_counter() - t,
-                                      "fold0": info["folds"]["0"], **_evaluate(preds, targets, vox)}
+        results["configs"][inputs] = {
+            "test_sessions": len(test),
+            "train_seconds": train_s,
+            "predict_seconds": time.perf_counter() - t,
+            "fold0": info["folds"]["0"],
+            **_evaluate(preds, targets, vox),
+        }
         print(inputs, {k: v for k, v in results["configs"][inputs].items() if not isinstance(v, list)}, flush=True)
         results["split"] = info["split"]
 
@@ -207,32 +266,24 @@ def main() -> None:
     split = results["split"]
     train_cases = cases_of(all_cases, split["folds"][0]["train"] + split["folds"][0]["val"])
     test = cases_of(all_cases, split["test"])
-    best, preds = tuned_baseline(bids, train_cases, test, target)
-    targets = {c.key: {"truth": read_dseg(label_path(bids, c, TRUTH_LABELS)), "qmri": read_dseg(label_path(bids, c, qmri)) if qmri else None} for c in test}
+    flair = FlairThreshold()
+    preds = fit_predict(flair, train_cases, test)  # against each case's target, derivatives/<target>
+    targets = {
+        c.key: {"truth": read_dseg(label_path(bids, c, TRUTH_LABELS)), "qmri": read_dseg(label_path(bids, c, qmri)) if qmri else None}
+        for c in test
+    }
     vox = {c.key: float(np.prod(load_volume(c.brain).spacing_mm)) / 1000 for c in test}
-    results["configs"]["FLAIR threshold baseline"] = {"test_sessions": len(test), "z_dawm": best[1], "z_lesion": best[2], **_evaluate(preds, targets, vox)}
+    results["configs"]["FLAIR threshold baseline"] = {
+        "test_sessions": len(test),
+        "z_dawm": flair.z_dawm_,
+        "z_lesion": flair.z_lesion_,
+        **_evaluate(preds, targets, vox),
+    }
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-
-    def f(v):
-        return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.3f}"
-
-    title = (f"`{args.bids}` ({cohort['subjects']} subjects)" if args.bids else
-             f"{'tiny smoke run, ' if args.tiny else ''}{args.patients} patients + {args.controls} controls, {args.sessions} session(s), {args.resolution:g} mm")
-    lines = [f"# dawm model accuracy ({title})", "",
-             f"Target: `{target}`; preset {args.preset}, {args.max_epochs} epochs x {args.iterations} iterations, fold 0; "
-             f"test subjects: {', '.join(split['test'])}{' (named with --test-subjects)' if args.test_subjects else ''}; "
-             f"{time.perf_counter() - t0:.0f} s in all.", "",
-             "| inputs | test sessions | lesion Dice (truth) | DAWM Dice (truth) | DAWM ml Spearman (truth) | lesion Dice (qMRI) | DAWM Dice (qMRI) | DAWM ml Spearman (qMRI) | train s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in results["configs"].items():
-        lines.append(f"| {name} | {r['test_sessions']} | {f(r['lesion_dice_truth'])} | {f(r['dawm_dice_truth'])} | {f(r['dawm_spearman_truth'])} | "
-                     f"{f(r['lesion_dice_qmri'])} | {f(r['dawm_dice_qmri'])} | {f(r['dawm_spearman_qmri'])} | {f(r.get('train_seconds'))} |")
-    lines += ["", f"Baseline thresholds (FLAIR robust z in WM, tuned on the training subjects): DAWM > {best[1]}, lesion > {best[2]}."]
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    md = markdown(results, title=title(args, cohort), test_subjects_named=bool(args.test_subjects), seconds=run.elapsed())
+    write_results(args.name, results, md, run=run, results_dir=args.results_dir)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -30,26 +30,27 @@ Writes ``benchmarks/results/<name>.{json,md}``.
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from harness import Run, benchmark_parser, markdown_table, write_results
 from scipy import ndimage, stats
 
 from dawm.label.zscores import masked_smooth
 from dawm.model.metrics import class_counts, pooled_dice
 
-RESULTS = Path(__file__).parent / "results"
 FWHM_MM = (0.0, 3.0, 6.0, 12.0)
 SURROUND_MM = 24.0
 NEAR_MM = (3.0, 6.0)
-FEATURES = ([f"{m} fwhm {w:g} mm" for m in ("T1w", "FLAIR") for w in FWHM_MM]
-            + [f"{m} minus {SURROUND_MM:g} mm surround" for m in ("T1w", "FLAIR")]
-            + [f"FLAIR max within {r:g} mm" for r in NEAR_MM] + [f"T1w min within {r:g} mm" for r in NEAR_MM]
-            + ["distance to brain edge (mm)"])
+FEATURES = (
+    [f"{m} fwhm {w:g} mm" for m in ("T1w", "FLAIR") for w in FWHM_MM]
+    + [f"{m} minus {SURROUND_MM:g} mm surround" for m in ("T1w", "FLAIR")]
+    + [f"FLAIR max within {r:g} mm" for r in NEAR_MM]
+    + [f"T1w min within {r:g} mm" for r in NEAR_MM]
+    + ["distance to brain edge (mm)"]
+)
 CLASSES = {1: "lesion", 2: "DAWM"}
 N_BINS = 200  # probability thresholds 0.005 .. 0.995
 
@@ -67,7 +68,9 @@ def features(image: np.ndarray, brain: np.ndarray, spacing_mm: np.ndarray) -> np
     for c in (0, 1):
         cols += [masked_smooth(image[c], brain, w, spacing_mm)[brain] for w in FWHM_MM]
     for c in (0, 1):
-        cols.append(masked_smooth(image[c], brain, FWHM_MM[1], spacing_mm)[brain] - masked_smooth(image[c], brain, SURROUND_MM, spacing_mm)[brain])
+        cols.append(
+            masked_smooth(image[c], brain, FWHM_MM[1], spacing_mm)[brain] - masked_smooth(image[c], brain, SURROUND_MM, spacing_mm)[brain]
+        )
     for c, filt, fill in ((1, ndimage.maximum_filter, -1e3), (0, ndimage.minimum_filter, 1e3)):
         for r in NEAR_MM:
             cols.append(filt(np.where(brain, image[c], fill), footprint=_ball(r, spacing_mm))[brain])
@@ -84,8 +87,12 @@ def load(pack: Path) -> tuple[dict, dict]:
             brain = z[f"{key}__brain"] > 0
             spacing = np.linalg.norm(np.asarray(info["canonical_affine"])[:3, :3], axis=0)
             image = z[f"{key}__image"].astype(np.float32) * meta["q_step"]
-            out[key] = {"x": features(image, brain, spacing), "qmri": z[f"{key}__qmri"][brain], "truth": z[f"{key}__truth"][brain],
-                        "voxel_ml": float(np.prod(spacing)) / 1000}
+            out[key] = {
+                "x": features(image, brain, spacing),
+                "qmri": z[f"{key}__qmri"][brain],
+                "truth": z[f"{key}__truth"][brain],
+                "voxel_ml": float(np.prod(spacing)) / 1000,
+            }
     return meta, out
 
 
@@ -143,8 +150,16 @@ def evaluate(data: dict, keys: list[str], clfs: dict, target_names=("truth", "qm
             for cls, name in CLASSES.items():
                 vq, vt = [float((q[k] == cls).sum()) for k in keys], [float((t[k] == cls).sum()) for k in keys]
                 rho = float(stats.spearmanr(vq, vt).statistic) if np.std(vq) > 0 and np.std(vt) > 0 else float("nan")
-                rows.append({"model": "qMRI labels", "scored against": "truth", "class": name, "dice": label_dice(q, t, cls),
-                             "threshold": float("nan"), "spearman": rho})
+                rows.append(
+                    {
+                        "model": "qMRI labels",
+                        "scored against": "truth",
+                        "class": name,
+                        "dice": label_dice(q, t, cls),
+                        "threshold": float("nan"),
+                        "spearman": rho,
+                    }
+                )
         for fitted, clf in clfs.items():
             proba = {k: clf.predict_proba(data[k]["x"]) for k in keys}
             for cls, name in CLASSES.items():
@@ -159,14 +174,16 @@ def gridding_agreement(bids: Path) -> dict:
     of ``bids`` (nearest neighbour vs linear >= 0.5); sessions without lesions are skipped."""
     from dawm.image.io import load_volume
     from dawm.image.resample import resample_to_grid
-    from dawm.preprocess.evaluate import TRUTH, pull_to_session, reference_group
+    from dawm.simulate.truth import TRUTH, pull_to_session, reference_group
 
     per, inter, total = {}, 0, 0
     for log_file in sorted((bids / "derivatives" / "dawm-preprocess").glob("sub-*/**/anat/*_desc-preproc_log.json")):
         info = json.loads(log_file.read_text())
         key = log_file.name.removesuffix("_desc-preproc_log.json")
         tdir = bids / "derivatives" / TRUTH / log_file.relative_to(bids / "derivatives" / "dawm-preprocess").parent
-        s2s = np.asarray(json.loads((tdir / f"{key}_from-subject_to-scanner_mode-image_xfm.json").read_text())["SubjectToScanner"][reference_group(info)])
+        s2s = np.asarray(
+            json.loads((tdir / f"{key}_from-subject_to-scanner_mode-image_xfm.json").read_text())["SubjectToScanner"][reference_group(info)]
+        )
         truth = load_volume(tdir / f"{key}_space-subject_desc-pathology_dseg.nii.gz", allow_empty=True)
         lesion = (np.rint(truth.data) == 1).astype(np.float32)
         if not lesion.any():
@@ -182,39 +199,58 @@ def gridding_agreement(bids: Path) -> dict:
 
 
 def markdown(tables: dict[str, list[dict]], meta: dict) -> str:
-    def f(v):
-        return "n/a" if v is None or not np.isfinite(v) else f"{v:.3f}"
-
-    lines = [f"# What T1w + FLAIR tell about lesions and DAWM (`{meta['pack']}`)", "",
-             f"Gradient-boosted voxel classifier on {len(FEATURES)} context features (see `benchmarks/model_ceiling.py`), fitted on "
-             f"{meta['train_sessions']} fold-0 training sessions; Dice pooled over sessions at the best probability threshold (oracle "
-             f"threshold); DAWM volume Spearman over the same sessions at that threshold. {meta['seconds']:.0f} s.", ""]
+    """One table per set of sessions (model x reference: lesion Dice, DAWM Dice, DAWM ml Spearman),
+    then the gridding loss."""
+    lines = [
+        f"# What T1w + FLAIR tell about lesions and DAWM (`{meta['pack']}`)",
+        "",
+        f"Gradient-boosted voxel classifier on {len(FEATURES)} context features (see `benchmarks/model_ceiling.py`), fitted on "
+        f"{meta['train_sessions']} fold-0 training sessions; Dice pooled over sessions at the best probability threshold (oracle "
+        f"threshold); DAWM volume Spearman over the same sessions at that threshold. {meta['seconds']:.0f} s.",
+        "",
+    ]
     for title, rows in tables.items():
-        lines += [f"## {title}", "", "| model | scored against | lesion Dice | DAWM Dice | DAWM ml Spearman |", "|---|---|---|---|---|"]
-        seen = {}
+        seen: dict[tuple[str, str], dict] = {}
         for r in rows:
             seen.setdefault((r["model"], r["scored against"]), {})[r["class"]] = r
-        for (model, ref), by in seen.items():
-            lines.append(f"| {model} | {ref} | {f(by['lesion']['dice'])} | {f(by['DAWM']['dice'])} | {f(by['DAWM']['spearman'])} |")
-        lines.append("")
+        table = [
+            {
+                "model": model,
+                "scored against": ref,
+                "lesion Dice": by["lesion"]["dice"],
+                "DAWM Dice": by["DAWM"]["dice"],
+                "DAWM ml Spearman": by["DAWM"]["spearman"],
+            }
+            for (model, ref), by in seen.items()
+        ]
+        lines += [
+            f"## {title}",
+            "",
+            markdown_table(table, formats=dict.fromkeys(("lesion Dice", "DAWM Dice", "DAWM ml Spearman"), ".3f")),
+            "",
+        ]
     if meta.get("gridding"):
         g = meta["gridding"]
         v = list(g["per_session"].values())
-        lines += ["## Gridding loss of lesion Dice", "",
-                  f"True lesions put on each session grid by nearest neighbour vs linear interpolation >= 0.5 ({len(v)} patient sessions "
-                  f"of `{meta['bids']}`): pooled Dice {g['pooled']:.3f} (per session {min(v):.3f} - {max(v):.3f}).", ""]
+        lines += [
+            "## Gridding loss of lesion Dice",
+            "",
+            f"True lesions put on each session grid by nearest neighbour vs linear interpolation >= 0.5 ({len(v)} patient sessions "
+            f"of `{meta['bids']}`): pooled Dice {g['pooled']:.3f} (per session {min(v):.3f} - {max(v):.3f}).",
+            "",
+        ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = benchmark_parser(__doc__, name="model_ceiling")
     ap.add_argument("--pack", type=Path, default=Path(".gpu/pack.npz"))
-    ap.add_argument("--name", default="model_ceiling")
     ap.add_argument("--background-share", type=float, default=0.05, help="share of normal voxels in the training sample")
     ap.add_argument("--in-sample", type=int, default=20, help="training sessions also scored in sample (0: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bids", type=Path, default=None, help="the pack's first cohort: also measure the gridding loss of lesion Dice")
     args = ap.parse_args(argv)
+    run = Run.start(argv, script=__file__)
     if not args.pack.is_file():
         raise SystemExit(f"{args.pack}: no such pack (make one with benchmarks/model_gpu.py pack)")
     t0 = time.perf_counter()
@@ -234,15 +270,20 @@ def main(argv: list[str] | None = None) -> int:
     tables = {f"test sessions ({len(test)}, out of sample)": evaluate(data, test, clfs)}
     if in_sample:
         tables[f"training sessions ({len(in_sample)}, in sample)"] = evaluate(data, in_sample, clfs)
-    info = {"pack": str(args.pack), "train_sessions": len(train), "test_sessions": test, "in_sample_sessions": in_sample,
-            "features": FEATURES, "training_samples": counts, "background_share": args.background_share,
-            "bids": str(args.bids) if args.bids else None, "gridding": gridding, "seconds": time.perf_counter() - t0,
-            "python": platform.python_version()}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"meta": info, "tables": tables}, indent=2, default=float) + "\n")
-    md = markdown(tables, info)
-    (RESULTS / f"{args.name}.md").write_text(md)
-    print(md)
+    info = {
+        "pack": str(args.pack),
+        "train_sessions": len(train),
+        "test_sessions": test,
+        "in_sample_sessions": in_sample,
+        "features": FEATURES,
+        "training_samples": counts,
+        "background_share": args.background_share,
+        "bids": str(args.bids) if args.bids else None,
+        "gridding": gridding,
+        "seconds": time.perf_counter() - t0,
+        "python": run.machine.python,
+    }
+    write_results(args.name, {"meta": info, "tables": tables}, markdown(tables, info), run=run, results_dir=args.results_dir)
     return 0
 
 

@@ -14,7 +14,7 @@ as int8 in steps of 1/20 SD (clipped at +-6.35 SD; the clipped fraction is recor
 qMRI labels, the simulator's truth (both on the session grid) and the brain mask; the split
 (the named test subjects, fold 0 of a 5-fold stratified split of the others); and the test
 predictions of the FLAIR-threshold baseline, tuned on the training subjects against the qMRI labels
-(``model_accuracy.tuned_baseline``). The 36 sessions of the 2 mm full demo pack into 13 MB.
+(:func:`dawm.evaluate.baselines.fit_predict`). The 36 sessions of the 2 mm full demo pack into 13 MB.
 ``--extra-train BIDS`` adds every subject of a second cohort to fold 0's training subjects (renamed
 ``x-<label>``), so that a larger training set is scored on the same test sessions.
 
@@ -35,14 +35,12 @@ import argparse
 import csv
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).parent))
+from harness import Run, benchmark_parser, fmt, label_path, markdown_table, read_dseg, write_results
 
 Q_STEP = 1 / 20  # SD per int8 step in the pack
 CONFIGS = {"t1w+flair": (), "t1w (FLAIR missing)": (1,), "flair (T1w missing)": (0,)}
@@ -54,13 +52,12 @@ CONFIGS = {"t1w+flair": (), "t1w (FLAIR missing)": (1,), "flair (T1w missing)": 
 
 
 def pack(args: argparse.Namespace) -> None:
-    from model_accuracy import label_path, read_dseg, tuned_baseline
-
+    from dawm.evaluate.baselines import FlairThreshold, fit_predict
     from dawm.image.io import load_volume
+    from dawm.image.orientation import to_canonical
     from dawm.model import MODALITIES
     from dawm.model.cache import normalise
     from dawm.model.data import cases_of, discover_cases, make_split, subjects_with_dawm
-    from dawm.model.orientation import to_canonical
     from dawm.model.window import brain_box
 
     bids = args.bids
@@ -74,16 +71,25 @@ def pack(args: argparse.Namespace) -> None:
     split["test"] = test
     fold = split["folds"][0]
     used = [(bids, "", c) for c in cases_of(cases, fold["train"] + fold["val"] + test)]
-    _, baseline = tuned_baseline(bids, cases_of(cases, fold["train"] + fold["val"]), cases_of(cases, test), args.labels)
+    baseline = fit_predict(FlairThreshold(), cases_of(cases, fold["train"] + fold["val"]), cases_of(cases, test))  # vs derivatives/<labels>
     if args.extra_train:  # every subject of another cohort joins fold 0's training subjects, renamed "x-<label>"
-        extra = [c for c in discover_cases(args.extra_train, labels=args.labels) if all(MODALITIES[m] in c.images for m in ("t1w", "flair"))]
+        extra = [
+            c for c in discover_cases(args.extra_train, labels=args.labels) if all(MODALITIES[m] in c.images for m in ("t1w", "flair"))
+        ]
         if not extra:
             raise SystemExit(f"--extra-train {args.extra_train}: no preprocessed session with T1w, FLAIR and derivatives/{args.labels}")
         used += [(args.extra_train, "x-", c) for c in extra]
         fold["train"] = fold["train"] + sorted({f"x-{c.subject}" for c in extra})
     arrays: dict[str, np.ndarray] = {}
-    meta: dict = {"split": split, "labels": args.labels, "truth": args.truth, "channels": ["t1w", "flair"], "q_step": Q_STEP, "sessions": {},
-                  "extra_train": str(args.extra_train) if args.extra_train else None}
+    meta: dict = {
+        "split": split,
+        "labels": args.labels,
+        "truth": args.truth,
+        "channels": ["t1w", "flair"],
+        "q_step": Q_STEP,
+        "sessions": {},
+        "extra_train": str(args.extra_train) if args.extra_train else None,
+    }
     clipped = total = 0
     for root, prefix, c in used:
         key = prefix + c.key
@@ -105,9 +111,14 @@ def pack(args: argparse.Namespace) -> None:
         arrays[f"{key}__brain"] = brain_c[box]
         for name, m in maps.items():
             arrays[f"{key}__{name}"] = to_canonical(np.where(brain, m, 0).astype(np.uint8), brain_vol.affine)[0][box]
-        meta["sessions"][key] = {"subject": prefix + c.subject, "scanner": c.scanner, "group": c.group,
-                                 "spacing_mm": [float(v) for v in brain_vol.spacing_mm], "box": [[s.start, s.stop] for s in box],
-                                 "canonical_affine": affine.tolist()}
+        meta["sessions"][key] = {
+            "subject": prefix + c.subject,
+            "scanner": c.scanner,
+            "group": c.group,
+            "spacing_mm": [float(v) for v in brain_vol.spacing_mm],
+            "box": [[s.start, s.stop] for s in box],
+            "canonical_affine": affine.tolist(),
+        }
         print(f"packed {key}", flush=True)
     meta["clipped_fraction"] = clipped / max(total, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,8 +142,16 @@ def load_pack(path: Path, target: str) -> tuple[dict, dict]:
             brain = z[f"{key}__brain"]
             maps = {n: z[f"{key}__{n}"] for n in ("qmri", "truth", "baseline") if f"{key}__{n}" in z.files}
             label = maps[target]
-            case = CachedCase(key=key, image=z[f"{key}__image"].astype(np.float32) * meta["q_step"], label=label,
-                              dawm=dawm_target(label, None), tissue=np.zeros_like(label), brain=brain, locations=class_locations(label, brain, np.random.default_rng([0, 7])), affine=np.eye(4))
+            case = CachedCase(
+                key=key,
+                image=z[f"{key}__image"].astype(np.float32) * meta["q_step"],
+                label=label,
+                dawm=dawm_target(label, None),
+                tissue=np.zeros_like(label),
+                brain=brain,
+                locations=class_locations(label, brain, np.random.default_rng([0, 7])),
+                affine=np.eye(4),
+            )
             out[key] = {"case": case, **maps}
     return meta, out
 
@@ -159,7 +178,7 @@ def _calibrate(config, train_cases, val_cases, device) -> dict:
     return {"iteration_s": iteration_s, "fixed_s": max(seconds[10] - 10 * iteration_s, 0.0), "epoch_s_10_40": seconds}
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace, meta_run: Run) -> None:
     import torch
 
     from dawm.model.checkpoint import load_checkpoint
@@ -178,12 +197,23 @@ def run(args: argparse.Namespace) -> None:
     train_cases, val_cases = _subjects_cases(data, meta, fold["train"]), _subjects_cases(data, meta, fold["val"])
     test_keys = [k for k in sorted(data) if meta["sessions"][k]["subject"] in set(split["test"])]
     workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) - 2)
-    config = TrainConfig(inputs="t1w+flair", preset=args.preset, patch_size=(args.patch,) * 3 if args.patch else None,
-                         batch_size=args.batch, iterations_per_epoch=args.iterations, num_workers=workers,
-                         optimizer=args.optimizer, lr=args.lr,
-                         patience=args.patience, labels=meta["labels"] if args.target == "qmri" else meta["truth"]).resolved()
-    print(f"{len(train_cases)} training, {len(val_cases)} validation, {len(test_keys)} test sessions; {device}; "
-          f"{workers} workers; pack read in {time.perf_counter() - t_start:.0f} s", flush=True)
+    config = TrainConfig(
+        inputs="t1w+flair",
+        preset=args.preset,
+        patch_size=(args.patch,) * 3 if args.patch else None,
+        batch_size=args.batch,
+        iterations_per_epoch=args.iterations,
+        num_workers=workers,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        patience=args.patience,
+        labels=meta["labels"] if args.target == "qmri" else meta["truth"],
+    ).resolved()
+    print(
+        f"{len(train_cases)} training, {len(val_cases)} validation, {len(test_keys)} test sessions; {device}; "
+        f"{workers} workers; pack read in {time.perf_counter() - t_start:.0f} s",
+        flush=True,
+    )
     if args.epochs:
         cal, epochs, epoch_s = None, args.epochs, float("nan")
     else:
@@ -232,37 +262,46 @@ def run(args: argparse.Namespace) -> None:
         "predict_seconds_all_configs": predict_s, "test_keys": test_keys, "split": split, "scores": scores,
         "pack_clipped_fraction": meta.get("clipped_fraction"), "wall_seconds": time.perf_counter() - t_start,
     }  # fmt: skip
-    (out / "model_gpu.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
-    np.savez_compressed(out / "predictions.npz", **{f"{n}__{k}": v for n, pr in preds.items() for k, v in pr.items()},
-                        **{f"dawm_prob_u8__{k}": v for k, v in probs_dawm.items()})
-    write_md(results, out / "model_gpu.md")
+    np.savez_compressed(
+        out / "predictions.npz",
+        **{f"{n}__{k}": v for n, pr in preds.items() for k, v in pr.items()},
+        **{f"dawm_prob_u8__{k}": v for k, v in probs_dawm.items()},
+    )
+    write_results("model_gpu", results, markdown(results), run=meta_run, results_dir=out)
 
 
-def write_md(results: dict, path: Path) -> None:
+def markdown(results: dict) -> str:
     """The results table (one row per input configuration, plus the baseline)."""
-
-    def f(v):
-        return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.3f}"
-
     c = results["config"]
-    lines = [f"# dawm model accuracy, `{c['preset']}` preset on {results['device']} (target: {results['target']})", "",
-             f"Patch {c['patch_size'][0]}^3 x {c['batch_size']}, {results['fold0']['epochs']} epochs x {c['iterations_per_epoch']} iterations "
-             f"({results['patches_seen']} patches, {results['train_seconds']:.0f} s, best epoch {results['fold0']['best_epoch']}, "
-             f"validation Dice {results['fold0']['best_val_dice']:.3f}); test subjects {', '.join(results['split']['test'])} "
-             f"({len(results['test_keys'])} sessions). One t1w+flair model with modality dropout, run with both inputs and with each alone.", "",
-             "| inputs | lesion Dice (truth) | DAWM Dice (truth) | DAWM ml Spearman (truth) | lesion Dice (qMRI) | DAWM Dice (qMRI) | DAWM ml Spearman (qMRI) | DAWM ml predicted / qMRI / truth |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# dawm model accuracy, `{c['preset']}` preset on {results['device']} (target: {results['target']})",
+        "",
+        f"Patch {c['patch_size'][0]}^3 x {c['batch_size']}, {results['fold0']['epochs']} epochs x {c['iterations_per_epoch']} iterations "
+        f"({results['patches_seen']} patches, {results['train_seconds']:.0f} s, best epoch {results['fold0']['best_epoch']}, "
+        f"validation Dice {results['fold0']['best_val_dice']:.3f}); test subjects {', '.join(results['split']['test'])} "
+        f"({len(results['test_keys'])} sessions). One t1w+flair model with modality dropout, run with both inputs and with each alone.",
+        "",
+    ]
+    rows = []
     for name, s in results["scores"].items():
         t, q = s["truth"], s["qmri"]
-        vols = f"{sum(q['dawm_ml_pred']):.1f} / {sum(q['dawm_ml_ref']):.1f} / {sum(t['dawm_ml_ref']):.1f}"
-        lines.append(f"| {name} | {f(t['lesion_dice'])} | {f(t['dawm_dice'])} | {f(t['dawm_spearman'])} | "
-                     f"{f(q['lesion_dice'])} | {f(q['dawm_dice'])} | {f(q['dawm_spearman'])} | {vols} |")
-    path.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines), flush=True)
+        rows.append(
+            {
+                "inputs": name,
+                **{
+                    f"{what} ({ref_name})": fmt(r[key], ".3f")
+                    for ref_name, r in (("truth", t), ("qMRI", q))
+                    for what, key in (("lesion Dice", "lesion_dice"), ("DAWM Dice", "dawm_dice"), ("DAWM ml Spearman", "dawm_spearman"))
+                },
+                "DAWM ml predicted / qMRI / truth": f"{sum(q['dawm_ml_pred']):.1f} / {sum(q['dawm_ml_ref']):.1f} / {sum(t['dawm_ml_ref']):.1f}",
+            }
+        )
+    lines.append(markdown_table(rows))
+    return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = benchmark_parser(__doc__)
     sub = ap.add_subparsers(dest="step", required=True)
     p = sub.add_parser("pack", help="write the compact training pack (CPU, beside the cohort)")
     p.add_argument("--bids", type=Path, required=True)
@@ -270,8 +309,12 @@ def main() -> None:
     p.add_argument("--truth", default="dawm-truth-label", help="derivative with the simulator truth on the session grids")
     p.add_argument("--test-subjects", required=True)
     p.add_argument("--out", type=Path, default=Path(".gpu/pack.npz"))
-    p.add_argument("--extra-train", type=Path, default=None,
-                   help="another preprocessed + labelled cohort whose subjects all join fold 0's training set (renamed x-<label>)")
+    p.add_argument(
+        "--extra-train",
+        type=Path,
+        default=None,
+        help="another preprocessed + labelled cohort whose subjects all join fold 0's training set (renamed x-<label>)",
+    )
     r = sub.add_parser("run", help="train, predict and score from a pack (GPU machine)")
     r.add_argument("--pack", type=Path, default=Path(".gpu/pack.npz"))
     r.add_argument("--out", type=Path, required=True)
@@ -287,11 +330,14 @@ def main() -> None:
     r.add_argument("--lr", type=float, default=None, help="default: the preset's")
     r.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: CPUs - 2)")
     r.add_argument("--model-dir", type=Path, default=None, help="where the checkpoints go (default: OUT/model)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    meta_run = Run.start(argv, script=__file__)
     if args.step == "pack":
         for flag, root in (("--bids", args.bids), ("--extra-train", args.extra_train)):
-            for folder, hint in (("dawm-preprocess", "preprocess and label the cohort first"),
-                                 (args.labels, "run dawm label, or name the labels with --labels")):
+            for folder, hint in (
+                ("dawm-preprocess", "preprocess and label the cohort first"),
+                (args.labels, "run dawm label, or name the labels with --labels"),
+            ):
                 if root is not None and not (root / "derivatives" / folder).is_dir():
                     ap.error(f"{flag} {root}: no derivatives/{folder} ({hint})")
     if args.step == "run" and not args.pack.is_file():
@@ -299,10 +345,11 @@ def main() -> None:
     from dawm.errors import InputError
 
     try:
-        pack(args) if args.step == "pack" else run(args)
+        pack(args) if args.step == "pack" else run(args, meta_run)
     except InputError as exc:  # unusable data: one line, not a traceback
         ap.error(str(exc))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -24,18 +24,15 @@ Writes ``benchmarks/results/model_speed.json`` and ``.md`` (``--name`` to change
 
 from __future__ import annotations
 
-import argparse
-import json
 import multiprocessing as mp
-import platform
 import resource
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from harness import Run, benchmark_parser, markdown_table, write_results
 
-RESULTS = Path(__file__).parent / "results"
 PRESETS = {"cpu-small": {"patch": 64, "batch": 2, "roi": 64}, "gpu": {"patch": 128, "batch": 2, "roi": 128}}
 
 
@@ -76,8 +73,14 @@ def _train_steps(preset: str, patch: int, batch: int, steps: int, threads: int, 
             torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - t)
-    out = {"parameters": n_parameters(net), "patch": patch, "batch": batch, "step_s": float(np.median(times)),
-           "patches_per_s": batch / float(np.median(times)), "steps_timed": len(times)}
+    out = {
+        "parameters": n_parameters(net),
+        "patch": patch,
+        "batch": batch,
+        "step_s": float(np.median(times)),
+        "patches_per_s": batch / float(np.median(times)),
+        "steps_timed": len(times),
+    }
     if amp:
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
@@ -135,9 +138,16 @@ def _infer(preset: str, roi: int, shape, threads: int, device: str, queue) -> No
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t
     box = brain_box(brain)
-    res = {"seconds": seconds, "volume": list(shape), "box": [s.stop - s.start for s in box], "roi": roi,
-           "peak_rss_mb": rss.peak, "rss_before_mb": base, "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "output_shape": list(probs.shape)}
+    res = {
+        "seconds": seconds,
+        "volume": list(shape),
+        "box": [s.stop - s.start for s in box],
+        "roi": roi,
+        "peak_rss_mb": rss.peak,
+        "rss_before_mb": base,
+        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "output_shape": list(probs.shape),
+    }
     if dev.type == "cuda":
         res["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
         res["first_call_seconds"] = first
@@ -188,51 +198,83 @@ def _cache_vs_nifti(shape, patch: int, n: int) -> dict:
     return {"patch": patch, "patches": n, "nifti_ms_per_patch": nifti * 1e3, "cache_ms_per_patch": cache * 1e3, "speedup": nifti / cache}
 
 
-def _write_md(results: dict, name: str) -> None:
+def markdown(results: dict) -> str:
+    """The speed table (one row per preset and device) and the patch-loading line."""
     shape, devices = results["volume_shape"], results.get("devices") or ["cpu"] + (["cuda"] if results["cuda"] else [])
-    args = argparse.Namespace(quick=results["quick"], threads=results["threads"])
 
     def first(inf: dict) -> str:
         return f" (first call {inf['first_call_seconds']:.2f})" if inf.get("first_call_seconds") is not None else ""
 
-    lines = [f"# dawm model speed ({'quick, ' if args.quick else ''}volume {shape[0]}x{shape[1]}x{shape[2]} at 1 mm, {args.threads} threads)", "",
-             f"{results['processor']}, torch {results['torch']}, GPU: {results['cuda'] or 'none'}", "",
-             "| preset | params (M) | device | patch | train step (s) | patches/s | inference (s) | window | peak RSS sampled / ru_maxrss (MB) | peak GPU (MB) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = []
     for preset, row in results["presets"].items():
         for dev in devices:
             tr, inf = row[f"train_{dev}"], row[f"infer_{dev}"]
-            lines.append(f"| {preset} | {tr['parameters'] / 1e6:.1f} | {dev} | {tr['patch']}^3 x{tr['batch']} | {tr['step_s']:.2f} | "
-                         f"{tr['patches_per_s']:.2f} | {inf['seconds']:.2f}{first(inf)} | {inf['roi']}^3 | {inf['peak_rss_mb']:.0f} / {inf.get('ru_maxrss_mb', float('nan')):.0f} | "
-                         f"{inf.get('peak_gpu_mb', float('nan')):.0f} |")
+            rows.append(
+                {
+                    "preset": preset,
+                    "params (M)": tr["parameters"] / 1e6,
+                    "device": dev,
+                    "patch": f"{tr['patch']}^3 x{tr['batch']}",
+                    "train step (s)": tr["step_s"],
+                    "patches/s": tr["patches_per_s"],
+                    "inference (s)": f"{inf['seconds']:.2f}{first(inf)}",
+                    "window": f"{inf['roi']}^3",
+                    "peak RSS sampled / ru_maxrss (MB)": f"{inf['peak_rss_mb']:.0f} / {inf.get('ru_maxrss_mb', float('nan')):.0f}",
+                    "peak GPU (MB)": inf.get("peak_gpu_mb"),
+                }
+            )
+    lines = [
+        f"# dawm model speed ({'quick, ' if results['quick'] else ''}volume {shape[0]}x{shape[1]}x{shape[2]} at 1 mm, {results['threads']} threads)",
+        "",
+        f"{results['processor']}, torch {results['torch']}, GPU: {results['cuda'] or 'none'}",
+        "",
+        markdown_table(rows, formats={"params (M)": ".1f", "train step (s)": ".2f", "patches/s": ".2f", "peak GPU (MB)": ".0f"}, na="nan"),
+    ]  # no GPU: "nan", as the CPU rows have always shown
     c = results["cache_vs_nifti"]
-    lines += ["", f"Patch loading ({c['patch']}^3, 2 channels + label): NIfTI .nii.gz {c['nifti_ms_per_patch']:.1f} ms/patch, "
-              f"memory-mapped cache {c['cache_ms_per_patch']:.2f} ms/patch ({c['speedup']:.0f}x faster).",
-              "", "Inference runs on the brain's bounding box (+4 voxels); peak RSS: a fresh process during the inference "
-              "(input volume and network loaded; sampled every 20 ms).",
-              "The gpu preset's CPU training step is a single step without warm-up."]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += [
+        "",
+        f"Patch loading ({c['patch']}^3, 2 channels + label): NIfTI .nii.gz {c['nifti_ms_per_patch']:.1f} ms/patch, "
+        f"memory-mapped cache {c['cache_ms_per_patch']:.2f} ms/patch ({c['speedup']:.0f}x faster).",
+        "",
+        "Inference runs on the brain's bounding box (+4 voxels); peak RSS: a fresh process during the inference "
+        "(input volume and network loaded; sampled every 20 ms).",
+        "The gpu preset's CPU training step is a single step without warm-up.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    ap = benchmark_parser(__doc__, name="model_speed")
     ap.add_argument("--quick", action="store_true", help="small volume and patches (smoke run)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=2, help="timed training steps per preset after one warm-up (the gpu preset on CPU: one step, no warm-up)")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        default=2,
+        help="timed training steps per preset after one warm-up (the gpu preset on CPU: one step, no warm-up)",
+    )
     ap.add_argument("--presets", default="cpu-small,gpu")
     ap.add_argument("--devices", default=None, help="comma-separated, e.g. cuda (default: cpu, and cuda when available)")
-    ap.add_argument("--name", default="model_speed")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     import torch
+
+    run = Run.start(argv, script=__file__)  # after torch: the GPU named through it
 
     shape = (96, 112, 96) if args.quick else (182, 218, 182)
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if "cuda" in devices and not torch.cuda.is_available():
         ap.error("--devices cuda: no CUDA device here")
-    results: dict = {"devices": devices, "volume_shape": list(shape), "threads": args.threads, "quick": args.quick, "machine": platform.platform(terse=True),
-                     "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
-                     "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "presets": {}}
+    results: dict = {
+        "devices": devices,
+        "volume_shape": list(shape),
+        "threads": args.threads,
+        "quick": args.quick,
+        "machine": run.machine.platform,
+        "processor": run.machine.processor,
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "presets": {},
+    }
     for preset in args.presets.split(","):
         p = dict(PRESETS[preset])
         if args.quick:
@@ -240,8 +282,12 @@ def main() -> None:
         row: dict = {}
         for dev in devices:
             print(f"{preset} on {dev}: training steps...", flush=True)
-            row[f"train_{dev}"] = _train_steps(preset, p["patch"], p["batch"],
-                                               *((args.steps, args.threads, dev, 1) if dev == "cuda" or preset == "cpu-small" else (1, args.threads, dev, 0)))
+            row[f"train_{dev}"] = _train_steps(
+                preset,
+                p["patch"],
+                p["batch"],
+                *((args.steps, args.threads, dev, 1) if dev == "cuda" or preset == "cpu-small" else (1, args.threads, dev, 0)),
+            )
             print(f"  {row[f'train_{dev}']}", flush=True)
             print(f"{preset} on {dev}: full-volume inference...", flush=True)
             row[f"infer_{dev}"] = _in_child(_infer, preset, p["roi"], shape, args.threads, dev)
@@ -250,10 +296,9 @@ def main() -> None:
     print("cache vs nifti...", flush=True)
     results["cache_vs_nifti"] = _cache_vs_nifti(shape, 32 if args.quick else 64, 5 if args.quick else 10)
     print(results["cache_vs_nifti"], flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    _write_md(results, args.name)
+    write_results(args.name, results, markdown(results), run=run, results_dir=args.results_dir)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -35,10 +35,7 @@ Writes ``benchmarks/results/<name>.{json,md}`` and ``benchmarks/results/<name>.p
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -46,16 +43,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness import REAL_MS, Run, benchmark_parser, markdown_table, result_path, write_results
 
-RESULTS = Path(__file__).parent / "results"
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "real-ms"
 SUBJECT, BASELINE, FOLLOWUP = "l12", "01", "02"
 STUDY = {BASELINE: 1, FOLLOWUP: 2}  # the database's study numbers of the two sessions
 
 
 def predict(data: Path, out: Path) -> dict:
     """``dawm predict`` on sub-l12 in a fresh process (skipped when both sessions are there)."""
-    done = [out / f"sub-{SUBJECT}" / f"ses-{s}" / "anat" / f"sub-{SUBJECT}_ses-{s}_space-session_desc-dawm_dseg.nii.gz" for s in (BASELINE, FOLLOWUP)]
+    done = [
+        out / f"sub-{SUBJECT}" / f"ses-{s}" / "anat" / f"sub-{SUBJECT}_ses-{s}_space-session_desc-dawm_dseg.nii.gz"
+        for s in (BASELINE, FOLLOWUP)
+    ]
     if all(p.exists() for p in done):
         return {"rc": 0, "seconds": None, "reused": True}
     cmd = [sys.executable, "-m", "dawm.cli", "predict", str(data), str(out), "--participant-label", SUBJECT]
@@ -91,10 +90,18 @@ def scores(mask: np.ndarray, expert: np.ndarray, spacing_mm) -> dict:
 
     ov = overlap_metrics(mask, expert, spacing_mm)
     det = lesion_detection(mask, expert, spacing_mm, min_volume_mm3=3 * float(np.prod(spacing_mm)))
-    return {"lesion_sensitivity": round(det["lesion_recall"], 3), "lesion_precision": round(det["lesion_precision"], 3),
-            "lesion_f1": round(det["lesion_f1"], 3), "dice": round(ov.dice, 3), "n_expert": det["n_ref"], "n_found": det["n_pred"],
-            "tp_expert": det["tp_ref"], "tp_found": det["tp_pred"], "volume_ml": round(ov.volume_pred_ml, 3),
-            "expert_ml": round(ov.volume_ref_ml, 3)}
+    return {
+        "lesion_sensitivity": round(det["lesion_recall"], 3),
+        "lesion_precision": round(det["lesion_precision"], 3),
+        "lesion_f1": round(det["lesion_f1"], 3),
+        "dice": round(ov.dice, 3),
+        "n_expert": det["n_ref"],
+        "n_found": det["n_pred"],
+        "tp_expert": det["tp_ref"],
+        "tp_found": det["tp_pred"],
+        "volume_ml": round(ov.volume_pred_ml, 3),
+        "expert_ml": round(ov.volume_ref_ml, 3),
+    }
 
 
 def expert_direction(expert: np.ndarray, flair_b: np.ndarray, flair_f: np.ndarray, brain: np.ndarray) -> dict:
@@ -143,8 +150,11 @@ def overlay(flair_b, flair_f, expert, found, lost, lesions_b, lesions_f, path: P
                     ax.contour(np.rot90(layer[crop]).astype(float), [0.5], colors=colour, linewidths=0.8)
             ax.set_title(f"{name} FLAIR, common space z={z}", color="white", fontsize=7)
             ax.axis("off")
-    fig.suptitle(title + "\n(green: expert change; yellow: dawm lesions of the session; red: dawm new/enlarging; "
-                         "blue: dawm lesion voxels lost)", color="white", fontsize=8)
+    fig.suptitle(
+        title + "\n(green: expert change; yellow: dawm lesions of the session; red: dawm new/enlarging; blue: dawm lesion voxels lost)",
+        color="white",
+        fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=80, facecolor="black")
     plt.close(fig)
@@ -198,8 +208,9 @@ def evaluate(data: Path, pred_dir: Path, figure: Path) -> dict:
     flair = {}
     for s, info in ((BASELINE, info_b), (FOLLOWUP, info_f)):
         raw = load_volume(Path(info["Inputs"]["FLAIR"]))
-        flair[s] = resample_to_grid(raw.data, raw.affine, c_shape, c_aff, transform_ras=itk_pull_ras(
-            expert_dir / f"study{STUDY[s]}_FLAIR_to_common_space.txt"))
+        flair[s] = resample_to_grid(
+            raw.data, raw.affine, c_shape, c_aff, transform_ras=itk_pull_ras(expert_dir / f"study{STUDY[s]}_FLAIR_to_common_space.txt")
+        )
     both = (flair[BASELINE] > 0) & (flair[FOLLOWUP] > 0)
     out["flair_correlation_in_common_space"] = round(float(np.corrcoef(flair[BASELINE][both], flair[FOLLOWUP][both])[0, 1]), 3)
     direction = expert_direction(expert, flair[BASELINE], flair[FOLLOWUP], brain & both)
@@ -218,51 +229,85 @@ def evaluate(data: Path, pred_dir: Path, figure: Path) -> dict:
     dseg_b = np.rint(load_volume(anat_b / f"{key_b}_space-session_desc-dawm_dseg.nii.gz", allow_empty=True).data)
     dseg_f = np.rint(load_volume(anat_f / f"{key_f}_space-baseline_desc-dawm_dseg.nii.gz", allow_empty=True).data)
     lesions_b, lesions_f = (to_common((d == 1).astype(np.uint8)) > 0 for d in (dseg_b, dseg_f))
-    out["figure"] = str(overlay(flair[BASELINE], flair[FOLLOWUP], expert, found, lost, lesions_b, lesions_f, figure,
-                                f"sub-{SUBJECT}: lesion F1 {p['lesion_f1']}, sensitivity {p['lesion_sensitivity']}, "
-                                f"precision {p['lesion_precision']}, Dice {p['dice']}").relative_to(RESULTS))
+    out["figure"] = str(
+        overlay(
+            flair[BASELINE],
+            flair[FOLLOWUP],
+            expert,
+            found,
+            lost,
+            lesions_b,
+            lesions_f,
+            figure,
+            f"sub-{SUBJECT}: lesion F1 {p['lesion_f1']}, sensitivity {p['lesion_sensitivity']}, "
+            f"precision {p['lesion_precision']}, Dice {p['dice']}",
+        ).relative_to(figure.parent)
+    )
     return out
 
 
 def markdown(r: dict) -> str:
-    lines = [f"# Lesion evolution on real scans: sub-{SUBJECT} ses-{BASELINE} -> ses-{FOLLOWUP} against the expert change mask", "",
-             f"{r['machine']}; data {r['data']}; model: bundled; `dawm predict` of both sessions: {r['predict']}; "
-             f"reproduce with `python benchmarks/real_longitudinal.py`", ""]
+    lines = [
+        f"# Lesion evolution on real scans: sub-{SUBJECT} ses-{BASELINE} -> ses-{FOLLOWUP} against the expert change mask",
+        "",
+        f"{r['machine']}; data {r['data']}; model: bundled; `dawm predict` of both sessions: {r['predict']}; "
+        f"reproduce with `python benchmarks/real_longitudinal.py`",
+        "",
+    ]
     lo = r["longitudinal"]
     if lo["status"] != "ok":
         return "\n".join(lines + [f"longitudinal comparison **failed**: {lo['status']}"]) + "\n"
-    lines += [f"dawm's longitudinal output (ses-{FOLLOWUP} aligned to ses-{BASELINE} on the T1w, brain Dice "
-              f"{lo['alignment_brain_dice']:.3f}; {r['alignment_vs_database_mm']['mean']} mm mean / "
-              f"{r['alignment_vs_database_mm']['max']} mm max from the database's own alignment over the brain): "
-              f"lesions {lo['baseline_lesion_ml']:.2f} -> {lo['followup_lesion_ml']:.2f} ml; "
-              f"{lo['n_new_lesions']} new lesions ({lo['new_lesions_ml']:.3f} ml), {lo['n_enlarging_lesions']} enlarging "
-              f"({lo['enlarging_lesions_ml']:.3f} ml grown); lesion voxels lost {lo['lesion_to_normal_ml'] + lo['lesion_to_dawm_ml']:.2f} ml; "
-              f"DAWM {lo['baseline_dawm_ml']:.2f} -> {lo['followup_dawm_ml']:.2f} ml.", "",
-              f"Expert change mask: {r['primary']['n_expert']} lesions, {r['primary']['expert_ml']} ml (common space, "
-              f"{r['expert_components']['brighter_at_followup']} of its {r['expert_components']['n_components']} components brighter on "
-              f"FLAIR at follow-up, {r['expert_components']['darker_at_followup']} darker (each FLAIR over its brain median): the mask "
-              f"seems to mark shrinking lesions as well as growth, which new + enlarging lesions cannot find).", "",
-              "| dawm output | lesion sensitivity | lesion precision | lesion F1 | voxel Dice | found | ml |",
-              "|---|---|---|---|---|---|---|"]
-    for key, what in (("primary", "**new + enlarging lesions** vs the expert change mask"),
-                      ("all_change", "new + enlarging + lesion voxels lost (any change) vs the expert change mask"),
-                      ("primary_vs_expert_brighter_at_followup", "new + enlarging vs the expert components brighter at follow-up"),
-                      ("session_grid_ceiling", f"ceiling: the expert mask through the {r['session_grid_mm']} mm session grid and back")):
+    lines += [
+        f"dawm's longitudinal output (ses-{FOLLOWUP} aligned to ses-{BASELINE} on the T1w, brain Dice "
+        f"{lo['alignment_brain_dice']:.3f}; {r['alignment_vs_database_mm']['mean']} mm mean / "
+        f"{r['alignment_vs_database_mm']['max']} mm max from the database's own alignment over the brain): "
+        f"lesions {lo['baseline_lesion_ml']:.2f} -> {lo['followup_lesion_ml']:.2f} ml; "
+        f"{lo['n_new_lesions']} new lesions ({lo['new_lesions_ml']:.3f} ml), {lo['n_enlarging_lesions']} enlarging "
+        f"({lo['enlarging_lesions_ml']:.3f} ml grown); lesion voxels lost {lo['lesion_to_normal_ml'] + lo['lesion_to_dawm_ml']:.2f} ml; "
+        f"DAWM {lo['baseline_dawm_ml']:.2f} -> {lo['followup_dawm_ml']:.2f} ml.",
+        "",
+        f"Expert change mask: {r['primary']['n_expert']} lesions, {r['primary']['expert_ml']} ml (common space, "
+        f"{r['expert_components']['brighter_at_followup']} of its {r['expert_components']['n_components']} components brighter on "
+        f"FLAIR at follow-up, {r['expert_components']['darker_at_followup']} darker (each FLAIR over its brain median): the mask "
+        f"seems to mark shrinking lesions as well as growth, which new + enlarging lesions cannot find).",
+        "",
+    ]
+    table = []
+    for key, what in (
+        ("primary", "**new + enlarging lesions** vs the expert change mask"),
+        ("all_change", "new + enlarging + lesion voxels lost (any change) vs the expert change mask"),
+        ("primary_vs_expert_brighter_at_followup", "new + enlarging vs the expert components brighter at follow-up"),
+        ("session_grid_ceiling", f"ceiling: the expert mask through the {r['session_grid_mm']} mm session grid and back"),
+    ):
         s = r[key]
-        lines.append(f"| {what} | {s['lesion_sensitivity']} ({s['tp_expert']}/{s['n_expert']}) | {s['lesion_precision']} "
-                     f"({s['tp_found']}/{s['n_found']}) | {s['lesion_f1']} | {s['dice']} | {s['n_found']} | {s['volume_ml']} |")
-    lines += ["", "MSSEG-2's best lesion F1 (new lesions, 3D FLAIR at 1 mm) is 0.54. Lesions: 26-connected components of "
-              ">= 3 voxels of the common grid; detected = overlapping by >= 1 voxel. Nothing was tuned on these scans.",
-              "", f"![overlay]({r.get('figure', '')})"]
+        table.append(
+            {
+                "dawm output": what,
+                "lesion sensitivity": f"{s['lesion_sensitivity']} ({s['tp_expert']}/{s['n_expert']})",
+                "lesion precision": f"{s['lesion_precision']} ({s['tp_found']}/{s['n_found']})",
+                "lesion F1": s["lesion_f1"],
+                "voxel Dice": s["dice"],
+                "found": s["n_found"],
+                "ml": s["volume_ml"],
+            }
+        )
+    lines.append(markdown_table(table, formats=str))
+    lines += [
+        "",
+        "MSSEG-2's best lesion F1 (new lesions, 3D FLAIR at 1 mm) is 0.54. Lesions: 26-connected components of "
+        ">= 3 voxels of the common grid; detected = overlapping by >= 1 voxel. Nothing was tuned on these scans.",
+        "",
+        f"![overlay]({r.get('figure', '')})",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the real-scan BIDS folder (default ../shared/real-ms)")
+    parser = benchmark_parser(__doc__, name="real_longitudinal")
+    parser.add_argument("--data", type=Path, default=REAL_MS, help="the real-scan BIDS folder (default ../shared/real-ms)")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one); WORK/predict is reused")
-    parser.add_argument("--name", default="real_longitudinal", help="results file stem")
     args = parser.parse_args(argv)
+    run = Run.start(argv, script=__file__)
     expert = args.data / "derivatives" / "expert-lesion-change" / f"sub-{SUBJECT}"
     if not (args.data / "dataset_description.json").exists() or not expert.is_dir():
         print(f"{args.data}: not the real-ms dataset (no dataset_description.json or {expert})", file=sys.stderr)
@@ -272,17 +317,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{work}: inside the read-only dataset", file=sys.stderr)
         return 2
     work.mkdir(parents=True, exist_ok=True)
-    run = predict(args.data, work / "predict")
-    if run["rc"] != 0:
-        print(f"dawm predict failed (rc {run['rc']}); see {work / 'predict.log'}", file=sys.stderr)
+    predicted = predict(args.data, work / "predict")
+    if predicted["rc"] != 0:
+        print(f"dawm predict failed (rc {predicted['rc']}); see {work / 'predict.log'}", file=sys.stderr)
         return 1
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    result = {"data": str(args.data), "work": str(work), "machine": f"{platform.node()} {os.cpu_count()} CPUs",
-              "predict": "reused" if run["reused"] else f"{run['seconds']} s",
-              **evaluate(args.data, work / "predict", RESULTS / f"{args.name}.png")}
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1, default=str))
-    (RESULTS / f"{args.name}.md").write_text(markdown(result))
-    print(markdown(result))
+    result = {
+        "data": str(args.data),
+        "work": str(work),
+        "machine": run.machine.short(),
+        "predict": "reused" if predicted["reused"] else f"{predicted['seconds']} s",
+        **evaluate(args.data, work / "predict", result_path(args.name, ".png", args.results_dir)),
+    }
+    write_results(args.name, result, markdown(result), run=run, results_dir=args.results_dir)
     return 0 if result["longitudinal"]["status"] == "ok" else 1
 
 

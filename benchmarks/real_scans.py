@@ -25,10 +25,8 @@ Writes ``benchmarks/results/<name>.{json,md}`` and ``benchmarks/results/<name>/*
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,9 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness import REAL_MS, Run, benchmark_parser, markdown_table, write_results
 
-RESULTS = Path(__file__).parent / "results"
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "real-ms"
 THRESHOLDS_Z = np.round(np.arange(1.0, 6.01, 0.1), 2)
 
 
@@ -63,8 +60,11 @@ def run_session(bids: Path, subject: str, session: str | None, out: Path, model:
     with open(out / "predict.log", "w") as logf:
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
-    return {"rc": os.waitstatus_to_exitcode(status), "seconds": round(time.perf_counter() - start, 1),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 0)}
+    return {
+        "rc": os.waitstatus_to_exitcode(status),
+        "seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 0),
+    }
 
 
 def qc_overlay(background: np.ndarray, brain: np.ndarray, dseg: np.ndarray, path: Path, title: str) -> Path:
@@ -111,8 +111,11 @@ def expert_scores(pred_lesion: np.ndarray, flair: np.ndarray, brain: np.ndarray,
     z = np.where(brain, (flair - values.mean()) / max(values.std(), 1e-6), -np.inf)
     inter = [float(((z > t) & expert).sum()) * 2 / max(float((z > t).sum() + expert.sum()), 1.0) for t in THRESHOLDS_Z]
     best = float(THRESHOLDS_Z[int(np.argmax(inter))])
-    return {"expert_ml": round(float(expert.sum() * np.prod(spacing_mm) / 1000.0), 2), "model": mask_scores(pred_lesion, expert, spacing_mm),
-            "flair_threshold": {"z": best, **mask_scores(z > best, expert, spacing_mm)}}
+    return {
+        "expert_ml": round(float(expert.sum() * np.prod(spacing_mm) / 1000.0), 2),
+        "model": mask_scores(pred_lesion, expert, spacing_mm),
+        "flair_threshold": {"z": best, **mask_scores(z > best, expert, spacing_mm)},
+    }
 
 
 def session_row(bids: Path, subject: str, session: str | None, work: Path, model: Path | None, figures: Path) -> dict:
@@ -136,32 +139,65 @@ def session_row(bids: Path, subject: str, session: str | None, work: Path, model
     info = json.loads(logs[0].read_text())
     vol = pd.read_csv(volumes[0], sep="\t")
     allrow = vol[vol.location == "all"].iloc[0]
-    row.update(status="ok", reference=info["Reference"], inputs=sorted(info["Inputs"]), brain_ml=round(info["BrainVolume_ml"], 0),
-               brain_coverage=info.get("BrainCoverage"), skull_stripped_input=info.get("SkullStrippedInput"),
-               mni_registration=info["MNIRegistration"], tissue_fit=round(info["TissueFit"], 3),
-               lesion_ml=round(float(allrow.lesion_ml), 2), dawm_ml=round(float(allrow.dawm_ml), 2), warnings=info.get("Warnings", []))
+    row.update(
+        status="ok",
+        reference=info["Reference"],
+        inputs=sorted(info["Inputs"]),
+        brain_ml=round(info["BrainVolume_ml"], 0),
+        brain_coverage=info.get("BrainCoverage"),
+        skull_stripped_input=info.get("SkullStrippedInput"),
+        mni_registration=info["MNIRegistration"],
+        tissue_fit=round(info["TissueFit"], 3),
+        lesion_ml=round(float(allrow.lesion_ml), 2),
+        dawm_ml=round(float(allrow.dawm_ml), 2),
+        warnings=info.get("Warnings", []),
+    )
     brain_img = load_volume(next(pre_dir.glob("*_space-session_desc-brain_mask.nii.gz")))
     dseg = np.rint(load_volume(next(pred_dir.glob("*_space-session_desc-dawm_dseg.nii.gz")), allow_empty=True).data).astype(np.uint8)
-    shown = next(iter(sorted(pre_dir.glob("*_space-session_desc-preproc_FLAIR.nii.gz")) or sorted(pre_dir.glob("*_space-session_desc-preproc_T1w.nii.gz"))))
-    row["qc_png"] = str(qc_overlay(load_volume(shown).data, brain_img.data > 0.5, dseg, figures / f"{key}.png",
-                                   f"{key}: lesion {row['lesion_ml']} ml, DAWM {row['dawm_ml']} ml").relative_to(RESULTS))
+    shown = next(
+        iter(
+            sorted(pre_dir.glob("*_space-session_desc-preproc_FLAIR.nii.gz"))
+            or sorted(pre_dir.glob("*_space-session_desc-preproc_T1w.nii.gz"))
+        )
+    )
+    row["qc_png"] = str(
+        qc_overlay(
+            load_volume(shown).data,
+            brain_img.data > 0.5,
+            dseg,
+            figures / f"{key}.png",
+            f"{key}: lesion {row['lesion_ml']} ml, DAWM {row['dawm_ml']} ml",
+        ).relative_to(figures.parent)
+    )
     expert_path = bids / "derivatives" / "expert-lesions" / anat / f"{key}_label-lesion_mask.nii.gz"
     if expert_path.exists():
         expert = load_volume(expert_path, allow_empty=True)
         # The expert mask lies on a raw image grid: the reference's (session grid in its world) or the FLAIR's.
         grids = {role: load_volume(Path(p)) for role, p in info["Inputs"].items() if role in ("T1w", "FLAIR")}
-        role = next((r for r in (info["Reference"], "FLAIR") if r in grids and grids[r].shape == expert.shape
-                     and np.allclose(grids[r].affine, expert.affine, atol=1e-3)), None)
+        role = next(
+            (
+                r
+                for r in (info["Reference"], "FLAIR")
+                if r in grids and grids[r].shape == expert.shape and np.allclose(grids[r].affine, expert.affine, atol=1e-3)
+            ),
+            None,
+        )
         if role is None or "FLAIR" not in grids:
             row["expert"] = f"{expert_path.name}: on no raw image grid of this session (or no FLAIR), not scored"
             return row
-        pull = np.eye(4) if role == info["Reference"] else \
-            np.asarray(json.loads(next(pre_dir.glob("*_from-FLAIR_to-session_mode-image_xfm.json")).read_text())["InverseMatrixRAS"])
+        pull = (
+            np.eye(4)
+            if role == info["Reference"]
+            else np.asarray(json.loads(next(pre_dir.glob("*_from-FLAIR_to-session_mode-image_xfm.json")).read_text())["InverseMatrixRAS"])
+        )
         session_affine = brain_img.affine
         on_raw = dict(interpolation="nearest", transform_ras=pull)
         native = sorted(pred_dir.glob(f"*_space-{role}_desc-dawm_dseg.nii.gz"))
-        pred_raw = np.rint(load_volume(native[0], allow_empty=True).data).astype(np.uint8) if native else \
-            resample_to_grid(dseg, session_affine, expert.shape, expert.affine, **on_raw)
+        pred_raw = (
+            np.rint(load_volume(native[0], allow_empty=True).data).astype(np.uint8)
+            if native
+            else resample_to_grid(dseg, session_affine, expert.shape, expert.affine, **on_raw)
+        )
         brain_raw = resample_to_grid(brain_img.data.astype(np.uint8), session_affine, expert.shape, expert.affine, **on_raw) > 0
         if grids["FLAIR"].shape == expert.shape and np.allclose(grids["FLAIR"].affine, expert.affine, atol=1e-3):
             flair = grids["FLAIR"].data  # the raw FLAIR at its own resolution: the fairest baseline
@@ -171,8 +207,9 @@ def session_row(bids: Path, subject: str, session: str | None, work: Path, model
         row["expert"] = expert_scores(pred_raw == 1, flair, brain_raw, expert.data > 0.5, voxel_sizes(expert.affine))
         # What a perfect model on the session grid could reach: the expert mask taken to that grid
         # (area fractions) and back (linear, > 0.5), as dawm predict writes native-space labels.
-        on_session = resample_to_grid((expert.data > 0.5).astype(np.float32), expert.affine, dseg.shape, session_affine,
-                                      transform_ras=np.linalg.inv(pull))
+        on_session = resample_to_grid(
+            (expert.data > 0.5).astype(np.float32), expert.affine, dseg.shape, session_affine, transform_ras=np.linalg.inv(pull)
+        )
         back = resample_to_grid(on_session, session_affine, expert.shape, expert.affine, transform_ras=pull) > 0.5
         row["expert"]["session_grid_ceiling"] = mask_scores(back, expert.data > 0.5, voxel_sizes(expert.affine))
         row["expert"]["session_grid_mm"] = round(float(np.mean(voxel_sizes(session_affine))), 2)
@@ -180,44 +217,79 @@ def session_row(bids: Path, subject: str, session: str | None, work: Path, model
 
 
 def markdown(result: dict) -> str:
-    lines = [f"# dawm on real clinical scans ({result['model']})", "",
-             f"{result['machine']}; data {result['data']}; {result['n_ok']}/{result['n_sessions']} sessions ok", "",
-             "| session | status | inputs | s | peak MB | brain ml | coverage | lesion ml | DAWM ml | notes |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    """The session table, then per expert-labelled session the lesion scores."""
+    rows = []
     for r in result["sessions"]:
         if r["status"] != "ok":
-            lines.append(f"| {r['session']} | **failed** | | {r['seconds']} | {r['peak_rss_mb']} | | | | | {r.get('reason', '')} |")
+            rows.append(
+                {
+                    "session": r["session"],
+                    "status": "**failed**",
+                    "inputs": "",
+                    "s": str(r["seconds"]),
+                    "peak MB": str(r["peak_rss_mb"]),
+                    "brain ml": "",
+                    "coverage": "",
+                    "lesion ml": "",
+                    "DAWM ml": "",
+                    "notes": r.get("reason", ""),
+                }
+            )
             continue
-        cov = min(r["brain_coverage"].values()) if r.get("brain_coverage") else float("nan")
-        notes = "; ".join(r["warnings"]) if r["warnings"] else ""
-        lines.append(f"| {r['session']} | ok | {'+'.join(r['inputs'])} | {r['seconds']} | {r['peak_rss_mb']:.0f} | {r['brain_ml']:.0f} | "
-                     f"{cov:.2f} | {r['lesion_ml']} | {r['dawm_ml']} | {notes} |")
+        rows.append(
+            {
+                "session": r["session"],
+                "status": "ok",
+                "inputs": "+".join(r["inputs"]),
+                "s": r["seconds"],
+                "peak MB": r["peak_rss_mb"],
+                "brain ml": r["brain_ml"],
+                "coverage": min(r["brain_coverage"].values()) if r.get("brain_coverage") else float("nan"),
+                "lesion ml": r["lesion_ml"],
+                "DAWM ml": r["dawm_ml"],
+                "notes": "; ".join(r["warnings"]) if r["warnings"] else "",
+            }
+        )
+    lines = [
+        f"# dawm on real clinical scans ({result['model']})",
+        "",
+        f"{result['machine']}; data {result['data']}; {result['n_ok']}/{result['n_sessions']} sessions ok",
+        "",
+        markdown_table(
+            rows, formats={**dict.fromkeys(rows[0] if rows else (), str), "peak MB": ".0f", "brain ml": ".0f", "coverage": ".2f"}, na="nan"
+        ),
+    ]
     for r in result["sessions"]:
         e = r.get("expert")
         if isinstance(e, dict):
-            lines += ["", f"## {r['session']}: lesions against the expert mask ({e['expert_ml']} ml)", "",
-                      "| method | Dice | lesion F1 | volume ml |", "|---|---|---|---|",
-                      f"| dawm model | {e['model']['dice']} | {e['model']['lesion_f1']} | {e['model']['volume_ml']} |",
-                      f"| ceiling: the expert mask itself through the {e['session_grid_mm']} mm session grid and back | "
-                      f"{e['session_grid_ceiling']['dice']} | {e['session_grid_ceiling']['lesion_f1']} | {e['session_grid_ceiling']['volume_ml']} |",
-                      f"| best FLAIR threshold (z > {e['flair_threshold']['z']}, chosen knowing the mask) | {e['flair_threshold']['dice']} | "
-                      f"{e['flair_threshold']['lesion_f1']} | {e['flair_threshold']['volume_ml']} |"]
+            methods = [
+                ("dawm model", e["model"]),
+                (f"ceiling: the expert mask itself through the {e['session_grid_mm']} mm session grid and back", e["session_grid_ceiling"]),
+                (f"best FLAIR threshold (z > {e['flair_threshold']['z']}, chosen knowing the mask)", e["flair_threshold"]),
+            ]
+            table = [{"method": name, "Dice": m["dice"], "lesion F1": m["lesion_f1"], "volume ml": m["volume_ml"]} for name, m in methods]
+            lines += [
+                "",
+                f"## {r['session']}: lesions against the expert mask ({e['expert_ml']} ml)",
+                "",
+                markdown_table(table, formats=str),
+            ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the real-scan BIDS folder (default ../shared/real-ms)")
+    parser = benchmark_parser(__doc__, name="real_scans")
+    parser.add_argument("--data", type=Path, default=REAL_MS, help="the real-scan BIDS folder (default ../shared/real-ms)")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the bundled model)")
-    parser.add_argument("--name", default="real_scans", help="results file stem")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
     args = parser.parse_args(argv)
+    run = Run.start(argv, script=__file__)
     if not (args.data / "dataset_description.json").exists():
         print(f"{args.data}: not a BIDS dataset (no dataset_description.json)", file=sys.stderr)
         return 2
     from dawm.bids.layout import discover_sessions
 
-    figures = RESULTS / args.name
+    figures = Path(args.results_dir) / args.name
     figures.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="dawm-real-"))
     rows = []
@@ -226,12 +298,19 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows.append(session_row(args.data, s.subject, s.session, work, args.model, figures))
         r = rows[-1]
-        print(f"{r['session']}: {r['status']} {r['seconds']} s {r.get('lesion_ml', '')} {r.get('dawm_ml', '')} {r.get('expert', '')}", flush=True)
-    result = {"model": str(args.model or "bundled"), "data": str(args.data), "machine": f"{platform.node()} {os.cpu_count()} CPUs",
-              "n_sessions": len(rows), "n_ok": sum(r["status"] == "ok" for r in rows), "sessions": rows}
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1, default=str))
-    (RESULTS / f"{args.name}.md").write_text(markdown(result))
-    print(markdown(result))
+        print(
+            f"{r['session']}: {r['status']} {r['seconds']} s {r.get('lesion_ml', '')} {r.get('dawm_ml', '')} {r.get('expert', '')}",
+            flush=True,
+        )
+    result = {
+        "model": str(args.model or "bundled"),
+        "data": str(args.data),
+        "machine": run.machine.short(),
+        "n_sessions": len(rows),
+        "n_ok": sum(r["status"] == "ok" for r in rows),
+        "sessions": rows,
+    }
+    write_results(args.name, result, markdown(result), run=run, results_dir=args.results_dir)
     return 0 if result["n_ok"] == result["n_sessions"] else 1
 
 

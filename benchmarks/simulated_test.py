@@ -11,22 +11,19 @@ for a separately seeded cohort the model never saw). The model (default: the bun
 predicts them from T1w + FLAIR, from FLAIR alone and from T1w alone (``--drop``); each is scored
 with the pooled lesion and DAWM Dice, the DAWM-volume Spearman correlation
 (:func:`dawm.model.metrics.agreement`), against the truth (pulled onto the session grids by
-:func:`dawm.model.simtruth.write_truth_labels`) and against the qMRI labels (``dawm-label``).
+:func:`dawm.simulate.truth.write_truth_labels`) and against the qMRI labels (``dawm-label``).
 Writes ``benchmarks/results/<name>.{json,md}``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-RESULTS = Path(__file__).parent / "results"
+from harness import Run, benchmark_parser, markdown_table, write_results
 
 
 def label_maps(folder: Path) -> dict[str, tuple[np.ndarray, float]]:
@@ -41,20 +38,43 @@ def label_maps(folder: Path) -> dict[str, tuple[np.ndarray, float]]:
     return out
 
 
+def markdown(result: dict) -> str:
+    """One table line per input set and reference (figures as rounded in the rows)."""
+    subjects = result["subjects"]
+    table = [{**r, "volumes": f"{r['dawm_ml_pred']} / {r['dawm_ml_ref']}"} for r in result["rows"]]
+    columns = {
+        "inputs": "inputs",
+        "reference": "reference",
+        "sessions": "sessions",
+        "lesion Dice": "lesion_dice",
+        "DAWM Dice": "dawm_dice",
+        "DAWM ml rho": "dawm_spearman",
+        "DAWM ml predicted / reference": "volumes",
+    }
+    lines = [
+        f"# {result['model_name']} on simulated sessions it was not trained on",
+        "",
+        f"cohort {Path(result['bids']).name}, subjects: {', '.join(subjects) if isinstance(subjects, list) and subjects else 'all'}",
+        "",
+        markdown_table(table, columns, formats=str),
+    ]  # the figures as rounded in the rows (an undefined rho: None)
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchmark_parser(__doc__, name="simulated_test")
     parser.add_argument("--bids", type=Path, required=True, help="a simulated, preprocessed and labelled cohort")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the bundled model)")
     parser.add_argument("--subjects", choices=("test", "all"), default="test", help="the model split's test subjects, or all")
-    parser.add_argument("--name", default="simulated_test")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args(argv)
+    run = Run.start(argv, script=__file__)
     from dawm.errors import DawmError
     from dawm.model.bundled import bundled_model_dir
     from dawm.model.metrics import agreement
     from dawm.model.modeldir import read_model_json
     from dawm.model.predict import predict_dataset
-    from dawm.model.simtruth import write_truth_labels
+    from dawm.simulate.truth import write_truth_labels
 
     try:
         model = args.model or bundled_model_dir()
@@ -81,23 +101,29 @@ def main(argv: list[str] | None = None) -> int:
         keys = sorted(preds)
         for ref_name, ref in (("truth", truth), ("qMRI labels", labels)):
             a = agreement({k: preds[k][0] for k in keys}, {k: ref[k][0] for k in keys if k in ref}, {k: preds[k][1] for k in keys})
-            rows.append({"inputs": inputs, "reference": ref_name, "sessions": len(keys), "failed": sum(not o.ok for o in outcomes),
-                         "lesion_dice": round(a["lesion_dice"], 3), "dawm_dice": round(a["dawm_dice"], 3),
-                         "dawm_spearman": None if a["dawm_spearman"] != a["dawm_spearman"] else round(a["dawm_spearman"], 2),
-                         "dawm_ml_pred": round(float(np.sum(a["dawm_ml_pred"])), 1), "dawm_ml_ref": round(float(np.sum(a["dawm_ml_ref"])), 1),
-                         "seconds": round(time.perf_counter() - start, 0)})
+            rows.append(
+                {
+                    "inputs": inputs,
+                    "reference": ref_name,
+                    "sessions": len(keys),
+                    "failed": sum(not o.ok for o in outcomes),
+                    "lesion_dice": round(a["lesion_dice"], 3),
+                    "dawm_dice": round(a["dawm_dice"], 3),
+                    "dawm_spearman": None if a["dawm_spearman"] != a["dawm_spearman"] else round(a["dawm_spearman"], 2),
+                    "dawm_ml_pred": round(float(np.sum(a["dawm_ml_pred"])), 1),
+                    "dawm_ml_ref": round(float(np.sum(a["dawm_ml_ref"])), 1),
+                    "seconds": round(time.perf_counter() - start, 0),
+                }
+            )
             print(rows[-1], flush=True)
-    result = {"model": str(model), "model_name": info.get("exported_from") or info.get("name"), "bids": str(args.bids),
-              "subjects": subjects or "all", "rows": rows}
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1))
-    lines = [f"# {result['model_name']} on simulated sessions it was not trained on", "",
-             f"cohort {args.bids.name}, subjects: {', '.join(subjects) if subjects else 'all'}", "",
-             "| inputs | reference | sessions | lesion Dice | DAWM Dice | DAWM ml rho | DAWM ml predicted / reference |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['inputs']} | {r['reference']} | {r['sessions']} | {r['lesion_dice']} | {r['dawm_dice']} | {r['dawm_spearman']} | "
-              f"{r['dawm_ml_pred']} / {r['dawm_ml_ref']} |" for r in rows]
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    result = {
+        "model": str(model),
+        "model_name": info.get("exported_from") or info.get("name"),
+        "bids": str(args.bids),
+        "subjects": subjects or "all",
+        "rows": rows,
+    }
+    write_results(args.name, result, markdown(result), run=run, results_dir=args.results_dir)
     return 0
 
 

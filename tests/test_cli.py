@@ -84,8 +84,9 @@ def test_evaluate_names_failed_sessions_and_exits_1(tmp_path: Path) -> None:
         _dseg(tmp_path / "pred" / name.format(s=s), lesion=s != "b")
     corrupt = tmp_path / "pred" / name.format(s="c")
     corrupt.write_bytes(corrupt.read_bytes()[:40])
-    res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref"), "--output", str(tmp_path / "report"),
-                                   "--bootstrap", "10"])
+    res = CliRunner().invoke(
+        app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref"), "--output", str(tmp_path / "report"), "--bootstrap", "10"]
+    )
     text = " ".join(res.output.split())
     assert res.exit_code == 1, res.output
     assert "failed sub-c_ses-01" in text and "Traceback" not in text

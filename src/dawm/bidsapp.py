@@ -30,22 +30,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from dawm.bids.derivative_files import PredictFiles
 from dawm.bids.derivatives import write_tsv
-from dawm.bids.entities import BidsName, parse_name
-from dawm.bids.layout import discover_sessions
+from dawm.bids.layout import SessionRef, discover_sessions, parse_key, participant_id, participant_labels, session_id
 from dawm.errors import DawmError, InputError
 from dawm.parallel import Outcome
 from dawm.qc.flags import session_flags
-from dawm.qc.session import QcSession, parse_key
+from dawm.qc.session import QcSession
 
 log = logging.getLogger(__name__)
 
 ANALYSIS_LEVELS = ("participant", "group")
 STATUS_COLUMNS = ("participant_id", "session_id", "status", "error", "qc_report", "finished")
-GROUP_SESSIONS = "group_sessions.tsv"
-GROUP_VOLUMES = "group_volumes.tsv"
-GROUP_COMMON_FOV = "group_volumes_common_fov.tsv"
-GROUP_REPORT = "group_report.html"
 
 
 def check_analysis_level(level: str) -> str:
@@ -57,11 +53,7 @@ def check_analysis_level(level: str) -> str:
 
 def status_path(output_dir: str | Path, subject: str) -> Path:
     """``OUTPUT_DIR/sub-X/sub-X_status.tsv``."""
-    return Path(output_dir) / f"sub-{subject}" / BidsName(entities={"sub": subject}, suffix="status", extension=".tsv").filename
-
-
-def _session_id(session: str | None) -> str:
-    return f"ses-{session}" if session else "n/a"
+    return PredictFiles(output_dir).status(subject)
 
 
 def write_status(output_dir: str | Path, outcomes: list[Outcome]) -> list[Path]:
@@ -73,10 +65,16 @@ def write_status(output_dir: str | Path, outcomes: list[Outcome]) -> list[Path]:
     for o in outcomes:
         subject, session = parse_key(o.name)
         page = QcSession(subject, session, output_dir).qc_page
-        rows.setdefault(subject, []).append({
-            "participant_id": f"sub-{subject}", "session_id": _session_id(session), "status": "ok" if o.ok else "failed",
-            "error": o.error or "n/a", "qc_report": str(page.relative_to(output_dir)) if o.ok and page.exists() else "n/a",
-            "finished": now})
+        rows.setdefault(subject, []).append(
+            {
+                "participant_id": participant_id(subject),
+                "session_id": session_id(session),
+                "status": "ok" if o.ok else "failed",
+                "error": o.error or "n/a",
+                "qc_report": str(page.relative_to(output_dir)) if o.ok and page.exists() else "n/a",
+                "finished": now,
+            }
+        )
     paths = []
     for subject, table in rows.items():
         path = status_path(output_dir, subject)
@@ -85,8 +83,15 @@ def write_status(output_dir: str | Path, outcomes: list[Outcome]) -> list[Path]:
     return paths
 
 
-def run_participant(bids_dir: str | Path, output_dir: str | Path, *, participant_label: list[str] | None = None,
-                    model_dir: str | Path | None = None, jobs: int = 1, tta: bool = False) -> list[Outcome]:
+def run_participant(
+    bids_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    participant_label: list[str] | None = None,
+    model_dir: str | Path | None = None,
+    jobs: int = 1,
+    tta: bool = False,
+) -> list[Outcome]:
     """The participant level (module docstring); returns one outcome per session (failed when it
     could not be preprocessed, predicted, or given its QC page)."""
     from dawm.model.predict import predict_dataset
@@ -118,13 +123,14 @@ class GroupResult:
         return self.sessions[self.sessions.status == "failed"]
 
 
-def _key(participant_id: str, session_id) -> str:
-    return participant_id + (f"_{session_id}" if isinstance(session_id, str) and session_id.startswith("ses-") else "")
+def _key(participant: str, session) -> str:
+    """The session key of a table row's ``participant_id`` and ``session_id`` (``n/a``: none)."""
+    return participant + (f"_{session}" if isinstance(session, str) and session not in ("", "n/a") else "")
 
 
 def _read_status(output_dir: Path) -> dict[str, dict]:
     out: dict[str, dict] = {}
-    for path in sorted(output_dir.glob("sub-*/sub-*_status.tsv")):
+    for path in PredictFiles(output_dir).status_tables():
         try:
             table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -136,18 +142,24 @@ def _read_status(output_dir: Path) -> dict[str, dict]:
 
 def _predicted_keys(output_dir: Path) -> dict[str, Path]:
     """Session key -> its ``_desc-dawm_volumes.tsv`` (every predicted session of the folder)."""
-    out = {}
-    for path in sorted(output_dir.glob("sub-*/**/anat/*_desc-dawm_volumes.tsv")):
-        name = parse_name(path.name)
-        out[_key(f"sub-{name.entities['sub']}", f"ses-{name.entities['ses']}" if "ses" in name.entities else None)] = path
-    return out
+    return {SessionRef.from_path(path).key: path for path in PredictFiles(output_dir).volume_tables()}
 
 
 def _session_row(key: str, output_dir: Path, status: dict | None, volumes: Path | None) -> dict:
     subject, session = parse_key(key)
-    row = {"participant_id": f"sub-{subject}", "session_id": _session_id(session), "status": "not run", "error": "n/a",
-           "inputs": "n/a", "brain_ml": None, "lesion_ml": None, "dawm_ml": None, "dawm_pct_wm": None, "warnings": None,
-           "qc_report": "n/a"}
+    row = {
+        "participant_id": participant_id(subject),
+        "session_id": session_id(session),
+        "status": "not run",
+        "error": "n/a",
+        "inputs": "n/a",
+        "brain_ml": None,
+        "lesion_ml": None,
+        "dawm_ml": None,
+        "dawm_pct_wm": None,
+        "warnings": None,
+        "qc_report": "n/a",
+    }
     if status is not None:
         row.update(status=status.get("status", "n/a"), error=status.get("error", "n/a") or "n/a")
     elif volumes is not None:
@@ -159,8 +171,9 @@ def _session_row(key: str, output_dir: Path, status: dict | None, volumes: Path 
     table = pd.read_csv(volumes, sep="\t", na_values="n/a")
     whole = table[table.location == "all"]
     if len(whole):
-        row.update(lesion_ml=float(whole.lesion_ml.iloc[0]), dawm_ml=float(whole.dawm_ml.iloc[0]),
-                   dawm_pct_wm=float(whole.dawm_pct_wm.iloc[0]))
+        row.update(
+            lesion_ml=float(whole.lesion_ml.iloc[0]), dawm_ml=float(whole.dawm_ml.iloc[0]), dawm_pct_wm=float(whole.dawm_pct_wm.iloc[0])
+        )
     qc = QcSession.from_key(key, output_dir)
     prediction = qc.prediction_sidecar
     used = [s for s in prediction.get("Inputs", []) if s not in prediction.get("MissingInputs", [])]
@@ -185,8 +198,9 @@ def _common_fov(output_dir: Path, rows: list[dict]) -> pd.DataFrame:
         qc = QcSession.from_key(_key(r["participant_id"], r["session_id"]), output_dir)
         if qc.preprocess_root is None:
             continue
-        by_subject.setdefault(r["participant_id"], []).append({
-            "participant_id": r["participant_id"], "session_id": r["session_id"], "preproc_dir": qc.brain_mask.parent, "dseg": qc.dseg})
+        by_subject.setdefault(r["participant_id"], []).append(
+            {"participant_id": r["participant_id"], "session_id": r["session_id"], "preproc_dir": qc.brain_mask.parent, "dseg": qc.dseg}
+        )
     tables = [common_fov_volumes(s) for s in by_subject.values() if len(s) > 1]
     tables = [t for t in tables if not t.empty]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
@@ -213,13 +227,14 @@ def run_group(bids_dir: str | Path, output_dir: str | Path, *, participant_label
     bids_dir, output_dir = Path(bids_dir), Path(output_dir)
     if not output_dir.is_dir():
         raise InputError(f"{output_dir}: no such folder (run the participant level first)")
+    files = PredictFiles(output_dir)
     raw = [s.key for s in discover_sessions(bids_dir, participant_label)]
     status = _read_status(output_dir)
     predicted = _predicted_keys(output_dir)
-    wanted = {p.removeprefix("sub-") for p in participant_label} if participant_label else None
+    wanted = participant_labels(participant_label)
     keys = sorted(k for k in set(raw) | set(status) | set(predicted) if wanted is None or parse_key(k)[0] in wanted)
     if not status and not predicted:
-        raise InputError(f"{output_dir}: no participant run found (no sub-*/sub-*_status.tsv, no predicted session)")
+        raise InputError(f"{output_dir}: no participant run found (no {PredictFiles.STATUS_GLOB}, no predicted session)")
     rows = [_session_row(k, output_dir, status.get(k), predicted.get(k)) for k in keys]
     sessions = pd.DataFrame(rows)
     result = GroupResult(sessions)
@@ -227,18 +242,20 @@ def run_group(bids_dir: str | Path, output_dir: str | Path, *, participant_label
     tables = [pd.read_csv(predicted[k], sep="\t", na_values="n/a") for k in ok]
     volumes = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     if tables:
-        result.files["volumes"] = write_tsv(output_dir / GROUP_VOLUMES, volumes)
+        result.files["volumes"] = write_tsv(files.group_volumes, volumes)
     else:
-        (output_dir / GROUP_VOLUMES).unlink(missing_ok=True)  # no stale table from an earlier group run
+        files.group_volumes.unlink(missing_ok=True)  # no stale table from an earlier group run
     common = _common_fov(output_dir, rows)
     if not common.empty:
-        result.files["volumes in the common field of view"] = write_tsv(output_dir / GROUP_COMMON_FOV, common)
+        result.files["volumes in the common field of view"] = write_tsv(files.group_common_fov, common)
     else:
-        (output_dir / GROUP_COMMON_FOV).unlink(missing_ok=True)
+        files.group_common_fov.unlink(missing_ok=True)
     result.longitudinal = _longitudinal(output_dir, result.notes)
-    if result.longitudinal is not None and (output_dir / "transitions.tsv").exists():
-        result.files["longitudinal transitions"] = output_dir / "transitions.tsv"
-    result.files["sessions"] = write_tsv(output_dir / GROUP_SESSIONS, sessions)
-    result.files["cohort page"] = write_cohort_page(output_dir / GROUP_REPORT, sessions, volumes=volumes,
-                                                    longitudinal=result.longitudinal, notes=result.notes, bids_dir=bids_dir)
+    transitions = files.transitions_table
+    if result.longitudinal is not None and transitions.exists():
+        result.files["longitudinal transitions"] = transitions
+    result.files["sessions"] = write_tsv(files.group_sessions, sessions)
+    result.files["cohort page"] = write_cohort_page(
+        files.group_report, sessions, volumes=volumes, longitudinal=result.longitudinal, notes=result.notes, bids_dir=bids_dir
+    )
     return result

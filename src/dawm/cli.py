@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 import typer
 from rich.table import Table
@@ -45,8 +45,14 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Show the details (INFO and DEBUG) on the console too; they always go to the log file in the output folder."),
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    verbose: int = typer.Option(
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        help="Show the details (INFO and DEBUG) on the console too; they always go to the log file in the output folder.",
+    ),
+    version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     setup_logging(verbose)
 
@@ -72,8 +78,9 @@ def _log_note(path: Path) -> None:
         console.print(f"log: {path}", soft_wrap=True)
 
 
-def _report_outcomes(title: str, columns: tuple[str, ...], outcomes, row_of, footer: str | None = None,
-                     logfile: Path | None = None) -> None:
+def _report_outcomes(
+    title: str, columns: tuple[str, ...], outcomes, row_of, footer: str | None = None, logfile: Path | None = None
+) -> None:
     """Print one table row per session (``row_of(result)`` gives the cells after name and status),
     the footer, where ``logfile`` is, then the failures with their reasons; exit with code 1 when
     any session failed."""
@@ -104,9 +111,10 @@ def run(
     bids_dir: Path = typer.Argument(..., help="BIDS dataset (raw; T1w and/or FLAIR per session are enough)."),
     output_dir: Path = typer.Argument(..., help="Output folder: predictions, preprocessing, a QC page per session, cohort tables."),
     analysis_level: str = typer.Argument(..., help="participant (preprocess, predict, QC pages) or group (cohort tables and page)."),
-    participant_label: Optional[list[str]] = typer.Option(None, "--participant-label", help="Subjects to process (with or without "
-                                                          "sub-; several after one flag, or the flag repeated)."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder (default: the model bundled with dawm)."),
+    participant_label: list[str] | None = typer.Option(
+        None, "--participant-label", help="Subjects to process (with or without sub-; several after one flag, or the flag repeated)."
+    ),
+    model: Path | None = typer.Option(None, "--model", "-m", help="Model folder (default: the model bundled with dawm)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Sessions preprocessed in parallel."),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 mirrored predictions (slower, slightly better)."),
 ) -> None:
@@ -116,6 +124,8 @@ def run(
     writes OUTPUT_DIR/sub-X/ses-Y/sub-X_ses-Y_desc-qc_report.html per session; `dawm run BIDS_DIR OUTPUT_DIR group`
     gathers every participant run into group_sessions.tsv, group_volumes.tsv, transitions.tsv and group_report.html.
     """
+    from dawm.bids.derivative_files import PredictFiles
+    from dawm.bids.layout import SessionRef
     from dawm.bidsapp import check_analysis_level, run_group, run_participant
 
     start = time.perf_counter()
@@ -133,13 +143,20 @@ def run(
         _fail(exc)
     seconds = time.perf_counter() - start
     if analysis_level == "participant":
+
         def cells(volumes):
             row = volumes[volumes.location == "all"].iloc[0]
             return f"{row.lesion_ml:.1f}", f"{row.dawm_ml:.1f}"
 
-        _report_outcomes(f"dawm run participant: {len(outcomes)} session(s) in {seconds:.0f} s", ("lesion ml", "DAWM ml"), outcomes,
-                         cells, footer=f"outputs: {output_dir}; QC pages: sub-X/ses-Y/sub-X_ses-Y_desc-qc_report.html; "
-                                       f"next: dawm run {bids_dir} {output_dir} group", logfile=logfile)
+        _report_outcomes(
+            f"dawm run participant: {len(outcomes)} session(s) in {seconds:.0f} s",
+            ("lesion ml", "DAWM ml"),
+            outcomes,
+            cells,
+            footer=f"outputs: {output_dir}; QC pages: {PredictFiles(Path()).qc_page(SessionRef('X', 'Y'))}; "
+            f"next: dawm run {bids_dir} {output_dir} group",
+            logfile=logfile,
+        )
         return
     table = Table(title=f"dawm run group: {len(result.sessions)} session(s) in {seconds:.0f} s")
     for col in ("session", "status", "lesion ml", "DAWM ml", "warnings"):
@@ -169,34 +186,49 @@ def simulate(
     controls: int = typer.Option(8, min=0, help="Number of healthy controls."),
     sessions: int = typer.Option(2, min=1, max=5, help="Sessions per subject."),
     scanners: int = typer.Option(3, min=1, max=4, help="Scanner profiles used (round robin)."),
-    resolution: float = typer.Option(1.0, "--resolution", min=1.0, max=3.0, help="Truth grid spacing in mm; acquisition voxels scale with it."),
+    resolution: float = typer.Option(
+        1.0, "--resolution", min=1.0, max=3.0, help="Truth grid spacing in mm; acquisition voxels scale with it."
+    ),
     seed: int = typer.Option(0, min=0, help="Random seed (same seed, same bytes)."),
-    dawm_visibility: float = typer.Option(1.0, min=0.0, max=1.0, help="Share of DAWM's T1/T2/PD change rendered on T1w/FLAIR (1 = physics; lower values are an experimental departure for studies)."),
+    dawm_visibility: float = typer.Option(
+        1.0,
+        min=0.0,
+        max=1.0,
+        help="Share of DAWM's T1/T2/PD change rendered on T1w/FLAIR (1 = physics; lower values are an experimental departure for studies).",
+    ),
     small: bool = typer.Option(False, "--small", help="Tiny preset for tests: 2 patients, 1 control, 2 mm (other options override it)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Subjects simulated in parallel."),
     backend: str = typer.Option("local", callback=_backend, help="local (process pool) or dask (a LocalCluster, or --address)."),
-    address: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler (with --backend dask)."),
+    address: str | None = typer.Option(None, help="Address of a running Dask scheduler (with --backend dask)."),
 ) -> None:
     """Simulate a realistic MS cohort (T1w, FLAIR, MP2RAGE, MT) in BIDS, with truth in derivatives/dawm-truth
     (and the log in derivatives/dawm-truth/logs, outside the raw dataset)."""
+    from dawm.bids.derivative_files import TruthFiles
     from dawm.simulate.cohort import simulate_cohort
     from dawm.simulate.config import SimulationConfig
-    from dawm.simulate.subject import TRUTH
 
-    given = dict(patients=patients, controls=controls, sessions=sessions, scanners=scanners, resolution_mm=resolution,
-                 seed=seed, dawm_visibility=dawm_visibility)
+    given = dict(
+        patients=patients,
+        controls=controls,
+        sessions=sessions,
+        scanners=scanners,
+        resolution_mm=resolution,
+        seed=seed,
+        dawm_visibility=dawm_visibility,
+    )
     try:
         try:
             if small:
-                overrides = {k: v for k, v in given.items()
-                             if ctx.get_parameter_source({"resolution_mm": "resolution"}.get(k, k)).name != "DEFAULT"}
+                overrides = {
+                    k: v for k, v in given.items() if ctx.get_parameter_source({"resolution_mm": "resolution"}.get(k, k)).name != "DEFAULT"
+                }
                 config = SimulationConfig.small(**overrides)
             else:
                 config = SimulationConfig(**given)
         except ValueError as exc:
             raise DawmError(f"invalid option: {exc}") from None
         start = time.perf_counter()
-        with log_to_folder(out / TRUTH, "simulate") as logfile:
+        with log_to_folder(TruthFiles.in_dataset(out).root, "simulate") as logfile:
             result = simulate_cohort(config, out, jobs=jobs, backend=backend, address=address)
     except DawmError as exc:
         _fail(exc)
@@ -213,14 +245,23 @@ def _print_cohort(result, seconds: float | None) -> None:
     vols = result.volumes
     if not vols.empty:
         for group, g in vols.groupby("group"):
-            table.add_row(group, str(g.participant_id.nunique()), str(len(g)), f"{g.lesion_ml.mean():.1f}", f"{g.dawm_ml.mean():.1f}",
-                          str(int((g.groupby("participant_id").dawm_ml.max() > 0).sum())))
+            table.add_row(
+                group,
+                str(g.participant_id.nunique()),
+                str(len(g)),
+                f"{g.lesion_ml.mean():.1f}",
+                f"{g.dawm_ml.mean():.1f}",
+                str(int((g.groupby("participant_id").dawm_ml.max() > 0).sum())),
+            )
     console.print(table)
     auc = result.report[result.report.kind == "auc"]
     auc = auc[auc.scanner == "all"]
     if not auc.empty:
         console.print("DAWM vs NAWM voxel AUC: " + ", ".join(f"{r.modality} {r.mean:.2f}" for r in auc.itertuples()))
-    console.print(f"truth: {result.root / 'derivatives' / 'dawm-truth'}; report: simulation_report.tsv, volumes.tsv")
+    from dawm.bids.derivative_files import TruthFiles
+
+    truth = TruthFiles.in_dataset(result.root)
+    console.print(f"truth: {truth.root}; report: {truth.report.name}, {truth.volumes_table.name}")
     for f in result.failures:
         console.print(f"[red]failed[/] {f.name}: {f.error}")
 
@@ -233,7 +274,9 @@ DEMO_NUMBERS = ("dawm_n_scored", "dawm_dice_mean", "dawm_volume_spearman_rho", "
 def demo(
     output: Path = typer.Option(Path("demo_output"), "--output", "-o", help="Where the demo writes everything."),
     quick: bool = typer.Option(False, "--quick", help="A few minutes: the tests' tiny 3 mm cohort and network."),
-    full: bool = typer.Option(False, "--full", help="The benchmark cohort (2 mm, 12 patients + 6 controls, longer training; about an hour on 2 cores)."),
+    full: bool = typer.Option(
+        False, "--full", help="The benchmark cohort (2 mm, 12 patients + 6 controls, longer training; about an hour on 2 cores)."
+    ),
     jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="Parallel workers."),
 ) -> None:
     """Run the whole pipeline on the embedded synthetic cohort and say where everything is.
@@ -250,13 +293,22 @@ def demo(
     start = time.perf_counter()
     try:
         with log_to_folder(output, "demo") as logfile:
-            result = run_demo(output, mode="quick" if quick else "full" if full else "default", jobs=jobs,
-                              progress=lambda msg: console.print(f"[bold]{msg}[/] ({time.perf_counter() - start:.0f} s)"))
+            result = run_demo(
+                output,
+                mode="quick" if quick else "full" if full else "default",
+                jobs=jobs,
+                progress=lambda msg: console.print(f"[bold]{msg}[/] ({time.perf_counter() - start:.0f} s)"),
+            )
     except DawmError as exc:
         _fail(exc)
     acc = result.preprocess_accuracy
     if acc is not None and not acc.empty:
-        shown = {"brain_dice": "brain Dice", "wm_dice": "WM Dice", "coreg_error_mm_FLAIR": "FLAIR reg mm", "bias_removed": "N4 bias removed"}
+        shown = {
+            "brain_dice": "brain Dice",
+            "wm_dice": "WM Dice",
+            "coreg_error_mm_FLAIR": "FLAIR reg mm",
+            "bias_removed": "N4 bias removed",
+        }
         table = Table(title="Preprocessing against the truth (median over sessions)")
         cols = [c for c in shown if c in acc]
         for c in cols:
@@ -283,47 +335,75 @@ def demo(
 @app.command()
 def preprocess(
     bids_dir: Path = typer.Argument(..., help="BIDS dataset (raw) to pre-process."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Derivatives folder (default BIDS_DIR/derivatives/dawm-preprocess)."),
-    participant_label: Optional[list[str]] = typer.Option(None, "--participant-label", help="Subjects to process (repeatable; with or without sub-)."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="PreprocessConfig JSON (e.g. a saved preprocess_config.json)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Derivatives folder (default BIDS_DIR/derivatives/dawm-preprocess)."),
+    participant_label: list[str] | None = typer.Option(
+        None, "--participant-label", help="Subjects to process (repeatable; with or without sub-)."
+    ),
+    config_file: Path | None = typer.Option(None, "--config", help="PreprocessConfig JSON (e.g. a saved preprocess_config.json)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Sessions processed in parallel."),
     backend: str = typer.Option("local", callback=_backend, help="local (process pool) or dask (a LocalCluster, or --address)."),
-    address: Optional[str] = typer.Option(None, help="Address of a running Dask scheduler (with --backend dask)."),
+    address: str | None = typer.Option(None, help="Address of a running Dask scheduler (with --backend dask)."),
     force: bool = typer.Option(False, "--force", help="Recompute sessions whose outputs are complete."),
 ) -> None:
     """Co-register, bias-correct, skull-strip, segment and register to MNI every session; IQMs and QC figures."""
+    from dawm.bids.derivative_files import PreprocessFiles
     from dawm.preprocess.config import PreprocessConfig
-    from dawm.preprocess.pipeline import STAGE, preprocess_dataset
+    from dawm.preprocess.pipeline import preprocess_dataset
 
     start = time.perf_counter()
     try:
         config = PreprocessConfig.load(config_file) if config_file else PreprocessConfig()
-        with log_to_folder(output or bids_dir / "derivatives" / STAGE, "preprocess") as logfile:
-            outcomes = preprocess_dataset(bids_dir, output=output, config=config, participant_label=participant_label,
-                                          jobs=jobs, backend=backend, address=address, force=force)  # type: ignore[arg-type]
+        with log_to_folder(output or PreprocessFiles.in_dataset(bids_dir).root, "preprocess") as logfile:
+            outcomes = preprocess_dataset(
+                bids_dir,
+                output=output,
+                config=config,
+                participant_label=participant_label,
+                jobs=jobs,
+                backend=backend,
+                address=address,
+                force=force,
+            )  # type: ignore[arg-type]
     except DawmError as exc:
         _fail(exc)
-    _report_outcomes(f"dawm preprocess: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
-                     ("reference", "missing", "seconds"), outcomes,
-                     lambda r: (r.reference, ", ".join(r.missing) or "-", f"{sum(r.timings_s.values()):.0f}"), logfile=logfile)
+    _report_outcomes(
+        f"dawm preprocess: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
+        ("reference", "missing", "seconds"),
+        outcomes,
+        lambda r: (r.reference, ", ".join(r.missing) or "-", f"{sum(r.timings_s.values()):.0f}"),
+        logfile=logfile,
+    )
 
 
 @app.command()
 def label(
     bids_dir: Path = typer.Argument(..., help="BIDS dataset whose sessions dawm preprocess has processed."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Derivatives folder (default BIDS_DIR/derivatives/dawm-label)."),
-    reference: Optional[str] = typer.Option(None, "--reference", help="controls (same-scanner healthy controls) or self (the subject's own NAWM)."),
-    rule: Optional[str] = typer.Option(None, "--rule", help="t1, mtr, both, either or chi2."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="z threshold a region's core must pass; the region then grows to grow_threshold (2 by default, set in --config) (rule chi2: a p value, no growth)."),
-    participant_label: Optional[list[str]] = typer.Option(None, "--participant-label", help="Subjects to label (repeatable; with or without sub-)."),
-    preprocess_dir: Optional[Path] = typer.Option(None, "--preprocess-dir", help="dawm preprocess outputs (default BIDS_DIR/derivatives/dawm-preprocess)."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="LabelConfig JSON (e.g. a saved label_config.json); options override it."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Derivatives folder (default BIDS_DIR/derivatives/dawm-label)."),
+    reference: str | None = typer.Option(
+        None, "--reference", help="controls (same-scanner healthy controls) or self (the subject's own NAWM)."
+    ),
+    rule: str | None = typer.Option(None, "--rule", help="t1, mtr, both, either or chi2."),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        help="z threshold a region's core must pass; the region then grows to grow_threshold (2 by default, set in --config) (rule chi2: a p value, no growth).",
+    ),
+    participant_label: list[str] | None = typer.Option(
+        None, "--participant-label", help="Subjects to label (repeatable; with or without sub-)."
+    ),
+    preprocess_dir: Path | None = typer.Option(
+        None, "--preprocess-dir", help="dawm preprocess outputs (default BIDS_DIR/derivatives/dawm-preprocess)."
+    ),
+    config_file: Path | None = typer.Option(
+        None, "--config", help="LabelConfig JSON (e.g. a saved label_config.json); options override it."
+    ),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Sessions labelled in parallel."),
     force: bool = typer.Option(False, "--force", help="Relabel sessions that are already labelled."),
 ) -> None:
     """Label DAWM, lesions and WM location classes from T1/MTR z-scores against a normative reference."""
+    from dawm.bids.derivative_files import LabelFiles
     from dawm.label.config import LabelConfig
-    from dawm.label.pipeline import STAGE, label_dataset
+    from dawm.label.pipeline import label_dataset
 
     start = time.perf_counter()
     try:
@@ -333,17 +413,28 @@ def label(
             config = LabelConfig.model_validate({**config.model_dump(), **overrides})
         except ValueError as exc:
             raise DawmError(f"invalid option: {exc}") from None
-        with log_to_folder(output or bids_dir / "derivatives" / STAGE, "label") as logfile:
-            outcomes = label_dataset(bids_dir, output=output, config=config, participant_label=participant_label,
-                                     preprocess_dir=preprocess_dir, jobs=jobs, force=force)
+        with log_to_folder(output or LabelFiles.in_dataset(bids_dir).root, "label") as logfile:
+            outcomes = label_dataset(
+                bids_dir,
+                output=output,
+                config=config,
+                participant_label=participant_label,
+                preprocess_dir=preprocess_dir,
+                jobs=jobs,
+                force=force,
+            )
     except DawmError as exc:
         _fail(exc)
-    _report_outcomes(f"dawm label ({config.rule}, {config.reference}): {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
-                     ("reference", "DAWM ml", "lesion ml", "WM ml"), outcomes,
-                     lambda r: (r.reference, f"{r.dawm_ml:.2f}", f"{r.lesion_ml:.2f}", f"{r.wm_ml:.0f}"), logfile=logfile)
+    _report_outcomes(
+        f"dawm label ({config.rule}, {config.reference}): {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
+        ("reference", "DAWM ml", "lesion ml", "WM ml"),
+        outcomes,
+        lambda r: (r.reference, f"{r.dawm_ml:.2f}", f"{r.lesion_ml:.2f}", f"{r.wm_ml:.0f}"),
+        logfile=logfile,
+    )
 
 
-def _parse_folds(folds: Optional[str]) -> tuple[Optional[int], Optional[list[int]]]:
+def _parse_folds(folds: str | None) -> tuple[int | None, list[int] | None]:
     """``--folds``: ``N`` (number of k-fold folds, all trained) or ``0,1`` (which folds of the split to train)."""
     if folds is None:
         return None, None
@@ -356,7 +447,7 @@ def _parse_folds(folds: Optional[str]) -> tuple[Optional[int], Optional[list[int
         raise DawmError(f"--folds must be a number of folds (5) or a list of fold indices (0,1), got {folds!r}") from None
 
 
-def _fold_indices(folds: Optional[str]) -> Optional[list[int]]:
+def _fold_indices(folds: str | None) -> list[int] | None:
     """``--folds 0,1`` of predict / export-model as a list (None: every trained fold)."""
     try:
         return [int(k) for k in folds.split(",") if k.strip()] if folds else None
@@ -367,29 +458,45 @@ def _fold_indices(folds: Optional[str]) -> Optional[list[int]]:
 def _progress_bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=console)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
 
 
 @app.command()
 def train(
     bids_dir: Path = typer.Argument(..., help="BIDS dataset with derivatives/dawm-preprocess and the label derivative."),
-    model_dir: Path = typer.Option(..., "--model-dir", "-m", help="Folder the model is written to (model.json, split.json, fold-K/, log.csv)."),
-    inputs: Optional[str] = typer.Option(None, help="Input channels: t1w, flair or t1w+flair (default t1w+flair)."),
-    preset: Optional[str] = typer.Option(None, help="cpu-small (default; UNet, ~5 M parameters, laptop CPU), gpu (nnU-Net-sized DynUNet) or tiny (smoke tests)."),
-    folds: Optional[str] = typer.Option(None, help="Number of k-fold folds (e.g. 5, all trained) or the folds to train (e.g. 0,1)."),
-    split: Optional[str] = typer.Option(None, help="kfold (default; subjects stratified by labelled DAWM, scanner and group) or loso (leave one scanner out)."),
-    labels: Optional[str] = typer.Option(None, help="derivatives/<name> holding the targets (*_space-session_desc-dawm_dseg; default dawm-label)."),
-    max_epochs: Optional[int] = typer.Option(None, min=1, help="Maximum epochs per fold (default 100)."),
-    iterations: Optional[int] = typer.Option(None, min=1, help="Iterations per epoch (default: the preset's)."),
-    patch_size: Optional[int] = typer.Option(None, min=8, help="Cubic training patch edge in voxels (default: the preset's)."),
-    batch_size: Optional[int] = typer.Option(None, min=1, help="Patches per iteration (default: the preset's)."),
+    model_dir: Path = typer.Option(
+        ..., "--model-dir", "-m", help="Folder the model is written to (model.json, split.json, fold-K/, log.csv)."
+    ),
+    inputs: str | None = typer.Option(None, help="Input channels: t1w, flair or t1w+flair (default t1w+flair)."),
+    preset: str | None = typer.Option(
+        None, help="cpu-small (default; UNet, ~5 M parameters, laptop CPU), gpu (nnU-Net-sized DynUNet) or tiny (smoke tests)."
+    ),
+    folds: str | None = typer.Option(None, help="Number of k-fold folds (e.g. 5, all trained) or the folds to train (e.g. 0,1)."),
+    split: str | None = typer.Option(
+        None, help="kfold (default; subjects stratified by labelled DAWM, scanner and group) or loso (leave one scanner out)."
+    ),
+    labels: str | None = typer.Option(
+        None, help="derivatives/<name> holding the targets (*_space-session_desc-dawm_dseg; default dawm-label)."
+    ),
+    max_epochs: int | None = typer.Option(None, min=1, help="Maximum epochs per fold (default 100)."),
+    iterations: int | None = typer.Option(None, min=1, help="Iterations per epoch (default: the preset's)."),
+    patch_size: int | None = typer.Option(None, min=8, help="Cubic training patch edge in voxels (default: the preset's)."),
+    batch_size: int | None = typer.Option(None, min=1, help="Patches per iteration (default: the preset's)."),
     test_fraction: float = typer.Option(0.0, min=0.0, max=0.8, help="Share of subjects held out of every fold as a test set."),
     seed: int = typer.Option(0, min=0, help="Random seed (splits, sampling, augmentation, weights)."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="TrainConfig JSON; the options above, where given, override it."),
+    config_file: Path | None = typer.Option(None, "--config", help="TrainConfig JSON; the options above, where given, override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from each fold's last.pt (same config and split)."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Training cache folder (default MODEL_DIR/cache; uncompressed arrays, can be large)."),
-    epoch_budget: Optional[int] = typer.Option(None, min=1, help="Stop each fold after this many epochs in this call (cluster wall time); continue with --resume."),
+    cache_dir: Path | None = typer.Option(None, help="Training cache folder (default MODEL_DIR/cache; uncompressed arrays, can be large)."),
+    epoch_budget: int | None = typer.Option(
+        None, min=1, help="Stop each fold after this many epochs in this call (cluster wall time); continue with --resume."
+    ),
 ) -> None:
     """Train the DAWM/lesion network (cross-validated, subject-level splits) on preprocessed sessions."""
     from dawm.model.config import TrainConfig
@@ -399,24 +506,44 @@ def train(
     try:
         n_folds, which = _parse_folds(folds)
         base = TrainConfig.load(config_file).model_dump() if config_file else {}
-        given = dict(inputs=inputs, preset=preset, split=split, labels=labels, max_epochs=max_epochs, iterations_per_epoch=iterations,
-                     patch_size=(patch_size,) * 3 if patch_size else None, batch_size=batch_size, folds=n_folds,
-                     test_fraction=test_fraction or None, seed=seed if seed else None)
+        given = dict(
+            inputs=inputs,
+            preset=preset,
+            split=split,
+            labels=labels,
+            max_epochs=max_epochs,
+            iterations_per_epoch=iterations,
+            patch_size=(patch_size,) * 3 if patch_size else None,
+            batch_size=batch_size,
+            folds=n_folds,
+            test_fraction=test_fraction or None,
+            seed=seed if seed else None,
+        )
         base.update({k: v for k, v in given.items() if v is not None})
         try:
             config = TrainConfig.model_validate(base)
         except ValueError as exc:
             raise DawmError(f"invalid training options: {exc}") from None
         main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 shows progress, logs and reports
-        with (log_to_folder(model_dir, "train") if main_rank else contextlib.nullcontext()) as logfile, \
-                _progress_bar() if main_rank else contextlib.nullcontext() as bar:
+        with (
+            log_to_folder(model_dir, "train") if main_rank else contextlib.nullcontext() as logfile,
+            _progress_bar() if main_rank else contextlib.nullcontext() as bar,
+        ):
             task = bar.add_task("training", total=None) if bar is not None else None
 
             def progress(text: str, done: int, total: int) -> None:
                 bar.update(task, description=text, completed=done, total=total)
 
-            info = run_training(bids_dir, model_dir, config, folds=which, resume=resume, progress=progress if bar is not None else None,
-                                epoch_budget=epoch_budget, cache_dir=cache_dir)
+            info = run_training(
+                bids_dir,
+                model_dir,
+                config,
+                folds=which,
+                resume=resume,
+                progress=progress if bar is not None else None,
+                epoch_budget=epoch_budget,
+                cache_dir=cache_dir,
+            )
     except DawmError as exc:
         _fail(exc)
     if not main_rank:
@@ -435,14 +562,18 @@ def train(
 def predict(
     bids_dir: Path = typer.Argument(..., help="BIDS dataset (raw; T1w and/or FLAIR are enough)."),
     out_dir: Path = typer.Argument(..., help="Derivatives folder to write (e.g. BIDS_DIR/derivatives/dawm-predict)."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder made by dawm train or dawm export-model "
-                                         "(default: the model bundled with dawm)."),
-    participant_label: Optional[list[str]] = typer.Option(None, "--participant-label", help="Subjects to predict (repeatable; with or without sub-)."),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="Model folder made by dawm train or dawm export-model (default: the model bundled with dawm)."
+    ),
+    participant_label: list[str] | None = typer.Option(
+        None, "--participant-label", help="Subjects to predict (repeatable; with or without sub-)."
+    ),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 mirrored predictions (slower, slightly better)."),
-    folds: Optional[str] = typer.Option(None, help="Folds to ensemble, e.g. 0,1 (default: every trained fold)."),
+    folds: str | None = typer.Option(None, help="Folds to ensemble, e.g. 0,1 (default: every trained fold)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Sessions preprocessed in parallel (when preprocessing is needed)."),
-    drop: Optional[list[str]] = typer.Option(None, "--drop", help="Input to ignore as if not acquired (T1w or FLAIR; repeatable): "
-                                             "measures what a missing modality costs."),
+    drop: list[str] | None = typer.Option(
+        None, "--drop", help="Input to ignore as if not acquired (T1w or FLAIR; repeatable): measures what a missing modality costs."
+    ),
     qc: bool = typer.Option(True, "--qc/--no-qc", help="Write each session's QC page (sub-X/ses-Y/sub-X_ses-Y_desc-qc_report.html)."),
 ) -> None:
     """Segment lesions and DAWM with a trained model (default: the bundled one); preprocesses T1w/FLAIR first where needed."""
@@ -452,26 +583,40 @@ def predict(
     start = time.perf_counter()
     try:
         with log_to_folder(out_dir, "predict") as logfile:
-            outcomes = predict_dataset(bids_dir, out_dir, model, participant_label=participant_label, jobs=jobs, tta=tta,
-                                       folds=_fold_indices(folds), drop=tuple(drop or ()))
+            outcomes = predict_dataset(
+                bids_dir,
+                out_dir,
+                model,
+                participant_label=participant_label,
+                jobs=jobs,
+                tta=tta,
+                folds=_fold_indices(folds),
+                drop=tuple(drop or ()),
+            )
             if qc:
                 outcomes = write_qc_pages(out_dir, outcomes, jobs=jobs)
     except (DawmError, ValueError) as exc:
         _fail(exc)
+
     def cells(volumes):
         row = volumes[volumes.location == "all"].iloc[0]
         return f"{row.lesion_ml:.1f}", f"{row.dawm_ml:.1f}", f"{row.dawm_pct_wm:.2f}"
 
-    _report_outcomes(f"dawm predict: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
-                     ("lesion ml", "DAWM ml", "DAWM % WM"), outcomes, cells,
-                     footer=f"outputs: {out_dir}; volumes: {out_dir / 'volumes.tsv'}", logfile=logfile)
+    _report_outcomes(
+        f"dawm predict: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
+        ("lesion ml", "DAWM ml", "DAWM % WM"),
+        outcomes,
+        cells,
+        footer=f"outputs: {out_dir}; volumes: {out_dir / 'volumes.tsv'}",
+        logfile=logfile,
+    )
 
 
 @app.command("export-model")
 def export_model(
     model_dir: Path = typer.Argument(..., help="Model folder made by dawm train."),
     dest: Path = typer.Argument(..., help="Folder to write the slim copy to (e.g. src/dawm/model/weights/default to bundle it)."),
-    folds: Optional[str] = typer.Option(None, help="Folds to keep, e.g. 0 or 0,1 (default: every trained fold)."),
+    folds: str | None = typer.Option(None, help="Folds to keep, e.g. 0 or 0,1 (default: every trained fold)."),
     half: bool = typer.Option(True, "--half/--no-half", help="Store the weights as float16 (half the size) or float32."),
 ) -> None:
     """Write a slim, weights-only copy of a model folder (model.json + fold-K/best.pt, at most 50 MB), as bundled with dawm.
@@ -487,7 +632,7 @@ def export_model(
     console.print(f"exported {model_dir} -> {out} ({size / 1e6:.1f} MB)", soft_wrap=True)
 
 
-def _parse_compare(items: Optional[list[str]]) -> dict[str, Path]:
+def _parse_compare(items: list[str] | None) -> dict[str, Path]:
     """``--compare NAME=DIR`` (repeatable) as ``{name: folder}``."""
     out: dict[str, Path] = {}
     for item in items or []:
@@ -503,10 +648,14 @@ def evaluate(
     pred_dir: Path = typer.Argument(..., help="Derivative folder with the predictions (*_space-session_desc-dawm_dseg.nii.gz)."),
     ref_dir: Path = typer.Argument(..., help="Derivative folder with the reference labels, same file names (dawm label, simulator truth)."),
     output: Path = typer.Option(..., "--output", "-o", help="Report folder (report.html, TSV tables, summary.json)."),
-    bids: Optional[Path] = typer.Option(None, "--bids", help="Raw BIDS dataset (default: the prediction's SourceDatasets, or its grandparent)."),
-    preprocess_dir: Optional[Path] = typer.Option(None, "--preprocess", help="dawm preprocess outputs (default BIDS/derivatives/dawm-preprocess)."),
-    truth: Optional[Path] = typer.Option(None, "--truth", help="Simulator truth (default BIDS/derivatives/dawm-truth when present)."),
-    compare: Optional[list[str]] = typer.Option(None, "--compare", help="Another prediction folder to compare, NAME=DIR (repeatable)."),
+    bids: Path | None = typer.Option(
+        None, "--bids", help="Raw BIDS dataset (default: the prediction's SourceDatasets, or its grandparent)."
+    ),
+    preprocess_dir: Path | None = typer.Option(
+        None, "--preprocess", help="dawm preprocess outputs (default BIDS/derivatives/dawm-preprocess)."
+    ),
+    truth: Path | None = typer.Option(None, "--truth", help="Simulator truth (default BIDS/derivatives/dawm-truth when present)."),
+    compare: list[str] | None = typer.Option(None, "--compare", help="Another prediction folder to compare, NAME=DIR (repeatable)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=10, help="Bootstrap resamples of the confidence intervals."),
 ) -> None:
     """Score predictions against reference labels: accuracy, bias, evolution, clinical association, HTML report."""
@@ -515,8 +664,17 @@ def evaluate(
     start = time.perf_counter()
     try:
         with log_to_folder(output, "evaluate") as logfile:
-            result = evaluate_dataset(pred_dir, ref_dir, output, bids_dir=bids, preprocess_dir=preprocess_dir, truth_dir=truth,
-                                      compare=_parse_compare(compare), n_boot=bootstrap, progress=lambda text: log.info("evaluate: %s", text))
+            result = evaluate_dataset(
+                pred_dir,
+                ref_dir,
+                output,
+                bids_dir=bids,
+                preprocess_dir=preprocess_dir,
+                truth_dir=truth,
+                compare=_parse_compare(compare),
+                n_boot=bootstrap,
+                progress=lambda text: log.info("evaluate: %s", text),
+            )
     except DawmError as exc:
         _fail(exc)
     n = result.numbers
@@ -524,11 +682,18 @@ def evaluate(
     for col in ("class", "Dice (95 % CI)", "volume ICC(A,1)", "Spearman ρ", "Bland-Altman bias ml"):
         table.add_column(col)
     for cls in ("dawm", "lesion"):
-        table.add_row(cls, f"{n[f'{cls}_dice_mean']:.3f} ({n[f'{cls}_dice_ci_low']:.3f}-{n[f'{cls}_dice_ci_high']:.3f})",
-                      f"{n[f'{cls}_volume_icc_a1']:.3f}", f"{n[f'{cls}_volume_spearman_rho']:.3f}", f"{n[f'{cls}_volume_bias']:.3f}")
+        table.add_row(
+            cls,
+            f"{n[f'{cls}_dice_mean']:.3f} ({n[f'{cls}_dice_ci_low']:.3f}-{n[f'{cls}_dice_ci_high']:.3f})",
+            f"{n[f'{cls}_volume_icc_a1']:.3f}",
+            f"{n[f'{cls}_volume_spearman_rho']:.3f}",
+            f"{n[f'{cls}_volume_bias']:.3f}",
+        )
     console.print(table)
-    console.print(f"lesion-wise F1 {n['lesion_f1_mean']:.3f}; sessions failed {n['n_failed']}, only in the prediction "
-                  f"{n['n_only_prediction']}, only in the reference {n['n_only_reference']}")
+    console.print(
+        f"lesion-wise F1 {n['lesion_f1_mean']:.3f}; sessions failed {n['n_failed']}, only in the prediction "
+        f"{n['n_only_prediction']}, only in the reference {n['n_only_reference']}"
+    )
     console.print(f"report: {result.report}\ntables: {result.output_dir}", soft_wrap=True)
     _log_note(logfile)
     for name, reason in result.failed.items():

@@ -20,12 +20,14 @@ and ``full`` (the benchmark cohort: 2 mm, 12 patients + 6 controls, longer train
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import pandas as pd
 
+from dawm.bids.derivative_files import LabelFiles, PreprocessFiles, TruthFiles
 from dawm.bids.derivatives import write_tsv
 from dawm.bids.layout import discover_sessions
 from dawm.label.config import LabelConfig
@@ -53,18 +55,44 @@ def demo_plan(mode: Mode = "default") -> DemoPlan:
     if mode == "quick":
         sim = SimulationConfig.small(resolution_mm=3.0, patients=2, controls=1, sessions=2, scanners=2)
         pre = PreprocessConfig(spacing_mm=3.0, registration_spacing_mm=4.0, qc_figure=False, mni_refine=False)
-        train = TrainConfig(preset="tiny", patch_size=(32, 32, 32), iterations_per_epoch=4, max_epochs=2, val_every=2, folds=2,
-                            test_fraction=0.3, inference_patch_size=(64, 64, 64))
+        train = TrainConfig(
+            preset="tiny",
+            patch_size=(32, 32, 32),
+            iterations_per_epoch=4,
+            max_epochs=2,
+            val_every=2,
+            folds=2,
+            test_fraction=0.3,
+            inference_patch_size=(64, 64, 64),
+        )
     elif mode == "default":
         sim = SimulationConfig(patients=6, controls=3, sessions=2, scanners=3, resolution_mm=2.0)
         pre = PreprocessConfig(spacing_mm=2.0, registration_spacing_mm=3.0, qc_figure=False)
-        train = TrainConfig(preset="cpu-small", patch_size=(48, 48, 48), iterations_per_epoch=25, max_epochs=35, val_every=7,
-                            patience=3, folds=3, test_fraction=0.34, inference_patch_size=(96, 96, 96))
+        train = TrainConfig(
+            preset="cpu-small",
+            patch_size=(48, 48, 48),
+            iterations_per_epoch=25,
+            max_epochs=35,
+            val_every=7,
+            patience=3,
+            folds=3,
+            test_fraction=0.34,
+            inference_patch_size=(96, 96, 96),
+        )
     else:
         sim = SimulationConfig(patients=12, controls=6, sessions=2, scanners=3, resolution_mm=2.0)
         pre = PreprocessConfig(spacing_mm=2.0, qc_figure=False)
-        train = TrainConfig(preset="cpu-small", patch_size=(64, 64, 64), iterations_per_epoch=40, max_epochs=60, val_every=10,
-                            patience=3, folds=3, test_fraction=0.25, inference_patch_size=(96, 96, 96))
+        train = TrainConfig(
+            preset="cpu-small",
+            patch_size=(64, 64, 64),
+            iterations_per_epoch=40,
+            max_epochs=60,
+            val_every=10,
+            patience=3,
+            folds=3,
+            test_fraction=0.25,
+            inference_patch_size=(96, 96, 96),
+        )
     return DemoPlan(sim, pre, LabelConfig(), train)
 
 
@@ -90,24 +118,23 @@ def run_demo(output: str | Path, *, mode: Mode = "default", jobs: int = 2, progr
     from dawm.label.pipeline import label_dataset
     from dawm.model.modeldir import read_model_json
     from dawm.model.predict import predict_dataset
-    from dawm.model.simtruth import write_truth_labels
     from dawm.model.train import train
-    from dawm.preprocess.evaluate import evaluate_session
     from dawm.preprocess.pipeline import preprocess_dataset
     from dawm.simulate.cohort import simulate_cohort
+    from dawm.simulate.preprocess_accuracy import evaluate_session
+    from dawm.simulate.truth import write_truth_labels
 
     say = progress or log.info
     output = Path(output)
     plan = demo_plan(mode)
     bids = output / "bids"
-    deriv = bids / "derivatives"
     result = DemoResult(output)
 
     say("1/6 simulate")
     cohort = simulate_cohort(plan.simulation, bids, jobs=jobs)
     result.failures += _failed(cohort.failures)
     say("2/6 preprocess")
-    pre_dir = deriv / "dawm-preprocess"
+    pre_dir = PreprocessFiles.in_dataset(bids).root
     outcomes = preprocess_dataset(bids, output=pre_dir, config=plan.preprocess, jobs=jobs)
     result.failures += _failed(outcomes)
     done = {o.name for o in outcomes if o.ok}
@@ -116,10 +143,12 @@ def run_demo(output: str | Path, *, mode: Mode = "default", jobs: int = 2, progr
     write_tsv(output / "preprocess_accuracy.tsv", result.preprocess_accuracy)
 
     say("3/6 label (qMRI rule: T1 high and MTR low; and T1-only / MTR-only variants)")
-    labels = {"both": deriv / "dawm-label", "t1": deriv / "dawm-label-t1", "mtr": deriv / "dawm-label-mtr"}
+    labels = {
+        rule: LabelFiles.in_dataset(bids, LabelFiles.NAME + ("" if rule == "both" else f"-{rule}")).root for rule in ("both", "t1", "mtr")
+    }
     for rule, folder in labels.items():
         result.failures += _failed(label_dataset(bids, output=folder, config=plan.label.model_copy(update={"rule": rule}), jobs=jobs))
-    truth_labels = write_truth_labels(bids, name="dawm-truth-label")
+    truth_labels = write_truth_labels(bids, name=f"{TruthFiles.NAME}-label")
 
     say("4/6 train (one fold; test subjects held out)")
     model_dir = output / "model"
@@ -136,16 +165,27 @@ def run_demo(output: str | Path, *, mode: Mode = "default", jobs: int = 2, progr
         result.failures += _failed(predict_dataset(bids, folder, model_dir, participant_label=test_subjects, drop=drop, jobs=jobs))
 
     say("6/6 evaluate and write the reports")
-    report = evaluate_dataset(preds["main"], labels["both"], output / "report", bids_dir=bids,
-                              compare={k: v for k, v in preds.items() if k != "main"})
+    report = evaluate_dataset(
+        preds["main"], labels["both"], output / "report", bids_dir=bids, compare={k: v for k, v in preds.items() if k != "main"}
+    )
     report_truth = evaluate_dataset(preds["main"], truth_labels, output / "report-truth", bids_dir=bids)
-    report_labels = evaluate_dataset(labels["both"], truth_labels, output / "report-labels", bids_dir=bids,
-                                     compare={"T1 only": labels["t1"], "MTR only": labels["mtr"]})
-    result.summary = {**{f"model vs labels: {k}": v for k, v in report.numbers.items()},
-                      **{f"model vs truth: {k}": v for k, v in report_truth.numbers.items()},
-                      **{f"labels vs truth: {k}": v for k, v in report_labels.numbers.items()}}
-    result.folders = {"dataset": bids, "preprocessed": pre_dir, "labels": labels["both"], "model": model_dir,
-                      "predictions": preds["main"], "report (model vs labels)": report.report,
-                      "report (model vs truth)": report_truth.report, "report (labels vs truth)": report_labels.report,
-                      "preprocessing accuracy": output / "preprocess_accuracy.tsv"}
+    report_labels = evaluate_dataset(
+        labels["both"], truth_labels, output / "report-labels", bids_dir=bids, compare={"T1 only": labels["t1"], "MTR only": labels["mtr"]}
+    )
+    result.summary = {
+        **{f"model vs labels: {k}": v for k, v in report.numbers.items()},
+        **{f"model vs truth: {k}": v for k, v in report_truth.numbers.items()},
+        **{f"labels vs truth: {k}": v for k, v in report_labels.numbers.items()},
+    }
+    result.folders = {
+        "dataset": bids,
+        "preprocessed": pre_dir,
+        "labels": labels["both"],
+        "model": model_dir,
+        "predictions": preds["main"],
+        "report (model vs labels)": report.report,
+        "report (model vs truth)": report_truth.report,
+        "report (labels vs truth)": report_labels.report,
+        "preprocessing accuracy": output / "preprocess_accuracy.tsv",
+    }
     return result

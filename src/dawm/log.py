@@ -34,8 +34,9 @@ def setup_logging(verbose: int = 0, logfile: str | Path | None = None) -> None:
     root = logging.getLogger("dawm")
     root.setLevel(logging.DEBUG if verbose > 0 else logging.INFO)
     root.handlers.clear()
-    root.addHandler(RichHandler(console=console, show_path=False, rich_tracebacks=False,
-                                level=logging.DEBUG if verbose > 0 else logging.WARNING))
+    root.addHandler(
+        RichHandler(console=console, show_path=False, rich_tracebacks=False, level=logging.DEBUG if verbose > 0 else logging.WARNING)
+    )
     if logfile is not None:
         root.addHandler(_FolderFileHandler(logfile))
     root.propagate = False

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -62,8 +63,12 @@ def _call(fn: Callable[[Any], Any], item: Any, name: str) -> Outcome:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     )
 
 
@@ -98,9 +103,12 @@ def run_all(
             progress.advance(task)
 
         if backend == "dask":
-            from dask.distributed import Client, LocalCluster, as_completed as dask_completed
+            from dask.distributed import Client, LocalCluster
+            from dask.distributed import as_completed as dask_completed
 
-            cluster = None if address else LocalCluster(n_workers=max(jobs, 1), threads_per_worker=1, processes=True, dashboard_address=None)
+            cluster = (
+                None if address else LocalCluster(n_workers=max(jobs, 1), threads_per_worker=1, processes=True, dashboard_address=None)
+            )
             with Client(address or cluster) as client:
                 futures = {client.submit(_call, fn, item, name, pure=False): i for i, (item, name) in enumerate(zip(items, names))}
                 for fut in dask_completed(futures):

@@ -2,7 +2,7 @@ import pytest
 
 from dawm.bids.entities import BidsName, parse_name
 from dawm.bids.layout import discover_sessions
-from dawm.errors import InputError, DawmError
+from dawm.errors import DawmError, InputError
 from dawm.parallel import run_all
 
 
@@ -13,7 +13,8 @@ def test_names_are_written_in_spec_order():
     der = name.with_(inv=None, part=None, space="session", desc="preproc", suffix="UNIT1")
     assert der.filename == "sub-ms001_ses-01_space-session_desc-preproc_UNIT1.nii.gz"
     assert name.with_(from_="subject", to="scanner", mode="image", suffix="xfm", extension=".json").filename.endswith(
-        "from-subject_to-scanner_mode-image_xfm.json")
+        "from-subject_to-scanner_mode-image_xfm.json"
+    )
 
 
 def test_parse_round_trip_and_errors():

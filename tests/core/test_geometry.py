@@ -48,7 +48,7 @@ def test_isotropic_grid_covers_anisotropic_fov():
 
 
 def test_bias_field_removal_metric():
-    from dawm.preprocess.evaluate import bias_field_removal
+    from dawm.simulate.preprocess_accuracy import bias_field_removal
 
     rng = np.random.default_rng(0)
     true = np.exp(0.3 * rng.standard_normal(1000))

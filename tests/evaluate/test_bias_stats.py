@@ -12,10 +12,12 @@ from dawm.evaluate.bias import compare_groups, quality_association
 
 def _two_scanners(shift: float, seed: int = 0, n: int = 40) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "scanner": ["A"] * n + ["B"] * n,
-        "dice": np.r_[rng.normal(0.70, 0.05, n), rng.normal(0.70 - shift, 0.05, n)],
-    })
+    return pd.DataFrame(
+        {
+            "scanner": ["A"] * n + ["B"] * n,
+            "dice": np.r_[rng.normal(0.70, 0.05, n), rng.normal(0.70 - shift, 0.05, n)],
+        }
+    )
 
 
 def test_compare_groups_detects_shift_and_not_equal():
@@ -30,8 +32,12 @@ def test_compare_groups_detects_shift_and_not_equal():
 
 def test_compare_groups_kruskal_nan_and_small_levels():
     rng = np.random.default_rng(1)
-    df = pd.DataFrame({"field_strength": np.repeat([1.5, 3.0, 7.0], 30),
-                       "dice": np.r_[rng.normal(0.6, 0.05, 30), rng.normal(0.7, 0.05, 30), rng.normal(0.65, 0.05, 30)]})
+    df = pd.DataFrame(
+        {
+            "field_strength": np.repeat([1.5, 3.0, 7.0], 30),
+            "dice": np.r_[rng.normal(0.6, 0.05, 30), rng.normal(0.7, 0.05, 30), rng.normal(0.65, 0.05, 30)],
+        }
+    )
     df.loc[[0, 5], "dice"] = np.nan
     extra = pd.DataFrame({"field_strength": [0.5, np.nan], "dice": [0.9, 0.1]})
     out = compare_groups(pd.concat([df, extra], ignore_index=True), "dice", "field_strength")
@@ -51,10 +57,10 @@ def _quality_cohort(seed: int = 0, n_sub: int = 24, n_ses: int = 4) -> pd.DataFr
     snr = rng.normal(20, 5, pid.size)
     cjv = rng.normal(0.4, 0.1, pid.size)
     intercept = np.repeat(rng.normal(0, 0.08, n_sub), n_ses)  # subject random intercept
-    dice = (0.65 + intercept + 0.04 * (snr - 20) / 5 + np.where(scanner == "B", -0.05, 0.0)
-            + rng.normal(0, 0.02, pid.size))
-    return pd.DataFrame({"participant_id": pid, "scanner": scanner, "dice": dice,
-                         "iqm_snr_FLAIR": snr, "iqm_cjv_T1w": cjv, "iqm_const": 1.0})
+    dice = 0.65 + intercept + 0.04 * (snr - 20) / 5 + np.where(scanner == "B", -0.05, 0.0) + rng.normal(0, 0.02, pid.size)
+    return pd.DataFrame(
+        {"participant_id": pid, "scanner": scanner, "dice": dice, "iqm_snr_FLAIR": snr, "iqm_cjv_T1w": cjv, "iqm_const": 1.0}
+    )
 
 
 def test_quality_association_mixed_model_recovers_sign():
@@ -82,8 +88,16 @@ def _clinical(seed: int, dawm_effect: float, n: int = 200) -> pd.DataFrame:
     lesion = rng.lognormal(1.5, 0.6, n)
     dawm = rng.lognormal(2.2, 0.6, n) + 0.3 * lesion
     edss = dawm_effect * dawm + 0.1 * lesion + 0.03 * age + rng.normal(0, 0.5, n)
-    return pd.DataFrame({"edss": edss, "dawm_ml": dawm, "lesion_ml": lesion, "age": age,
-                         "sex": rng.choice(["F", "M"], n), "disease_duration": rng.uniform(1, 20, n)})
+    return pd.DataFrame(
+        {
+            "edss": edss,
+            "dawm_ml": dawm,
+            "lesion_ml": lesion,
+            "age": age,
+            "sex": rng.choice(["F", "M"], n),
+            "disease_duration": rng.uniform(1, 20, n),
+        }
+    )
 
 
 def test_clinical_association_recovers_effect():
@@ -112,8 +126,12 @@ def test_clinical_association_null_and_dropped_covariates():
 def test_group_difference_kruskal():
     rng = np.random.default_rng(4)
     groups = ["HC", "RRMS", "SPMS", "PPMS"]
-    df = pd.DataFrame({"group": np.repeat(groups, 20),
-                       "dawm_ml": np.r_[rng.normal(0.5, 0.3, 20), rng.normal(8, 3, 20), rng.normal(15, 4, 20), rng.normal(12, 4, 20)]})
+    df = pd.DataFrame(
+        {
+            "group": np.repeat(groups, 20),
+            "dawm_ml": np.r_[rng.normal(0.5, 0.3, 20), rng.normal(8, 3, 20), rng.normal(15, 4, 20), rng.normal(12, 4, 20)],
+        }
+    )
     out = group_difference(df, order=groups)
     assert out["test"] == "Kruskal-Wallis H" and out["p"] < 0.01
     assert list(out["table"]["group"]) == groups

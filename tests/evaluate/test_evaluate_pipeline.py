@@ -96,8 +96,19 @@ def test_identical_prediction_scores_perfectly(evaluated) -> None:
 
 def test_outputs_and_report(evaluated) -> None:
     pred, _, summary = evaluated
-    for name in ("metrics.tsv", "volumes.tsv", "agreement.tsv", "bias_groups.tsv", "bias_location.tsv", "configurations.tsv",
-                 "evolution.tsv", "association.tsv", "summary.json", "provenance.json", "report.html"):
+    for name in (
+        "metrics.tsv",
+        "volumes.tsv",
+        "agreement.tsv",
+        "bias_groups.tsv",
+        "bias_location.tsv",
+        "configurations.tsv",
+        "evolution.tsv",
+        "association.tsv",
+        "summary.json",
+        "provenance.json",
+        "report.html",
+    ):
         assert summary.files[name].exists(), name
     assert "bias_quality.tsv" in summary.files  # IQMs from the preprocess derivative
     key = json.loads(summary.files["summary.json"].read_text())

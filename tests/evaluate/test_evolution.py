@@ -45,8 +45,16 @@ def _truth_like_simulator(b: np.ndarray, f: np.ndarray) -> np.ndarray:
 
 def test_transition_volumes_hand_counted():
     out = transition_volumes(*_pair(), VOX_ML)
-    expected_vox = {"dawm_to_lesion": 2, "dawm_to_normal": 3, "dawm_persistent": 5, "new_dawm": 4,
-                    "new_lesion": 1, "lesion_persistent": 3, "baseline_dawm": 10, "followup_dawm": 9}
+    expected_vox = {
+        "dawm_to_lesion": 2,
+        "dawm_to_normal": 3,
+        "dawm_persistent": 5,
+        "new_dawm": 4,
+        "new_lesion": 1,
+        "lesion_persistent": 3,
+        "baseline_dawm": 10,
+        "followup_dawm": 9,
+    }
     for key, n in expected_vox.items():
         assert out[f"{key}_ml"] == pytest.approx(n * VOX_ML)
     assert out["dawm_change_ml"] == pytest.approx(-1 * VOX_ML)
@@ -72,8 +80,12 @@ def test_truth_map_matches_label_pair():
 def _blobs(points: np.ndarray) -> np.ndarray:
     """A smooth asymmetric image of a few anisotropic Gaussians, evaluated at world points (N, 3)."""
     out = np.zeros(len(points))
-    for centre, sigma, amp in [((0, 0, 0), (14, 10, 8), 1.0), ((10, 6, -4), (5, 4, 6), 0.8),
-                               ((-8, -7, 6), (4, 6, 3), 0.6), ((4, -10, -8), (3, 3, 5), 0.5)]:
+    for centre, sigma, amp in [
+        ((0, 0, 0), (14, 10, 8), 1.0),
+        ((10, 6, -4), (5, 4, 6), 0.8),
+        ((-8, -7, 6), (4, 6, 3), 0.6),
+        ((4, -10, -8), (3, 3, 5), 0.5),
+    ]:
         out += amp * np.exp(-0.5 * (((points - centre) / sigma) ** 2).sum(axis=1))
     return out
 

@@ -54,8 +54,15 @@ def test_overlap_counts_and_volumes_by_hand(no_warnings) -> None:
     assert m.volume_pred_ml == pytest.approx(4 * 3e-3) and m.volume_ref_ml == pytest.approx(3 * 3e-3)
     assert m.volume_error_ml == pytest.approx(3e-3) and m.relative_volume_error == pytest.approx(1 / 3)
     assert set(m.as_dict()) == {
-        "dice", "precision", "recall", "hd95_mm", "assd_mm",
-        "volume_pred_ml", "volume_ref_ml", "volume_error_ml", "relative_volume_error",
+        "dice",
+        "precision",
+        "recall",
+        "hd95_mm",
+        "assd_mm",
+        "volume_pred_ml",
+        "volume_ref_ml",
+        "volume_error_ml",
+        "relative_volume_error",
     }
 
 

@@ -21,18 +21,30 @@ def _all_figures(rng: np.random.Generator) -> list[tuple[str, Figure]]:
     pred = np.roll(ref, 1, axis=0)
     les = np.zeros(img.shape, bool)
     les[5:7, 6:8, 4:6] = True
-    df = pd.DataFrame({
-        "scanner": rng.choice(["A", "B"], 20), "snr": rng.normal(20, 3, 20),
-        "dice": rng.uniform(0.4, 0.9, 20), "edss": rng.integers(0, 7, 20).astype(float),
-    })
-    trans = pd.DataFrame([(s, t, rng.uniform()) for s in ("predicted", "reference", "truth")
-                          for t in ("DAWM→lesion", "DAWM→normal", "persistent DAWM", "new DAWM")],
-                         columns=["source", "transition", "fraction"])
-    dose = pd.DataFrame({"dose": np.tile([0.0, 0.5, 1.0], 2), "error": rng.uniform(size=6),
-                         "method": np.repeat(["m1", "m2"], 3)})
+    df = pd.DataFrame(
+        {
+            "scanner": rng.choice(["A", "B"], 20),
+            "snr": rng.normal(20, 3, 20),
+            "dice": rng.uniform(0.4, 0.9, 20),
+            "edss": rng.integers(0, 7, 20).astype(float),
+        }
+    )
+    trans = pd.DataFrame(
+        [
+            (s, t, rng.uniform())
+            for s in ("predicted", "reference", "truth")
+            for t in ("DAWM→lesion", "DAWM→normal", "persistent DAWM", "new DAWM")
+        ],
+        columns=["source", "transition", "fraction"],
+    )
+    dose = pd.DataFrame({"dose": np.tile([0.0, 0.5, 1.0], 2), "error": rng.uniform(size=6), "method": np.repeat(["m1", "m2"], 3)})
     return [
-        ("overlay", figures.overlay_three_planes(
-            img, {"reference DAWM": ref, "predicted DAWM": pred, "reference lesion": les}, (1.0, 1.0, 2.0), "sub-01")),
+        (
+            "overlay",
+            figures.overlay_three_planes(
+                img, {"reference DAWM": ref, "predicted DAWM": pred, "reference lesion": les}, (1.0, 1.0, 2.0), "sub-01"
+            ),
+        ),
         ("bland-altman", figures.bland_altman_plot(rng.uniform(5, 10, 15), rng.uniform(5, 10, 15), label="DAWM volume")),
         ("boxplot", figures.boxplot_by(df, "dice", "scanner", title="Dice per scanner")),
         ("scatter", figures.scatter_with_fit(df, "snr", "dice", hue="scanner", title="quality")),
@@ -100,17 +112,20 @@ def test_missing_chromium_is_a_clear_error(monkeypatch, tmp_path):
         find_chromium()
 
 
-@pytest.mark.parametrize("make", [
-    lambda: figures.overlay_three_planes(np.full((4, 4, 4), np.nan), {}, (1, 1, 1), "t"),
-    lambda: figures.overlay_three_planes(np.zeros((0, 0, 0)), {"x": np.zeros((2, 2, 2))}, (1, 1, 1), "t"),
-    lambda: figures.bland_altman_plot([], [], label="x"),
-    lambda: figures.bland_altman_plot([np.nan, 1.0], [2.0, np.nan], label="x"),
-    lambda: figures.boxplot_by(pd.DataFrame({"v": [np.nan], "g": ["a"]}), "v", "g", title="t"),
-    lambda: figures.boxplot_by(pd.DataFrame(), "v", "g", title="t"),
-    lambda: figures.scatter_with_fit(pd.DataFrame({"x": [np.nan], "y": [1.0]}), "x", "y", title="t"),
-    lambda: figures.transition_bars(pd.DataFrame(columns=["source", "transition", "fraction"])),
-    lambda: figures.line_plot(pd.DataFrame({"x": [], "y": [], "h": []}), "x", "y", "h", "t"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: figures.overlay_three_planes(np.full((4, 4, 4), np.nan), {}, (1, 1, 1), "t"),
+        lambda: figures.overlay_three_planes(np.zeros((0, 0, 0)), {"x": np.zeros((2, 2, 2))}, (1, 1, 1), "t"),
+        lambda: figures.bland_altman_plot([], [], label="x"),
+        lambda: figures.bland_altman_plot([np.nan, 1.0], [2.0, np.nan], label="x"),
+        lambda: figures.boxplot_by(pd.DataFrame({"v": [np.nan], "g": ["a"]}), "v", "g", title="t"),
+        lambda: figures.boxplot_by(pd.DataFrame(), "v", "g", title="t"),
+        lambda: figures.scatter_with_fit(pd.DataFrame({"x": [np.nan], "y": [1.0]}), "x", "y", title="t"),
+        lambda: figures.transition_bars(pd.DataFrame(columns=["source", "transition", "fraction"])),
+        lambda: figures.line_plot(pd.DataFrame({"x": [], "y": [], "h": []}), "x", "y", "h", "t"),
+    ],
+)
 def test_figures_say_no_data_on_empty_input(make):
     fig = make()
     assert isinstance(fig, Figure)

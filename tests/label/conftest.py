@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from dawm.label.config import LabelConfig
-from dawm.label.normative import SessionMaps
 from dawm.label.pipeline import PreparedSession
-from dawm.label.zscores import masked_smooth
+from dawm.label.pipeline import prepare_arrays as core_prepare_arrays
 
 SPACING = 2.0
 SHAPE = (36, 36, 36)
@@ -25,8 +24,16 @@ class Phantom:
     mtr_raw: np.ndarray
 
 
-def make_phantom(k: float = 0.0, *, seed: int = 0, config: LabelConfig | None = None, mtr_shift: float = 0.0,
-                 lesion: bool = False, t1_scale: float = 1.0, mtr_scale: float = 1.0) -> Phantom:
+def make_phantom(
+    k: float = 0.0,
+    *,
+    seed: int = 0,
+    config: LabelConfig | None = None,
+    mtr_shift: float = 0.0,
+    lesion: bool = False,
+    t1_scale: float = 1.0,
+    mtr_scale: float = 1.0,
+) -> Phantom:
     """A WM ball (radius 30 mm) in CSF, T1 850 +- 25 ms and MTR 40 +- 1 pu (iid noise), with a
     16 mm cube patch whose T1 is raised and MTR lowered by ``k`` noise SD; optionally a lesion ball
     (radius 4 mm) at the patch's centre; ``mtr_shift`` (pu) shifts all WM MTR (MS NAWM);
@@ -52,25 +59,34 @@ def make_phantom(k: float = 0.0, *, seed: int = 0, config: LabelConfig | None = 
     return Phantom(prepare_arrays(t1, mtr, wm, lesion_mask, config), patch, t1_raw, mtr_raw)
 
 
-def prepare_arrays(t1_ms: np.ndarray, mtr_pu: np.ndarray, wm: np.ndarray, lesion: np.ndarray, config: LabelConfig,
-                   *, subject: str = "p", age: float | None = 40.0) -> PreparedSession:
-    """What :func:`dawm.label.pipeline.prepare_session` makes, from arrays (no MNI, one region per class)."""
-    from dawm.label.locations import hemisphere, location_classes, pv_band, regions
-    from dawm.label.rules import within_mm
-
+def prepare_arrays(
+    t1_ms: np.ndarray,
+    mtr_pu: np.ndarray,
+    wm: np.ndarray,
+    lesion: np.ndarray,
+    config: LabelConfig,
+    *,
+    subject: str = "p",
+    age: float | None = 40.0,
+) -> PreparedSession:
+    """:func:`dawm.label.pipeline.prepare_arrays` (what :func:`~dawm.label.pipeline.prepare_session` runs
+    after loading) on a phantom: dseg WM in ``wm`` and CSF elsewhere, WM probability 1 in WM, the whole
+    grid brain, the lesion given, no MNI transform (one hemisphere, no infratentorial class)."""
     affine = np.diag([SPACING, SPACING, SPACING, 1.0])
-    dseg = np.where(wm, 3, 1).astype(np.uint8)
-    brain = np.ones(SHAPE, bool)
-    wm_prob = wm.astype(np.float32)
-    location = location_classes(dseg, brain, SPACING, wm=wm | lesion, affine=affine)
-    region = regions(location, hemisphere(None, SHAPE), pv_band(dseg, SPACING))
-    pure = wm & ~lesion
-    raw = {"T1": np.asarray(t1_ms, np.float32), "MTR": np.asarray(mtr_pu, np.float32)}
-    maps = {m: np.where(pure, masked_smooth(a, pure, config.smoothing_fwhm_mm, SPACING), a).astype(np.float32) for m, a in raw.items()}
-    reference = pure & ~within_mm(lesion, config.reference_lesion_margin_mm, SPACING) & (region >= 0)
-    sm = SessionMaps(key=f"sub-{subject}", subject=subject, affine=affine, maps=maps, raw=raw, reference=reference,
-                     wm=wm | lesion, region=region, age=age, norm_key="scannerA")
-    return PreparedSession(sm, dseg, wm_prob, lesion, location, "given")
+    return core_prepare_arrays(
+        {"T1": np.asarray(t1_ms, np.float32), "MTR": np.asarray(mtr_pu, np.float32)},
+        np.where(wm, 3, 1).astype(np.uint8),
+        wm.astype(np.float32),
+        np.ones(SHAPE, bool),
+        affine,
+        config,
+        lesion=lesion,
+        lesion_source="given",
+        key=f"sub-{subject}",
+        subject=subject,
+        age=age,
+        norm_key="scannerA",
+    )
 
 
 @pytest.fixture

@@ -6,16 +6,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from dawm.bids.derivative_files import LabelFiles, PreprocessFiles
 from dawm.cli import app
 from dawm.image.io import load_volume
 from dawm.label.config import LabelConfig
 from dawm.label.normative import ControlsNormativeModel
-from dawm.label.pipeline import label_dataset
+from dawm.label.pipeline import (
+    control_null_shapes,
+    label_arrays,
+    label_dataset,
+    null_shape_for,
+    prepare_session,
+    session_infos,
+)
 from dawm.preprocess.config import PreprocessConfig
 from dawm.preprocess.pipeline import preprocess_dataset
 from dawm.simulate.cohort import simulate_cohort
@@ -49,10 +58,19 @@ def test_label_dataset_outputs(cohort: Path, tmp_path: Path, reference: str) -> 
     config = LabelConfig(reference=reference)
     outcomes = label_dataset(cohort, output=out, config=config)
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
-    for name in ("dataset_description.json", "label_config.json", "provenance.json", "desc-dawm_dseg.tsv", "desc-location_dseg.tsv", "volumes.tsv"):
+    for name in (
+        "dataset_description.json",
+        "label_config.json",
+        "provenance.json",
+        "desc-dawm_dseg.tsv",
+        "desc-location_dseg.tsv",
+        "volumes.tsv",
+    ):
         assert (out / name).exists(), name
     volumes = pd.read_csv(out / "volumes.tsv", sep="\t")
-    assert len(volumes) == 2 and {"dawm_ml", "dawm_expected_ml", "lesion_ml", "dawm_periventricular_ml", "reference"} <= set(volumes.columns)
+    assert len(volumes) == 2 and {"dawm_ml", "dawm_expected_ml", "lesion_ml", "dawm_periventricular_ml", "reference"} <= set(
+        volumes.columns
+    )
     control = volumes[volumes.group == "HC"].iloc[0]
     assert control.dawm_ml < 1.3
     # the probability map's expected DAWM volume; the only control has no other control to calibrate
@@ -95,12 +113,40 @@ def test_label_dataset_outputs(cohort: Path, tmp_path: Path, reference: str) -> 
     # a re-run reuses finished sessions; --force recomputes them
     again = label_dataset(cohort, output=out, config=config)
     assert all(o.result.reused for o in again) and all(np.isfinite(o.result.dawm_expected_ml) for o in again)
-    assert not any(o.result.reused for o in label_dataset(cohort, output=out, config=config,
-                                                          participant_label=["ms001"], force=True))
+    assert not any(o.result.reused for o in label_dataset(cohort, output=out, config=config, participant_label=["ms001"], force=True))
 
 
 def test_cli_label_runs(cohort: Path, tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["label", str(cohort), "--output", str(tmp_path / "cli"), "--reference", "self", "--rule", "chi2",
-                                   "--threshold", "0.001"])
+    res = CliRunner().invoke(
+        app, ["label", str(cohort), "--output", str(tmp_path / "cli"), "--reference", "self", "--rule", "chi2", "--threshold", "0.001"]
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "cli" / "label_config.json").read_text())["rule"] == "chi2"
+
+
+def test_label_session_files_are_the_array_core_s_result(cohort: Path, tmp_path: Path) -> None:
+    """label_session = prepare_session (load + prepare_arrays) + label_arrays + write_labelled: the cores run
+    again on the loaded sessions give exactly the arrays and volumes written."""
+    config = LabelConfig(reference="self")
+    out = tmp_path / "self"
+    outcomes = {o.name: o for o in label_dataset(cohort, output=out, config=config)}
+    pre_root = PreprocessFiles.in_dataset(cohort).root
+    infos = session_infos(cohort)
+    nulls = control_null_shapes(infos, pre_root, config, None)
+    files = LabelFiles(out)
+    for info in infos:
+        prepared = prepare_session(info, pre_root, config)
+        null_shape, n_controls = null_shape_for(prepared.maps, nulls)
+        done = label_arrays(prepared, config, is_control=info.group == config.control_group, null_shape=null_shape, n_controls=n_controls)
+        written = {
+            files.dseg(info.inputs): done.dseg,
+            files.location_dseg(info.inputs): done.location,
+            files.dawm_probseg(info.inputs): done.probability,
+            **{files.zmap(info.inputs, m): z for m, z in done.z.items()},
+        }
+        for path, array in written.items():
+            on_disk = np.asarray(nib.load(path).dataobj)
+            np.testing.assert_array_equal(on_disk, np.asarray(array).astype(on_disk.dtype), err_msg=path.name)
+        result = outcomes[info.key].result
+        assert (result.dawm_ml, result.lesion_ml, result.wm_ml) == (done.totals["dawm_ml"], done.totals["lesion_ml"], done.totals["wm_ml"])
+        assert result.dawm_expected_ml == done.totals["dawm_expected_ml"]

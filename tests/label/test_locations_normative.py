@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from conftest import make_phantom
 
 from dawm.label.config import LabelConfig
 from dawm.label.locations import location_classes
 from dawm.label.normative import ControlsNormativeModel, SelfNormativeModel
 from dawm.label.pipeline import apply_rule
-from dawm.preprocess.evaluate import dice
-
-from conftest import make_phantom
+from dawm.metrics import dice
 
 
 def test_location_classes_on_a_phantom() -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_phantom
 from scipy import ndimage
 
 from dawm.label.config import LabelConfig
 from dawm.label.normative import SelfNormativeModel
 from dawm.label.pipeline import eligible_of, probability_map
 from dawm.label.probability import GRID_EDGES, dawm_probability, dawm_score, empirical_null, standardised_histogram
-
-from conftest import make_phantom
 
 SHAPE = (40, 40, 40)
 _IDX = np.indices(SHAPE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import SPACING, make_phantom, prepare_arrays
 from scipy import stats
 
 from dawm.image.units import mtr_to_percent, t1_to_ms
@@ -12,9 +13,7 @@ from dawm.label.normative import SelfNormativeModel
 from dawm.label.pipeline import apply_rule
 from dawm.label.rules import abnormal_mask, clean_mask, eligible_wm, grow_from_seeds, pv_core, within_mm
 from dawm.label.zscores import chi2_pvalue, mahalanobis_sq
-from dawm.preprocess.evaluate import dice
-
-from conftest import SPACING, make_phantom, prepare_arrays
+from dawm.metrics import dice
 
 NO_SMOOTH = dict(smoothing_fwhm_mm=0.0, reference="self", threshold=2.0)
 
@@ -129,8 +128,7 @@ def test_eligible_wm_is_the_pure_core() -> None:
     prior[:3] = 0.5  # low population WM prior (e.g. near the deep grey nuclei)
     lesion = np.zeros(shape, bool)
     lesion[9, 9, 6] = True
-    ok = eligible_wm(wm_prob, dseg, lesion, 1.0, purity=0.9, lesion_margin_mm=1.0, pv_margin_mm=1.5,
-                     wm_prior=prior, prior_min=0.85)
+    ok = eligible_wm(wm_prob, dseg, lesion, 1.0, purity=0.9, lesion_margin_mm=1.0, pv_margin_mm=1.5, wm_prior=prior, prior_min=0.85)
     assert not ok[:, :, :3].any()  # GM and the 1.5 mm shell next to it (faces and edges at 1 mm)
     assert ok[6, 6, 4] and ok[5, 5, 5]  # deep pure WM
     assert not ok[6, 6, 8] and not ok[6, 6, 7] and not ok[6, 7, 8] and ok[6, 6, 10]

@@ -26,8 +26,12 @@ def grid(origin) -> tuple[np.ndarray, np.ndarray]:
 def head(points: np.ndarray) -> np.ndarray:
     """A smooth asymmetric image of a few anisotropic Gaussians at world points (N, 3)."""
     out = np.zeros(len(points))
-    for centre, sigma, amp in [((0, 0, 0), (14, 10, 8), 1.0), ((10, 6, -4), (5, 4, 6), 0.8),
-                               ((-8, -7, 6), (4, 6, 3), 0.6), ((4, -10, -8), (3, 3, 5), 0.5)]:
+    for centre, sigma, amp in [
+        ((0, 0, 0), (14, 10, 8), 1.0),
+        ((10, 6, -4), (5, 4, 6), 0.8),
+        ((-8, -7, 6), (4, 6, 3), 0.6),
+        ((4, -10, -8), (3, 3, 5), 0.5),
+    ]:
         out += amp * np.exp(-0.5 * (((points - centre) / np.asarray(sigma)) ** 2).sum(axis=1))
     return out
 
@@ -54,5 +58,11 @@ def session(origin, shift=(0.0, 0.0, 0.0), *, followup: bool = False) -> dict:
     src = pts - np.asarray(shift)  # the content at p is the baseline's at p - shift
     img = head(src).reshape(N, N, N)
     lab = labels(src, followup).reshape(N, N, N)
-    return {"affine": affine, "image": img.astype(np.float32), "brain": (img > 0.08).astype(np.uint8), "labels": lab,
-            "lesion_prob": (lab == 1).astype(np.float32) * 0.9, "dawm_prob": (lab == 2).astype(np.float32) * 0.8}
+    return {
+        "affine": affine,
+        "image": img.astype(np.float32),
+        "brain": (img > 0.08).astype(np.uint8),
+        "labels": lab,
+        "lesion_prob": (lab == 1).astype(np.float32) * 0.9,
+        "dawm_prob": (lab == 2).astype(np.float32) * 0.8,
+    }

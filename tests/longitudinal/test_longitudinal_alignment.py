@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from longitudinal_phantoms import DAWM_TO_LESION, NEW_LESION, VOX_ML, session
 
 from dawm.longitudinal.alignment import AlignmentError, align_sessions, followup_on_baseline
 from dawm.longitudinal.lesions import components, lesion_changes
 from dawm.longitudinal.transitions import NOT_COMPARED, transition_volumes
-
-from longitudinal_phantoms import DAWM_TO_LESION, NEW_LESION, VOX_ML, session
 
 SHIFT = np.array([4.0, -3.0, 2.5])  # follow-up content moved by +SHIFT mm
 

@@ -11,9 +11,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from longitudinal_phantoms import session
 
 from dawm.longitudinal import COLUMNS, longitudinal_outputs
-from longitudinal_phantoms import session
 
 SHIFT = (4.0, -3.0, 2.5)
 
@@ -41,8 +41,9 @@ def _write_session(pred: Path, sub: str, ses: str, s: dict, *, brain: np.ndarray
 def predict_dir(tmp_path) -> Path:
     pred = tmp_path / "predict"
     pred.mkdir()
-    (pred / "dataset_description.json").write_text(json.dumps({"Name": "dawm predict", "DatasetType": "derivative",
-                                                               "SourceDatasets": [{"URL": str(tmp_path / "absent")}]}))
+    (pred / "dataset_description.json").write_text(
+        json.dumps({"Name": "dawm predict", "DatasetType": "derivative", "SourceDatasets": [{"URL": str(tmp_path / "absent")}]})
+    )
     base, fu = session((-31.0, -31.0, -31.0)), session((-30.0, -31.0, -32.0), SHIFT, followup=True)
     _write_session(pred, "a", "02", fu)  # written first: sessions are sorted by label, not by discovery
     _write_session(pred, "a", "01", base)
@@ -57,7 +58,10 @@ def predict_dir(tmp_path) -> Path:
 def test_longitudinal_outputs_of_a_predict_folder(predict_dir):
     table = longitudinal_outputs(predict_dir)
     assert list(table.columns) == list(COLUMNS)
-    assert table[["participant_id", "baseline", "followup"]].values.tolist() == [["sub-a", "ses-01", "ses-02"], ["sub-c", "ses-01", "ses-02"]]
+    assert table[["participant_id", "baseline", "followup"]].values.tolist() == [
+        ["sub-a", "ses-01", "ses-02"],
+        ["sub-c", "ses-01", "ses-02"],
+    ]
     a, c = table.iloc[0], table.iloc[1]
     assert a.status == "ok" and c.status.startswith("failed: ") and "brain-mask Dice" in c.status
     assert a.alignment_translation_mm == pytest.approx(np.linalg.norm(SHIFT), abs=0.5)

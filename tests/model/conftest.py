@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from tiny_model import TINY
 
-from dawm.model.simtruth import write_truth_labels
 from dawm.model.train import train
 from dawm.preprocess.config import PreprocessConfig
 from dawm.preprocess.pipeline import preprocess_dataset
 from dawm.simulate.cohort import simulate_cohort
 from dawm.simulate.config import SimulationConfig
+from dawm.simulate.truth import write_truth_labels
 
 #: Fast preprocessing of the 3 mm test cohort (no MNI refinement, IQMs or QC figures).
 PP_CONFIG = PreprocessConfig(spacing_mm=3.0, iqm=False, qc_figure=False, mni_refine=False)

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tiny_model import add_empty_t1_session
 from typer.testing import CliRunner
 
 from dawm.cli import app
 from dawm.evaluate.browser_check import check_html_in_chromium
-from tiny_model import add_empty_t1_session
 
 pytestmark = pytest.mark.slow
+
 
 def _dataset(model_cohort: Path, root: Path) -> Path:
     """sub-ms001 ses-01 (preprocessed already) and ses-02 (a raw copy, preprocessed by the run);
@@ -58,7 +59,10 @@ def test_run_participant_then_group(model_cohort: Path, trained: Path, tmp_path:
     assert "failed sub-bad_ses-01: preprocessing failed:" in text
     sessions = pd.read_csv(out / "group_sessions.tsv", sep="\t", keep_default_na=False)
     assert list(zip(sessions.participant_id, sessions.session_id, sessions.status)) == [
-        ("sub-bad", "ses-01", "failed"), ("sub-ms001", "ses-01", "ok"), ("sub-ms001", "ses-02", "ok")]
+        ("sub-bad", "ses-01", "failed"),
+        ("sub-ms001", "ses-01", "ok"),
+        ("sub-ms001", "ses-02", "ok"),
+    ]
     volumes = pd.read_csv(out / "group_volumes.tsv", sep="\t")
     assert len(volumes) == 10 and set(volumes.location) == {"all", "periventricular", "juxtacortical", "deep", "infratentorial"}
     assert len(pd.read_csv(out / "group_volumes_common_fov.tsv", sep="\t")) == 2

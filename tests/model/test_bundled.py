@@ -17,8 +17,10 @@ def test_bundled_model_loads_and_predicts_a_tiny_volume() -> None:
     from dawm.model.inference import load_model, predict_probabilities
 
     if not (bundled.BUNDLED_MODEL_DIR / "model.json").exists():
-        pytest.skip(f"no bundled model in this checkout ({bundled.BUNDLED_MODEL_DIR}); "
-                    "make one with `dawm export-model MODEL_DIR src/dawm/model/weights/default`")
+        pytest.skip(
+            f"no bundled model in this checkout ({bundled.BUNDLED_MODEL_DIR}); "
+            "make one with `dawm export-model MODEL_DIR src/dawm/model/weights/default`"
+        )
     model = load_model(bundled.bundled_model_dir(), device="cpu")
     assert model.info["bundled"] is True and model.folds
     shape = (40, 44, 36)  # 2 mm voxels: a small head

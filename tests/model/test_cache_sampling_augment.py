@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from dawm.image.io import load_volume
+from dawm.image.orientation import from_canonical, to_canonical
 from dawm.model.augment import RandThickSliced, augment_patch, modality_dropout, training_transforms
 from dawm.model.cache import build_cache, fingerprint, normalise
 from dawm.model.data import discover_cases
-from dawm.model.orientation import from_canonical, to_canonical
 from dawm.model.sampling import PatchSampler, crop
 
 

@@ -20,8 +20,19 @@ def _cases(n_subjects: int = 12, sessions: int = 2) -> list[Case]:
     for i in range(n_subjects):
         for s in range(sessions):
             p = Path(f"/x/sub-s{i:02d}_ses-{s}")
-            out.append(Case(subject=f"s{i:02d}", session=f"{s + 1:02d}", images={"T1w": p}, brain=p, dseg=p, preproc_log=p,
-                            label=p, group=groups[i % 3], scanner=scanners[(i // 3) % 3]))
+            out.append(
+                Case(
+                    subject=f"s{i:02d}",
+                    session=f"{s + 1:02d}",
+                    images={"T1w": p},
+                    brain=p,
+                    dseg=p,
+                    preproc_log=p,
+                    label=p,
+                    group=groups[i % 3],
+                    scanner=scanners[(i // 3) % 3],
+                )
+            )
     return out
 
 
@@ -116,8 +127,19 @@ def test_controls_are_spread_over_the_validation_folds() -> None:
     cases = []
     for i in range(15):
         p = Path(f"/x/sub-s{i:02d}")
-        cases.append(Case(subject=f"s{i:02d}", session=None, images={"T1w": p}, brain=p, dseg=p, preproc_log=p, label=p,
-                          group="HC" if i < 3 else "RRMS", scanner=scanners[i % 3]))
+        cases.append(
+            Case(
+                subject=f"s{i:02d}",
+                session=None,
+                images={"T1w": p},
+                brain=p,
+                dseg=p,
+                preproc_log=p,
+                label=p,
+                group="HC" if i < 3 else "RRMS",
+                scanner=scanners[i % 3],
+            )
+        )
     for seed in range(5):
         split = make_split(cases, mode="kfold", folds=5, seed=seed, dawm_subjects=set())
         folds_of_controls = [k for k, f in enumerate(split["folds"]) for s in f["val"] if s in {"s00", "s01", "s02"}]

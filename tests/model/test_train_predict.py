@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import torch
 from scipy import ndimage
+from tiny_model import TINY, add_empty_t1_session
 from typer.testing import CliRunner
 
 from dawm.cli import app
@@ -28,10 +29,8 @@ from dawm.model.bundled import export_model
 from dawm.model.inference import load_model, predict_probabilities
 from dawm.model.predict import predict_dataset
 from dawm.model.train import train
-from tiny_model import TINY, add_empty_t1_session
 
 pytestmark = pytest.mark.slow
-
 
 
 def _rows(path: Path, fold: int = 0) -> list[dict]:
@@ -41,8 +40,18 @@ def _rows(path: Path, fold: int = 0) -> list[dict]:
 
 def test_model_dir_is_self_describing(trained: Path) -> None:
     info = json.loads((trained / "model.json").read_text())
-    for key in ("inputs", "normalisation", "patch_size", "labels", "dawm_version", "config", "split", "data_fingerprint",
-                "preprocess_config", "git_commit"):
+    for key in (
+        "inputs",
+        "normalisation",
+        "patch_size",
+        "labels",
+        "dawm_version",
+        "config",
+        "split",
+        "data_fingerprint",
+        "preprocess_config",
+        "git_commit",
+    ):
         assert key in info, key
     assert info["inputs"] == ["t1w", "flair"] and info["labels"] == {"0": "normal", "1": "lesion", "2": "DAWM"}
     assert info["preprocess_config"]["spacing_mm"] == 3.0
@@ -62,9 +71,26 @@ def test_ddp_under_torchrun_writes_one_model(model_cohort: Path, tmp_path: Path)
     model_dir, config = tmp_path / "model", tmp_path / "train.json"
     TINY.save(config)
     torchrun = Path(sys.executable).with_name("torchrun")
-    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "dawm.cli", "train", str(model_cohort),
-                           "--model-dir", str(model_dir), "--config", str(config), "--folds", "0,"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "dawm.cli",
+            "train",
+            str(model_cohort),
+            "--model-dir",
+            str(model_dir),
+            "--config",
+            str(config),
+            "--folds",
+            "0,",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     info = json.loads((model_dir / "model.json").read_text())
     assert info["preset"] == "tiny"  # the --config file is not overridden by the CLI's defaults
@@ -124,8 +150,13 @@ def test_predict_writes_everything_and_ignores_storage_orientation(clinical: Pat
     assert result.exit_code == 0, result.output
     for key in ("sub-ms001_ses-01", "sub-flip_ses-01"):
         d = out / key.split("_")[0] / "ses-01" / "anat"
-        for suffix in ("space-session_desc-dawm_dseg.nii.gz", "space-session_label-lesion_probseg.nii.gz",
-                       "space-session_label-DAWM_probseg.nii.gz", "space-T1w_desc-dawm_dseg.nii.gz", "desc-dawm_volumes.tsv"):
+        for suffix in (
+            "space-session_desc-dawm_dseg.nii.gz",
+            "space-session_label-lesion_probseg.nii.gz",
+            "space-session_label-DAWM_probseg.nii.gz",
+            "space-T1w_desc-dawm_dseg.nii.gz",
+            "desc-dawm_volumes.tsv",
+        ):
             assert (d / f"{key}_{suffix}").exists(), suffix
         native = nib.load(d / f"{key}_space-T1w_desc-dawm_dseg.nii.gz")
         raw = nib.load(clinical / key.split("_")[0] / "ses-01" / "anat" / f"{key}_T1w.nii.gz")
@@ -136,7 +167,9 @@ def test_predict_writes_everything_and_ignores_storage_orientation(clinical: Pat
     for name in ("dataset_description.json", "volumes.tsv", "desc-dawm_dseg.tsv", "provenance.json"):
         assert (out / name).exists(), name
     assert len(pd.read_csv(out / "volumes.tsv", sep="\t")) == 10
-    assert (out / "derivatives" / "dawm-preprocess" / "sub-flip").is_dir() and not (out / "derivatives" / "dawm-preprocess" / "sub-ms001").exists()
+    assert (out / "derivatives" / "dawm-preprocess" / "sub-flip").is_dir() and not (
+        out / "derivatives" / "dawm-preprocess" / "sub-ms001"
+    ).exists()
     # orientation: sub-flip is sub-ms001 stored flipped and preprocessed on its own (its session grid is
     # shifted by a fraction of a voxel). The 2-epoch network is voxel-noisy, so compare the probability
     # maps in world space after a 2-voxel Gaussian; the inference itself is exact (next test).
@@ -231,7 +264,16 @@ def test_validation_dice_ignores_a_class_absent_from_the_validation_labels() -> 
     image[1, 10:12, 10:12, 10:12] = 1.0  # DAWM, absent from the labels
     label = np.zeros((16, 16, 16), np.uint8)
     label[4:8, 4:8, 4:8] = 1
-    case = CachedCase(key="v", image=image, label=label, dawm=(label == 2).astype(np.float32), tissue=np.full_like(label, 3), brain=np.ones_like(label), locations={}, affine=np.eye(4))
+    case = CachedCase(
+        key="v",
+        image=image,
+        label=label,
+        dawm=(label == 2).astype(np.float32),
+        tissue=np.full_like(label, 3),
+        brain=np.ones_like(label),
+        locations={},
+        affine=np.eye(4),
+    )
     scores = validate(Fixed(), [case], (16, 16, 16), torch.device("cpu"))
     assert scores["val_dice_lesion"] == pytest.approx(1.0) and np.isnan(scores["val_dice_dawm"])
     assert scores["val_dice"] == pytest.approx(1.0)  # was 0.5: the mean with the absent class
@@ -266,8 +308,9 @@ def test_weights_that_need_pickle_are_refused(model_cohort: Path, trained: Path,
     assert not marker.exists()
 
 
-def test_export_model_round_trips_and_is_used_as_the_bundled_model(model_cohort: Path, clinical: Path, trained: Path,
-                                                                   tmp_path: Path, monkeypatch) -> None:
+def test_export_model_round_trips_and_is_used_as_the_bundled_model(
+    model_cohort: Path, clinical: Path, trained: Path, tmp_path: Path, monkeypatch
+) -> None:
     from dawm.model.data import discover_cases
 
     slim = tmp_path / "slim"

@@ -1,15 +1,24 @@
 """The tiny training config that the model tests share (the ``trained`` fixture of conftest.py)."""
 
-from pathlib import Path
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from dawm.model.config import TrainConfig
 
-TINY = TrainConfig(preset="tiny", patch_size=(16, 16, 16), inference_patch_size=(48, 48, 48), batch_size=2,
-                   iterations_per_epoch=2, max_epochs=2, folds=3, modality_dropout=0.3, sw_batch_size=4)
+TINY = TrainConfig(
+    preset="tiny",
+    patch_size=(16, 16, 16),
+    inference_patch_size=(48, 48, 48),
+    batch_size=2,
+    iterations_per_epoch=2,
+    max_epochs=2,
+    folds=3,
+    modality_dropout=0.3,
+    sw_batch_size=4,
+)
 
 
 def add_empty_t1_session(src_anat: Path, bids: Path, subject: str = "bad") -> None:

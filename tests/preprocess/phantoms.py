@@ -11,8 +11,8 @@ import functools
 import numpy as np
 from scipy import ndimage
 
-from dawm.preprocess.evaluate import dice  # noqa: F401  (re-exported for the tests)
-from dawm.preprocess.template import load_template
+from dawm.image.template import load_template
+from dawm.metrics import dice  # noqa: F401  (re-exported for the tests)
 from dawm.simulate.acquisition import rigid_matrix  # noqa: F401  (x, y, z rotations then translation)
 
 

@@ -11,11 +11,10 @@ import functools
 
 import numpy as np
 import pytest
-from scipy import ndimage
+from phantoms import dice, head_phantom, rigid_matrix, smooth_deformation
 
 from dawm.image.resample import resample_to_grid
 from dawm.preprocess.brain import BrainExtraction, extract_brain
-from phantoms import dice, head_phantom, rigid_matrix, smooth_deformation
 
 
 @functools.lru_cache(maxsize=4)
@@ -39,8 +38,6 @@ def subject(contrast: str = "t1", seed: int = 0):
         signal = resample_to_grid((img > 0.1).astype(np.float32), affine, shape, new_affine, transform_ras=motion)
         moved = np.where(signal < 0.5, rng.uniform(0, 1, shape), moved)
     return np.round(moved / moved.max() * 4000).astype(np.int16), new_affine, truth
-
-
 
 
 @pytest.mark.parametrize("contrast,nonlinear", [("t1", True), ("unit1", True), ("flair", False)])

@@ -18,15 +18,23 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from dawm.bids.derivative_files import PreprocessFiles
 from dawm.bids.layout import discover_sessions
 from dawm.cli import app
 from dawm.errors import InputError
 from dawm.image.io import load_volume, save_volume
 from dawm.preprocess.config import PreprocessConfig
-from dawm.preprocess.evaluate import evaluate_session
-from dawm.preprocess.pipeline import load_session_images, log_path, preprocess_dataset, preprocess_session
+from dawm.preprocess.pipeline import (
+    load_session,
+    load_session_images,
+    log_path,
+    preprocess_arrays,
+    preprocess_dataset,
+    preprocess_session,
+)
 from dawm.simulate.cohort import simulate_cohort
 from dawm.simulate.config import SimulationConfig
+from dawm.simulate.preprocess_accuracy import evaluate_session
 
 pytestmark = pytest.mark.slow
 
@@ -63,14 +71,31 @@ def test_outputs_exist_with_session_grid(cohort: Path, processed) -> None:
         assert set(o.result.timings_s) >= {"load", "coregister", "brain", "bias", "mni", "segment", "iqm", "write", "qc"}
         brain = nib.load(d / f"{key}_space-session_desc-brain_mask.nii.gz")
         assert np.allclose(np.linalg.norm(brain.affine[:3, :3], axis=0), 2.0)
-        for suffix in ("desc-preproc_T1w", "desc-preproc_FLAIR", "desc-preproc_UNIT1", "T1map", "MTRmap", "dseg",
-                       "label-CSF_probseg", "label-GM_probseg", "label-WM_probseg", "label-NAWM_mask", "label-lesion_mask"):
+        for suffix in (
+            "desc-preproc_T1w",
+            "desc-preproc_FLAIR",
+            "desc-preproc_UNIT1",
+            "T1map",
+            "MTRmap",
+            "dseg",
+            "label-CSF_probseg",
+            "label-GM_probseg",
+            "label-WM_probseg",
+            "label-NAWM_mask",
+            "label-lesion_mask",
+        ):
             img = nib.load(d / f"{key}_space-session_{suffix}.nii.gz")
             assert img.shape == brain.shape and np.allclose(img.affine, brain.affine), suffix
-        for name in ("from-FLAIR_to-session_mode-image_xfm.json", "from-MP2RAGE_to-session_mode-image_xfm.json",
-                     "from-MT_to-session_mode-image_xfm.json", "from-session_to-MNI152NLin2009cSym_mode-image_xfm.h5",
-                     "from-MNI152NLin2009cSym_to-session_mode-image_xfm.h5", "desc-iqm_metrics.tsv", "desc-qc_T1w.png",
-                     "desc-preproc_log.json"):
+        for name in (
+            "from-FLAIR_to-session_mode-image_xfm.json",
+            "from-MP2RAGE_to-session_mode-image_xfm.json",
+            "from-MT_to-session_mode-image_xfm.json",
+            "from-session_to-MNI152NLin2009cSym_mode-image_xfm.h5",
+            "from-MNI152NLin2009cSym_to-session_mode-image_xfm.h5",
+            "desc-iqm_metrics.tsv",
+            "desc-qc_T1w.png",
+            "desc-preproc_log.json",
+        ):
             assert (d / f"{key}_{name}").exists(), name
         assert json.loads((d / f"{key}_space-session_T1map.json").read_text())["Units"] == "ms"
     for name in ("dataset_description.json", "dseg.tsv", "group_iqm.tsv", "provenance.json", "preprocess_config.json"):
@@ -89,6 +114,34 @@ def test_accuracy_against_truth(cohort: Path, processed) -> None:
         assert metrics["brain_dice"] >= 0.88, (subject, metrics)
         assert metrics["wm_dice"] >= 0.8, (subject, metrics)
         assert metrics["wm_cov_n4"] < metrics["wm_cov_raw"], (subject, metrics)
+
+
+def test_session_files_are_the_array_core_s_result(cohort: Path, processed) -> None:
+    """preprocess_session = load_session + preprocess_arrays + write_preprocessed: the core run again on
+    the loaded images gives exactly the arrays written (ms001: 3D FLAIR, T1 map in s, a given lesion mask)."""
+    out, _ = processed
+    inputs = _session(cohort, "ms001")
+    volumes, notes, masks = load_session(inputs, CONFIG, cohort)
+    assert notes["T1map"]["found_units"] == "s" and masks["brain"] is None
+    done = preprocess_arrays(volumes, CONFIG, key=inputs.key, brain_mask=masks["brain"], lesion_mask=masks["lesion"])
+    files = PreprocessFiles(out)
+    brain = nib.load(files.brain_mask(inputs))
+    assert brain.shape == done.grid_shape and np.allclose(brain.affine, done.grid_affine)
+    written = {
+        files.brain_mask(inputs): done.brain,
+        files.tissue_dseg(inputs): done.tissues.dseg,
+        files.lesion_mask(inputs): done.lesion,
+        files.image(inputs, "T1w"): done.corrected["T1w"],
+        files.image(inputs, "FLAIR"): done.corrected["FLAIR"],
+        files.image(inputs, "T1map"): done.on_grid["T1map"],
+        files.tissue_probseg(inputs, "WM"): done.tissues.probabilities["WM"],
+    }
+    for path, array in written.items():
+        on_disk = np.asarray(nib.load(path).dataobj)
+        np.testing.assert_array_equal(on_disk, np.asarray(array).astype(on_disk.dtype), err_msg=path.name)
+    info = json.loads(log_path(out, inputs).read_text())
+    assert info["LesionMask"] == ("given" if done.lesion_given else "candidates") and info["MNIRegistration"] == done.mni_how
+    assert info["BrainVolume_ml"] == pytest.approx(done.brain_volume_ml)
 
 
 def test_quantitative_maps_in_ms_and_percent(processed) -> None:
@@ -167,8 +220,22 @@ def test_cli_hostile_dataset_with_dask_and_force(cohort: Path, processed, tmp_pa
     shutil.copytree(out / "sub-ms001", new_out / "sub-ms001")  # a complete earlier run (with FLAIR)
     CONFIG.save(tmp_path / "config.json")
 
-    result = CliRunner().invoke(app, ["preprocess", str(bids), "--output", str(new_out), "--config", str(tmp_path / "config.json"),
-                                      "--backend", "dask", "--jobs", "1", "--force"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "preprocess",
+            str(bids),
+            "--output",
+            str(new_out),
+            "--config",
+            str(tmp_path / "config.json"),
+            "--backend",
+            "dask",
+            "--jobs",
+            "1",
+            "--force",
+        ],
+    )
     assert result.exit_code == 1, result.output
     assert "sub-ms002_ses-01_T1w.nii.gz" in result.output
     assert "Traceback" not in result.output

@@ -37,8 +37,7 @@ def _acquire(anatomy, noise, bias=0.0, seed=0):
 
 
 def _iqm(anatomy, img, field=None):
-    return image_quality(img, brain_mask=anatomy["mask"], tissues=anatomy["dseg"],
-                         bias_field=field, spacing_mm=(2.0, 2.0, 2.0))
+    return image_quality(img, brain_mask=anatomy["mask"], tissues=anatomy["dseg"], bias_field=field, spacing_mm=(2.0, 2.0, 2.0))
 
 
 def test_noise_degrades_metrics(anatomy):
@@ -95,8 +94,7 @@ def test_missing_inputs_give_nan_not_errors(anatomy, caplog):
     assert "no tissue segmentation" in caplog.text
     # Skull-stripped image: no air left -> air-based metrics NaN, the rest still computed.
     stripped = np.where(anatomy["mask"], img, 0.0)
-    q = image_quality(stripped, brain_mask=anatomy["mask"], tissues=anatomy["dseg"],
-                      spacing_mm=(2, 2, 2))
+    q = image_quality(stripped, brain_mask=anatomy["mask"], tissues=anatomy["dseg"], spacing_mm=(2, 2, 2))
     assert math.isnan(q["snr_dietrich"]) and math.isnan(q["cnr"]) and math.isnan(q["fber"])
     assert np.isfinite(q["cjv"]) and np.isfinite(q["snr_wm"])
 

@@ -13,10 +13,10 @@ import SimpleITK as sitk
 from typer.testing import CliRunner
 
 from dawm.image.io import Volume
+from dawm.image.template import load_template
 from dawm.preprocess.brain import extract_brain, looks_like_mni, looks_skull_stripped, tissue_fit
 from dawm.preprocess.config import PreprocessConfig
 from dawm.preprocess.pipeline import brain_coverage, registration_accepted
-from dawm.preprocess.template import load_template
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "real-ms"
 FSL_MNI_1MM = np.array([[-1.0, 0, 0, 90], [0, 1, 0, -126], [0, 0, 1, -72], [0, 0, 0, 1]])

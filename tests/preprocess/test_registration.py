@@ -7,15 +7,13 @@ copies are resampled onto oblique, LPS-stored, anisotropic int16 grids with a kn
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from phantoms import dice, head_phantom, mean_displacement_mm, oblique_lps_grid, rigid_matrix, smooth_deformation, to_int16
 from scipy import ndimage
 
-from dawm.image.resample import resample_to_grid
-from dawm.image.sitk_bridge import ras_transform_to_sitk
-from dawm.preprocess.registration import (
+from dawm.image.registration import (
     LinearRegistration,
     load_transform,
     nonlinear_register,
@@ -25,8 +23,9 @@ from dawm.preprocess.registration import (
     transform_points,
     warp,
 )
-from dawm.preprocess.template import load_template
-from phantoms import dice, head_phantom, mean_displacement_mm, oblique_lps_grid, rigid_matrix, smooth_deformation, to_int16
+from dawm.image.resample import resample_to_grid
+from dawm.image.sitk_bridge import ras_transform_to_sitk
+from dawm.image.template import load_template
 
 
 # ------------------------------------------------------------------------------------ tests
@@ -35,9 +34,7 @@ def test_rigid_flair_to_t1_on_oblique_anisotropic_lps_grid():
     flair, flair_affine, _ = head_phantom("flair", seed=1)
     subject_to_template = rigid_matrix((8, -6, 10), (6, -9, 4))
     shape, moving_affine = oblique_lps_grid((0.9, 0.9, 5.0), (230, 230, 160), (12, -8, 5), (3, -10, 8))
-    moving = to_int16(
-        resample_to_grid(flair, flair_affine, shape, moving_affine, transform_ras=subject_to_template)
-    )
+    moving = to_int16(resample_to_grid(flair, flair_affine, shape, moving_affine, transform_ras=subject_to_template))
     result = rigid_register(fixed, fixed_affine, moving, moving_affine, seed=0)
     assert isinstance(result, LinearRegistration) and result.dof == 6
     truth = np.linalg.inv(subject_to_template)  # fixed world -> moving world
@@ -60,9 +57,7 @@ def test_affine_dof12_recovers_scaling():
     other, other_affine, _ = head_phantom("t1", seed=2)
     truth_subject_to_template = rigid_matrix((-5, 4, -7), (-4, 5, -3)) @ np.diag([1.06, 0.95, 1.03, 1.0])
     shape, moving_affine = oblique_lps_grid((1.2, 1.2, 2.5), (240, 240, 200), (-6, 5, 3), (0, 0, 0))
-    moving = to_int16(
-        resample_to_grid(other, other_affine, shape, moving_affine, transform_ras=truth_subject_to_template)
-    )
+    moving = to_int16(resample_to_grid(other, other_affine, shape, moving_affine, transform_ras=truth_subject_to_template))
     result = rigid_register(fixed, fixed_affine, moving, moving_affine, dof=12, seed=3)
     error = mean_displacement_mm(result.matrix_ras, np.linalg.inv(truth_subject_to_template), brain, fixed_affine)
     print(f"affine (dof=12, 6% scaling): mean displacement error {error:.3f} mm")
@@ -140,9 +135,9 @@ def test_bad_inputs_raise_value_error():
 def test_template_correlation_flags_a_missed_mni_registration() -> None:
     """The QC that fails a session whose MNI registration missed: the template against itself
     correlates ~1; displaced by 12 mm, the same brain correlates far below the 0.5 default."""
+    from dawm.image.template import load_template
     from dawm.preprocess.config import PreprocessConfig
     from dawm.preprocess.pipeline import template_correlation
-    from dawm.preprocess.template import load_template
 
     tpl = load_template(2)
     brain = tpl.brain_mask > 0.5
@@ -184,8 +179,9 @@ def test_multi_start_escapes_the_basin_of_a_ghost():
     rng = np.random.default_rng(3)
     texture = ndimage.gaussian_filter(rng.normal(size=img.shape), 3.0)
     blob = np.where(img > 0.05, 0.5 + 0.5 * texture / np.abs(texture).max(), 0.0)
-    fixed = to_int16(resample_to_grid(img, aff, shape, grid, transform_ras=motion)
-                     + resample_to_grid(blob, aff, shape, grid, transform_ras=ghost))
+    fixed = to_int16(
+        resample_to_grid(img, aff, shape, grid, transform_ras=motion) + resample_to_grid(blob, aff, shape, grid, transform_ras=ghost)
+    )
     in_brain = resample_to_grid(brain.astype(np.float32), aff, shape, grid, transform_ras=motion) > 0.5
     points = np.c_[np.argwhere(in_brain), np.ones(int(in_brain.sum()))] @ grid.T
 
@@ -194,8 +190,10 @@ def test_multi_start_escapes_the_basin_of_a_ghost():
 
     single = rigid_register(fixed, grid, img, aff, seed=0, initial=ghost)
     multi = rigid_register(fixed, grid, img, aff, seed=0, initial=[ghost, rigid_matrix((0, 0, 0), (0, 0, 150)) @ ghost])
-    print(f"started on the blob: single start error {error_mm(single.matrix_ras):.1f} mm (metric {single.metric:.3f}), "
-          f"multi-start {error_mm(multi.matrix_ras):.2f} mm (metric {multi.metric:.3f})")
+    print(
+        f"started on the blob: single start error {error_mm(single.matrix_ras):.1f} mm (metric {single.metric:.3f}), "
+        f"multi-start {error_mm(multi.matrix_ras):.2f} mm (metric {multi.metric:.3f})"
+    )
     assert error_mm(single.matrix_ras) > 100.0  # the trap is real
     assert error_mm(multi.matrix_ras) < 2.0
     assert multi.metric < single.metric

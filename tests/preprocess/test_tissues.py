@@ -42,8 +42,7 @@ def phantom():
         return np.roll(ndimage.gaussian_filter(a, 1.0), 1, axis=0)
 
     priors = TissuePriors(csf=prior(csf), gm=prior(gm), wm=prior(wm))
-    return dict(images=images, priors=priors, mask=mask, lesions=lesions,
-                dawm=dawm_w > 0.5, truth=truth)
+    return dict(images=images, priors=priors, mask=mask, lesions=lesions, dawm=dawm_w > 0.5, truth=truth)
 
 
 def _dice(a, b):
@@ -91,8 +90,7 @@ def test_t1_only_keeps_most_lesions_in_wm(phantom):
 
 def test_given_lesion_mask_forced_to_wm(phantom):
     les = phantom["lesions"]
-    seg = segment_tissues(phantom["images"], phantom["priors"], phantom["mask"],
-                          lesion_mask=les, n_iter=3)
+    seg = segment_tissues(phantom["images"], phantom["priors"], phantom["mask"], lesion_mask=les, n_iter=3)
     assert np.all(seg.dseg[les] == 3)
     assert not seg.nawm_mask[les].any()
 

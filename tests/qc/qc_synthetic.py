@@ -15,8 +15,10 @@ from dawm.image.io import save_volume
 SHAPE = (30, 36, 28)
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
 AFFINE[:3, 3] = [-30.0, -40.0, -26.0]
-WARNINGS = ["sub-qc01_ses-01_FLAIR.nii.gz: partial field of view, 88 % of the expected brain inside it",
-            "MNI registration fallback used: affine only (after demons on T1w)"]
+WARNINGS = [
+    "sub-qc01_ses-01_FLAIR.nii.gz: partial field of view, 88 % of the expected brain inside it",
+    "MNI registration fallback used: affine only (after demons on T1w)",
+]
 
 
 def _base(subject: str, session: str | None) -> BidsName:
@@ -33,8 +35,16 @@ def raw_session(bids: Path, subject: str, session: str | None = "01") -> None:
         save_volume(np.random.default_rng(0).random(SHAPE).astype(np.float32), AFFINE, bids / base.with_(suffix=role).relpath)
 
 
-def predicted_session(bids: Path, pred: Path, subject: str = "qc01", session: str | None = "01", *, seed: int = 0,
-                      iqm: bool = True, warnings: list[str] = WARNINGS) -> Path:
+def predicted_session(
+    bids: Path,
+    pred: Path,
+    subject: str = "qc01",
+    session: str | None = "01",
+    *,
+    seed: int = 0,
+    iqm: bool = True,
+    warnings: list[str] = WARNINGS,
+) -> Path:
     """Preprocess derivative (``bids/derivatives/dawm-preprocess``) and predictions (``pred``) of one
     session; returns the prediction folder."""
     rng = np.random.default_rng(seed)
@@ -66,21 +76,60 @@ def predicted_session(bids: Path, pred: Path, subject: str = "qc01", session: st
     save_volume(fov, AFFINE, pname(space="session", desc="fov", suffix="mask"), dtype=np.uint8)
     save_volume(tissues, AFFINE, pname(space="session", suffix="dseg"), dtype=np.uint8)
     if iqm:
-        write_tsv(pname(desc="iqm", suffix="metrics", extension=".tsv"), pd.DataFrame([
-            {"participant_id": f"sub-{subject}", "session_id": f"ses-{session}", "role": "T1w", "snr_total": 7.0, "cnr": 0.8, "cjv": 1.5,
-             "efc": 0.48, "fber": 2.5e4, "fwhm_mm": 4.0},
-            {"participant_id": f"sub-{subject}", "session_id": f"ses-{session}", "role": "FLAIR", "snr_total": 2.1, "cnr": 0.7, "cjv": 1.7,
-             "efc": 0.49, "fber": 2.5e3, "fwhm_mm": 2.8}]))
-    write_json(pname(desc="preproc", suffix="log", extension=".json"), {
-        "Subject": subject, "Session": session, "Reference": "T1w",
-        "Inputs": {r: str(bids / base.with_(suffix=r).relpath) for r in ("T1w", "FLAIR")},
-        "BrainExtraction": "template", "SkullStrippedInput": False, "InputOnMNIGrid": None,
-        "MNIRegistration": "affine only", "TemplateCorrelation": 0.61, "TissueFit": 0.7,
-        "RegistrationAttempts": [{"Method": "demons on T1w", "TemplateCorrelation": 0.42, "TissueFit": 0.5},
-                                 {"Method": "affine only", "TemplateCorrelation": 0.61, "TissueFit": 0.7}],
-        "BrainCoverage": {"T1w": 1.0, "FLAIR": 0.88}, "BrainVolume_ml": float(brain.sum() * 8 / 1000),
-        "Registration": {"FLAIR": {"metric": -0.7}, "T1w": {"metric": None}}, "SkippedSteps": {},
-        "Warnings": list(warnings), "LesionMask": "candidates"})
+        write_tsv(
+            pname(desc="iqm", suffix="metrics", extension=".tsv"),
+            pd.DataFrame(
+                [
+                    {
+                        "participant_id": f"sub-{subject}",
+                        "session_id": f"ses-{session}",
+                        "role": "T1w",
+                        "snr_total": 7.0,
+                        "cnr": 0.8,
+                        "cjv": 1.5,
+                        "efc": 0.48,
+                        "fber": 2.5e4,
+                        "fwhm_mm": 4.0,
+                    },
+                    {
+                        "participant_id": f"sub-{subject}",
+                        "session_id": f"ses-{session}",
+                        "role": "FLAIR",
+                        "snr_total": 2.1,
+                        "cnr": 0.7,
+                        "cjv": 1.7,
+                        "efc": 0.49,
+                        "fber": 2.5e3,
+                        "fwhm_mm": 2.8,
+                    },
+                ]
+            ),
+        )
+    write_json(
+        pname(desc="preproc", suffix="log", extension=".json"),
+        {
+            "Subject": subject,
+            "Session": session,
+            "Reference": "T1w",
+            "Inputs": {r: str(bids / base.with_(suffix=r).relpath) for r in ("T1w", "FLAIR")},
+            "BrainExtraction": "template",
+            "SkullStrippedInput": False,
+            "InputOnMNIGrid": None,
+            "MNIRegistration": "affine only",
+            "TemplateCorrelation": 0.61,
+            "TissueFit": 0.7,
+            "RegistrationAttempts": [
+                {"Method": "demons on T1w", "TemplateCorrelation": 0.42, "TissueFit": 0.5},
+                {"Method": "affine only", "TemplateCorrelation": 0.61, "TissueFit": 0.7},
+            ],
+            "BrainCoverage": {"T1w": 1.0, "FLAIR": 0.88},
+            "BrainVolume_ml": float(brain.sum() * 8 / 1000),
+            "Registration": {"FLAIR": {"metric": -0.7}, "T1w": {"metric": None}},
+            "SkippedSteps": {},
+            "Warnings": list(warnings),
+            "LesionMask": "candidates",
+        },
+    )
 
     init_derivative(pred, name="dawm predict", description="test", source=str(bids))
     o = pred / base.subject_dir()
@@ -89,19 +138,40 @@ def predicted_session(bids: Path, pred: Path, subject: str = "qc01", session: st
         return o / base.with_(**kw).filename
 
     save_volume(pred_labels, AFFINE, oname(space="session", desc="dawm", suffix="dseg"), dtype=np.uint8)
-    write_json(oname(space="session", desc="dawm", suffix="dseg", extension=".json"), {
-        "Inputs": ["T1w", "FLAIR"], "MissingInputs": [], "Model": "tiny", "ModelFolds": [0], "TTA": False,
-        "Sources": [str(pname(space="session", desc="preproc", suffix=r)) for r in ("T1w", "FLAIR")]})
+    write_json(
+        oname(space="session", desc="dawm", suffix="dseg", extension=".json"),
+        {
+            "Inputs": ["T1w", "FLAIR"],
+            "MissingInputs": [],
+            "Model": "tiny",
+            "ModelFolds": [0],
+            "TTA": False,
+            "Sources": [str(pname(space="session", desc="preproc", suffix=r)) for r in ("T1w", "FLAIR")],
+        },
+    )
     from scipy import ndimage
 
     for label, mask in (("lesion", lesion), ("DAWM", dawm)):
-        save_volume(np.clip(ndimage.gaussian_filter(mask.astype(np.float32), 1.0) * 1.3, 0, 1), AFFINE,
-                    oname(space="session", label=label, suffix="probseg"), dtype=np.float32)
+        save_volume(
+            np.clip(ndimage.gaussian_filter(mask.astype(np.float32), 1.0) * 1.3, 0, 1),
+            AFFINE,
+            oname(space="session", label=label, suffix="probseg"),
+            dtype=np.float32,
+        )
     vox = 8 / 1000
-    rows = [{"participant_id": f"sub-{subject}", "session_id": f"ses-{session}" if session else "n/a", "location": loc,
-             "lesion_ml": lesion.sum() * vox * f, "dawm_ml": dawm.sum() * vox * f, "wm_ml": (tissues == 3).sum() * vox * f,
-             "lesion_pct_wm": 1.0 * f, "dawm_pct_wm": 0.5 * f}
-            for loc, f in (("all", 1.0), ("periventricular", 0.5), ("juxtacortical", 0.2), ("deep", 0.3), ("infratentorial", 0.0))]
+    rows = [
+        {
+            "participant_id": f"sub-{subject}",
+            "session_id": f"ses-{session}" if session else "n/a",
+            "location": loc,
+            "lesion_ml": lesion.sum() * vox * f,
+            "dawm_ml": dawm.sum() * vox * f,
+            "wm_ml": (tissues == 3).sum() * vox * f,
+            "lesion_pct_wm": 1.0 * f,
+            "dawm_pct_wm": 0.5 * f,
+        }
+        for loc, f in (("all", 1.0), ("periventricular", 0.5), ("juxtacortical", 0.2), ("deep", 0.3), ("infratentorial", 0.0))
+    ]
     write_tsv(oname(desc="dawm", suffix="volumes", extension=".tsv"), pd.DataFrame(rows))
     write_json(pred / "provenance.json", {"config": {"bundled_model": True, "model_dir": "/models/bundled"}})
     return pred

@@ -35,9 +35,17 @@ def test_group_combines_participant_runs_and_names_failures(tmp_path: Path) -> N
     assert res.exit_code == 1, res.output
     assert f"failed sub-bad_ses-01: {error}" in text
     sessions = pd.read_csv(out / "group_sessions.tsv", sep="\t", keep_default_na=False)
-    assert dict(zip(sessions.participant_id, sessions.status)) == {"sub-bad": "failed", "sub-qc01": "ok", "sub-qc02": "ok", "sub-qc03": "not run"}
+    assert dict(zip(sessions.participant_id, sessions.status)) == {
+        "sub-bad": "failed",
+        "sub-qc01": "ok",
+        "sub-qc02": "ok",
+        "sub-qc03": "not run",
+    }
     ok = sessions[sessions.status == "ok"]
-    assert list(ok.qc_report) == ["sub-qc01/ses-01/sub-qc01_ses-01_desc-qc_report.html", "sub-qc02/ses-01/sub-qc02_ses-01_desc-qc_report.html"]
+    assert list(ok.qc_report) == [
+        "sub-qc01/ses-01/sub-qc01_ses-01_desc-qc_report.html",
+        "sub-qc02/ses-01/sub-qc02_ses-01_desc-qc_report.html",
+    ]
     assert list(ok.warnings.astype(int)) == [5, 5]  # 2 of the log, low SNR, borderline registration, tiny brain
     assert list(ok.inputs) == ["T1w+FLAIR", "T1w+FLAIR"]
     volumes = pd.read_csv(out / "group_volumes.tsv", sep="\t")

@@ -21,7 +21,9 @@ from dawm.qc.session import QcSession
 def page(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("qc")
     pred = predicted_session(root / "bids", root / "pred")
-    outcomes = write_qc_pages(pred, [Outcome("sub-qc01_ses-01", result="volumes"), Outcome("sub-gone_ses-01", error="preprocessing failed: x")])
+    outcomes = write_qc_pages(
+        pred, [Outcome("sub-qc01_ses-01", result="volumes"), Outcome("sub-gone_ses-01", error="preprocessing failed: x")]
+    )
     assert outcomes == [Outcome("sub-qc01_ses-01", result="volumes"), Outcome("sub-gone_ses-01", error="preprocessing failed: x")]
     path = pred / "sub-qc01" / "ses-01" / "sub-qc01_ses-01_desc-qc_report.html"
     assert QcSession.from_key("sub-qc01_ses-01", pred).qc_page == path and path.exists()
@@ -34,9 +36,21 @@ def test_page_is_self_contained_and_complete(page: Path) -> None:
     assert not re.search(r"<script[^>]+src=", text)
     images = re.findall(r'<img [^>]*src="data:image/png;base64,', text)
     assert len(images) == 5  # inputs + mask, tissues, labels, probabilities, axial mosaic
-    for expected in ("Volumes per location class", "periventricular", "infratentorial", "Tissue segmentation",
-                     "Lesion and DAWM probabilities", "Image quality", "snr_total", "fallback", "partial field of view",
-                     "low quality, tissue SNR 2.1", "MNI registration borderline", "bundled with dawm", "trained on simulated data only"):
+    for expected in (
+        "Volumes per location class",
+        "periventricular",
+        "infratentorial",
+        "Tissue segmentation",
+        "Lesion and DAWM probabilities",
+        "Image quality",
+        "snr_total",
+        "fallback",
+        "partial field of view",
+        "low quality, tissue SNR 2.1",
+        "MNI registration borderline",
+        "bundled with dawm",
+        "trained on simulated data only",
+    ):
         assert expected in text, expected
     for warning in WARNINGS:  # every warning of the preprocess log, verbatim
         assert warning.split(":")[-1].strip() in text
@@ -56,13 +70,23 @@ def test_a_session_without_predictions_fails_with_its_file(tmp_path: Path) -> No
 
 def test_flags_keep_every_warning_and_add_low_quality() -> None:
     iqm = pd.DataFrame([{"role": "T1w", "snr_total": 8.0, "cnr": 0.1}])
-    flags = session_flags({"Warnings": ["x.nii.gz: already skull-stripped (1200 ml of non-zero voxels)"], "TemplateCorrelation": 0.9,
-                           "BrainVolume_ml": 400.0}, iqm, {"Inputs": ["T1w", "FLAIR"], "MissingInputs": ["FLAIR"]})
+    flags = session_flags(
+        {
+            "Warnings": ["x.nii.gz: already skull-stripped (1200 ml of non-zero voxels)"],
+            "TemplateCorrelation": 0.9,
+            "BrainVolume_ml": 400.0,
+        },
+        iqm,
+        {"Inputs": ["T1w", "FLAIR"], "MissingInputs": ["FLAIR"]},
+    )
     texts = [(f.level, f.text) for f in flags]
     assert texts[0] == ("warning", "x.nii.gz: already skull-stripped (1200 ml of non-zero voxels)")
     assert any("contrast-to-noise 0.10" in t for _, t in texts) and any("brain mask of 400 ml" in t for _, t in texts)
     assert not any("SNR" in t or "borderline" in t for _, t in texts)
-    assert ("note", "predicted without FLAIR (not acquired): the model's missing-modality path, less accurate than with every input") in texts
+    assert (
+        "note",
+        "predicted without FLAIR (not acquired): the model's missing-modality path, less accurate than with every input",
+    ) in texts
     assert session_flags({}, None, {}) == []
 
 

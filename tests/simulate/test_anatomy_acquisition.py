@@ -17,8 +17,15 @@ def test_integrated_velocity_is_diffeomorphic():
     assert 0.5 < np.sqrt((disp**2).sum(0)).mean() * 2.0 < 10.0
 
 
-@pytest.mark.parametrize("orientation,storage,codes", [("axial", "RAS", ("R", "A", "S")), ("axial", "LPS", ("L", "P", "S")),
-                                                        ("sagittal", "RAS", ("A", "S", "R")), ("sagittal", "LPS", ("P", "S", "L"))])
+@pytest.mark.parametrize(
+    "orientation,storage,codes",
+    [
+        ("axial", "RAS", ("R", "A", "S")),
+        ("axial", "LPS", ("L", "P", "S")),
+        ("sagittal", "RAS", ("A", "S", "R")),
+        ("sagittal", "LPS", ("P", "S", "L")),
+    ],
+)
 def test_grid_orientation_and_slices(orientation, storage, codes):
     g = make_grid((0.9, 0.9, 5.0), (230.0, 230.0, 150.0), orientation=orientation, storage=storage, oblique_deg=10.0, slice_gap_mm=1.0)
     assert nib.aff2axcodes(g.affine) == codes

@@ -18,7 +18,17 @@ from dawm.simulate.cohort import simulate_cohort
 from dawm.simulate.config import SimulationConfig
 from dawm.simulate.scanners import DEFAULT_PROFILES
 
-ROLES = ["T1w", "FLAIR", "UNIT1", "T1map", "MTRmap", "inv-1_part-mag_MP2RAGE", "inv-2_part-mag_MP2RAGE", "flip-1_mt-on_MTS", "flip-1_mt-off_MTS"]
+ROLES = [
+    "T1w",
+    "FLAIR",
+    "UNIT1",
+    "T1map",
+    "MTRmap",
+    "inv-1_part-mag_MP2RAGE",
+    "inv-2_part-mag_MP2RAGE",
+    "flip-1_mt-on_MTS",
+    "flip-1_mt-off_MTS",
+]
 PROFILE = {p.name: p for p in DEFAULT_PROFILES}
 
 
@@ -158,6 +168,18 @@ def test_truth_volumes_and_transitions(small_cohort):
     assert set(pose["SubjectToScanner"]) == {"T1w", "FLAIR", "MP2RAGE", "MT"}
 
 
+def test_the_edss_model_is_written_as_data(small_cohort):
+    """``dawm evaluate`` reads the simulator's EDSS coefficients from the truth's ``edss_model.json``,
+    not from the words of ``participants.json`` (whose bytes stay as they were)."""
+    from dawm.bids.derivative_files import TruthFiles
+    from dawm.simulate.clinical import EDSS_MODEL
+
+    model = json.loads(TruthFiles.in_dataset(small_cohort.root).edss_model.read_text())
+    assert model["Coefficients"] == EDSS_MODEL
+    words = json.loads((small_cohort.root / "participants.json").read_text())["edss"]["Description"]
+    assert words.endswith("(simulated: " + ", ".join(f"{k}={v}" for k, v in EDSS_MODEL.items()) + ")")
+
+
 def test_rerun_resumes_without_rewriting(small_cohort, caplog):
     t1w = next(small_cohort.root.glob("sub-*/ses-01/anat/*_T1w.nii.gz"))
     before = t1w.stat().st_mtime_ns
@@ -188,7 +210,9 @@ def test_dataset_passes_the_bids_validator(small_cohort):
     validator = os.environ.get("DAWM_BIDS_VALIDATOR")
     if not validator or not Path(validator).exists():
         pytest.skip("bids-validator not installed (make test installs it)")
-    proc = subprocess.run([validator, str(small_cohort.root), "--json", "--ignoreNiftiHeaders"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [validator, str(small_cohort.root), "--json", "--ignoreNiftiHeaders"], capture_output=True, text=True, timeout=600
+    )
     report = json.loads(proc.stdout)
     errors = [(e["code"], e["key"], e.get("reason")) for e in report["issues"]["errors"]]
     assert errors == [], errors
@@ -196,7 +220,9 @@ def test_dataset_passes_the_bids_validator(small_cohort):
 
 def test_cli_simulate_and_bad_options(tmp_path):
     runner = CliRunner()
-    out = runner.invoke(app, ["simulate", str(tmp_path / "cli"), "--small", "--patients", "1", "--controls", "0", "--sessions", "1", "--resolution", "3"])
+    out = runner.invoke(
+        app, ["simulate", str(tmp_path / "cli"), "--small", "--patients", "1", "--controls", "0", "--sessions", "1", "--resolution", "3"]
+    )
     assert out.exit_code == 0, out.output
     assert (tmp_path / "cli" / "participants.tsv").exists()
     bad = runner.invoke(app, ["simulate", str(tmp_path / "x"), "--resolution", "7"])

@@ -15,8 +15,14 @@ def test_default_header_variant_changes_nothing() -> None:
     for profile in scanner_profiles(4):
         assert HeaderVariant().apply(profile) == profile
         other = HeaderVariant.other_converter().apply(profile)
-        assert (other.storage, other.oblique_deg, other.integer_storage, other.t1map_units, other.mtr_units, other.nan_background) == \
-            ("LPS", 12.0, True, "s", "fraction", True)
+        assert (other.storage, other.oblique_deg, other.integer_storage, other.t1map_units, other.mtr_units, other.nan_background) == (
+            "LPS",
+            12.0,
+            True,
+            "s",
+            "fraction",
+            True,
+        )
         assert other.snr == profile.snr and other.flair == profile.flair  # acquisition physics untouched
     assert SimulationConfig().headers == HeaderVariant()
 

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from dawm.simulate.scanners import DEFAULT_PROFILES
-from dawm.simulate.signal import (MPRAGEParams, MPRAGESignal, flair_null_ti, flair_signal, mt_pair, mtr_map,
-                                  t1_from_uni, uni)
+from dawm.simulate.signal import MPRAGEParams, MPRAGESignal, flair_null_ti, flair_signal, mt_pair, mtr_map, t1_from_uni, uni
 
 MP2 = DEFAULT_PROFILES[0].mp2rage
 MPR = DEFAULT_PROFILES[0].mprage
@@ -41,8 +40,14 @@ def test_mprage_contrast_wm_gm_csf():
 
 def test_flair_nulls_csf_and_lesions_are_bright():
     ti = flair_null_ti(9000.0)
-    s = flair_signal(np.array([850.0, 1400.0, 4000.0, 1300.0]), np.array([75.0, 90.0, 1500.0, 150.0]),
-                     np.array([0.69, 0.8, 1.0, 0.8]), tr_ms=9000.0, ti_ms=ti, te_ms=100.0)
+    s = flair_signal(
+        np.array([850.0, 1400.0, 4000.0, 1300.0]),
+        np.array([75.0, 90.0, 1500.0, 150.0]),
+        np.array([0.69, 0.8, 1.0, 0.8]),
+        tr_ms=9000.0,
+        ti_ms=ti,
+        te_ms=100.0,
+    )
     wm, gm, csf, lesion = s
     assert csf < 0.01 * wm and lesion > 1.4 * wm and gm > wm
 

@@ -4,8 +4,9 @@ segmentation look-up tables (``_dseg.tsv``)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 

@@ -13,8 +13,27 @@ from dawm.errors import InputError
 
 #: Entity order of the BIDS specification (appendix "Entity table"), the subset dawm meets.
 ENTITY_ORDER = (
-    "sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo", "flip", "inv", "mt", "part",
-    "space", "res", "den", "label", "from", "to", "mode", "desc",
+    "sub",
+    "ses",
+    "task",
+    "acq",
+    "ce",
+    "rec",
+    "dir",
+    "run",
+    "echo",
+    "flip",
+    "inv",
+    "mt",
+    "part",
+    "space",
+    "res",
+    "den",
+    "label",
+    "from",
+    "to",
+    "mode",
+    "desc",
 )
 _LABEL = re.compile(r"^[A-Za-z0-9]+$")
 _EXTENSIONS = (".nii.gz", ".nii", ".json", ".tsv", ".h5", ".txt", ".png", ".html", ".mat")
@@ -40,7 +59,7 @@ class BidsName:
         ordered = [f"{k}-{self.entities[k]}" for k in ENTITY_ORDER if k in self.entities]
         return "_".join(ordered + [self.suffix]) + self.extension
 
-    def with_(self, *, suffix: str | None = None, extension: str | None = None, **entities: str | None) -> "BidsName":
+    def with_(self, *, suffix: str | None = None, extension: str | None = None, **entities: str | None) -> BidsName:
         """A copy with entities added, changed or (value ``None``) removed."""
         merged = dict(self.entities)
         for key, value in entities.items():

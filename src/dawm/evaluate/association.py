@@ -60,7 +60,7 @@ def clinical_association(
         constant = [(t, c) for t, c in terms if sub[c].nunique() < 2]
         if not constant:
             break
-        for t, c in constant:
+        for t, _ in constant:
             dropped[t] = "constant"
         terms = [tc for tc in terms if tc not in constant]
     formula = f"{_q(outcome)} ~ " + " + ".join([_q(exposure), *[_term(t) for t, _ in terms]])
@@ -70,8 +70,7 @@ def clinical_association(
     if res.df_resid < 1:
         raise ValueError(f"too few complete rows ({len(sub)}) for {formula!r}")
     ci = res.conf_int()
-    params = pd.DataFrame({"coef": res.params, "se": res.bse, "t": res.tvalues, "p": res.pvalues,
-                           "ci_low": ci[0], "ci_high": ci[1]})
+    params = pd.DataFrame({"coef": res.params, "se": res.bse, "t": res.tvalues, "p": res.pvalues, "ci_low": ci[0], "ci_high": ci[1]})
     key = _q(exposure)
     return {
         "coef": float(res.params[key]),
@@ -89,9 +88,7 @@ def clinical_association(
     }
 
 
-def group_difference(
-    df: pd.DataFrame, value: str = "dawm_ml", group: str = "group", order: Sequence[str] | None = None
-) -> dict:
+def group_difference(df: pd.DataFrame, value: str = "dawm_ml", group: str = "group", order: Sequence[str] | None = None) -> dict:
     """Difference of ``value`` between clinical groups (e.g. HC/RRMS/SPMS/PPMS).
 
     :func:`compare_groups` on ``group``: Kruskal-Wallis for > 2 groups with >= 2 values

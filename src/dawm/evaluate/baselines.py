@@ -17,15 +17,16 @@ Sessions are :class:`BaselineSession` (arrays; :meth:`BaselineSession.from_case`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
 
+from dawm.bids.derivative_files import PreprocessFiles
+from dawm.metrics import class_counts, pooled_dice
 from dawm.model.decision import calibrate_dawm_threshold, labels_from_probabilities, threshold_counts
-from dawm.model.metrics import class_counts, pooled_dice
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class BaselineSession:
     target: np.ndarray | None = None
 
     @classmethod
-    def from_case(cls, case, target: str | Path | None = None) -> "BaselineSession":
+    def from_case(cls, case, target: str | Path | None = None) -> BaselineSession:
         """Load a preprocessed :class:`dawm.model.data.Case` (its T1w/FLAIR, dseg, brain mask and
         lesion candidates) and, when given, the target dseg at ``target`` (same grid)."""
         from dawm.image.io import load_volume
@@ -51,11 +52,15 @@ class BaselineSession:
             return np.rint(load_volume(path, allow_empty=True).data).astype(np.uint8)
 
         brain = load_volume(case.brain)
-        cand = case.preproc_log.parent / case.base().with_(space="session", label="lesion", suffix="mask").filename
-        return cls(images={s: load_volume(p).data for s, p in case.images.items()}, dseg=labels(case.dseg),
-                   brain=brain.data > 0.5, spacing_mm=tuple(brain.spacing_mm),
-                   candidates=labels(cand) > 0 if cand.exists() else None,
-                   target=labels(target) if target is not None else None)
+        cand = PreprocessFiles.of_file(case.preproc_log).lesion_mask(case)
+        return cls(
+            images={s: load_volume(p).data for s, p in case.images.items()},
+            dseg=labels(case.dseg),
+            brain=brain.data > 0.5,
+            spacing_mm=tuple(brain.spacing_mm),
+            candidates=labels(cand) > 0 if cand.exists() else None,
+            target=labels(target) if target is not None else None,
+        )
 
     @property
     def region(self) -> np.ndarray:
@@ -79,8 +84,9 @@ def robust_z(image: np.ndarray, wm: np.ndarray) -> np.ndarray:
 class FlairThreshold:
     """FLAIR robust-z thresholds for DAWM and lesions, tuned on training sessions."""
 
-    def __init__(self, z_dawm_grid: Sequence[float] = (1.0, 1.5, 2.0, 2.5, 3.0),
-                 z_lesion_grid: Sequence[float] = (3.0, 4.0, 5.0, 6.0, 8.0)) -> None:
+    def __init__(
+        self, z_dawm_grid: Sequence[float] = (1.0, 1.5, 2.0, 2.5, 3.0), z_lesion_grid: Sequence[float] = (3.0, 4.0, 5.0, 6.0, 8.0)
+    ) -> None:
         self.z_dawm_grid, self.z_lesion_grid = tuple(z_dawm_grid), tuple(z_lesion_grid)
         self.z_dawm_: float | None = None
         self.z_lesion_: float | None = None
@@ -97,7 +103,7 @@ class FlairThreshold:
         out[region & (z > z_lesion)] = 1
         return out
 
-    def fit(self, sessions: Sequence[BaselineSession]) -> "FlairThreshold":
+    def fit(self, sessions: Sequence[BaselineSession]) -> FlairThreshold:
         zs = [(self._z(s), s.region, s.target) for s in sessions]
         best = (-1.0, self.z_dawm_grid[0], self.z_lesion_grid[0])
         for z_d in self.z_dawm_grid:
@@ -151,7 +157,7 @@ class VoxelLogistic:
                 out.append(np.where(brain, num / np.maximum(den, 1e-3), 0.0).astype(np.float32))
         return np.stack(out)
 
-    def fit(self, sessions: Sequence[BaselineSession]) -> "VoxelLogistic":
+    def fit(self, sessions: Sequence[BaselineSession]) -> VoxelLogistic:
         from sklearn.linear_model import LogisticRegression
 
         rng = np.random.default_rng(self.seed)
@@ -188,3 +194,15 @@ class VoxelLogistic:
     def predict(self, s: BaselineSession) -> np.ndarray:
         """Label map (X, Y, Z) uint8 from :meth:`predict_proba` and the calibrated DAWM threshold."""
         return labels_from_probabilities(self.predict_proba(s), self.dawm_threshold_)
+
+
+def fit_predict(model, train_cases: Sequence, test_cases: Sequence) -> dict[str, np.ndarray]:
+    """Fit a baseline (:class:`FlairThreshold` or :class:`VoxelLogistic`) on preprocessed
+    :class:`dawm.model.data.Case` ``train_cases`` against each case's own target (``case.label``,
+    as :func:`dawm.model.data.discover_cases` found it) and label ``test_cases``: key -> (X, Y, Z)
+    uint8 label map on the session grid. The fitted ``model`` keeps its parameters."""
+    missing = [c.key for c in train_cases if c.label is None]
+    if missing:
+        raise ValueError(f"training cases without a target: {', '.join(missing)}")
+    model.fit([BaselineSession.from_case(c, c.label) for c in train_cases])
+    return {c.key: model.predict(BaselineSession.from_case(c)) for c in test_cases}

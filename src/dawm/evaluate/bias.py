@@ -28,8 +28,7 @@ def _summary(x: np.ndarray) -> dict[str, float]:
     mean = float(np.mean(x)) if n else np.nan
     sd = float(np.std(x, ddof=1)) if n > 1 else np.nan
     half = float(stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)) if n > 1 else np.nan
-    return {"n": n, "mean": mean, "median": float(np.median(x)) if n else np.nan, "sd": sd,
-            "ci_low": mean - half, "ci_high": mean + half}
+    return {"n": n, "mean": mean, "median": float(np.median(x)) if n else np.nan, "sd": sd, "ci_low": mean - half, "ci_high": mean + half}
 
 
 def compare_groups(df: pd.DataFrame, value: str, by: str) -> dict:
@@ -126,9 +125,19 @@ def quality_association(
             terms.append(f"c{i}" if numeric else f"C(c{i})")
             used.append(col)
         n, n_groups = len(data), int(data["grp"].nunique())
-        row = {"quality": q, "n": n, "n_groups": n_groups, "spearman_rho": np.nan, "spearman_p": np.nan,
-               "model": "not estimable", "coef": np.nan, "se": np.nan, "p": np.nan, "converged": False,
-               "covariates": ",".join(used)}
+        row = {
+            "quality": q,
+            "n": n,
+            "n_groups": n_groups,
+            "spearman_rho": np.nan,
+            "spearman_p": np.nan,
+            "model": "not estimable",
+            "coef": np.nan,
+            "se": np.nan,
+            "p": np.nan,
+            "converged": False,
+            "covariates": ",".join(used),
+        }
         if n < 3 or not sd > 0:
             rows.append(row)
             continue
@@ -147,12 +156,17 @@ def quality_association(
         if not fitted:
             try:
                 ols = smf.ols(formula, data)
-                res = (ols.fit(cov_type="cluster", cov_kwds={"groups": pd.factorize(data["grp"])[0]})
-                       if n_groups >= 2 else ols.fit())
-                row.update(model="ols_cluster" if n_groups >= 2 else "ols", coef=float(res.params["zq"]),
-                           se=float(res.bse["zq"]), p=float(res.pvalues["zq"]), converged=True)
+                res = ols.fit(cov_type="cluster", cov_kwds={"groups": pd.factorize(data["grp"])[0]}) if n_groups >= 2 else ols.fit()
+                row.update(
+                    model="ols_cluster" if n_groups >= 2 else "ols",
+                    coef=float(res.params["zq"]),
+                    se=float(res.bse["zq"]),
+                    p=float(res.pvalues["zq"]),
+                    converged=True,
+                )
             except (ValueError, np.linalg.LinAlgError):
                 pass
         rows.append(row)
-    return pd.DataFrame(rows, columns=["quality", "n", "n_groups", "spearman_rho", "spearman_p", "model",
-                                       "coef", "se", "p", "converged", "covariates"])
+    return pd.DataFrame(
+        rows, columns=["quality", "n", "n_groups", "spearman_rho", "spearman_p", "model", "coef", "se", "p", "converged", "covariates"]
+    )

@@ -18,8 +18,15 @@ from typing import Any
 from dawm.errors import DawmError
 from dawm.evaluate.report import CHECK_ID
 
-CHROMIUM_FLAGS = ("--headless=new", "--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage",
-                  "--no-first-run", "--no-default-browser-check", "--mute-audio")
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--disable-gpu",
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--mute-audio",
+)
 
 
 class ChromiumNotFound(DawmError, FileNotFoundError):
@@ -66,8 +73,9 @@ def check_html_in_chromium(path: Path, chromium: str | None = None, timeout_s: f
     parser.feed(proc.stdout)
     attrs = parser.attrs
     if attrs is None or attrs.get("data-loaded") != "true":
-        raise RuntimeError(f'no completed <div id="{CHECK_ID}"> in the DOM of {path}: page not written by '
-                           f"HtmlReport, or it never finished loading")
+        raise RuntimeError(
+            f'no completed <div id="{CHECK_ID}"> in the DOM of {path}: page not written by HtmlReport, or it never finished loading'
+        )
     return {
         "images": int(attrs.get("data-images") or 0),
         "broken_images": int(attrs.get("data-broken-images") or 0),

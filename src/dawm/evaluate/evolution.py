@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from dawm.labels import DAWM, LESION, NORMAL, SIMULATED_TRANSITIONS
 from dawm.longitudinal.alignment import followup_on_baseline, register_followup_to_baseline
-from dawm.longitudinal.transitions import DAWM, LESION, NORMAL, transition_result, transition_volumes
-from dawm.simulate.pathology import TRANSITIONS
+from dawm.longitudinal.transitions import transition_result, transition_volumes
 
-__all__ = ["DAWM", "LESION", "NORMAL", "followup_on_baseline", "register_followup_to_baseline", "transition_volumes",
-           "transitions_from_truth_map"]
+__all__ = [
+    "DAWM",
+    "LESION",
+    "NORMAL",
+    "followup_on_baseline",
+    "register_followup_to_baseline",
+    "transition_volumes",
+    "transitions_from_truth_map",
+]
 
 #: Simulator transition names (``desc-transition_dseg``) -> keys used here.
 _TRUTH_NAMES = {
@@ -33,17 +40,17 @@ _TRUTH_NAMES = {
 
 
 def transitions_from_truth_map(transition_map: np.ndarray, voxel_ml: float) -> dict[str, float]:
-    """The simulator's ``desc-transition_dseg`` (see ``dawm.simulate.pathology.TRANSITIONS``) as
+    """The simulator's ``desc-transition_dseg`` (codes :data:`dawm.labels.SIMULATED_TRANSITIONS`) as
     the keys of :func:`transition_volumes`.
 
     Baseline DAWM is DAWM->normal + DAWM->lesion + DAWM persistent; follow-up DAWM is DAWM
     persistent + new DAWM (the simulator never turns a lesion into DAWM, so this is complete).
     """
     t = np.asarray(transition_map)
-    codes = {name: code for code, name in TRANSITIONS.items()}
+    codes = {name: code for code, name in SIMULATED_TRANSITIONS.items()}
     missing = set(_TRUTH_NAMES) - set(codes)
     if missing:
-        raise KeyError(f"transition labels {sorted(missing)} not in the simulator's TRANSITIONS")
+        raise KeyError(f"transition labels {sorted(missing)} not in the simulator's transition codes (SIMULATED_TRANSITIONS)")
     vols = {key: float(np.count_nonzero(t == codes[name])) * voxel_ml for name, key in _TRUTH_NAMES.items()}
     baseline = vols["dawm_to_normal"] + vols["dawm_to_lesion"] + vols["dawm_persistent"]
     return transition_result(vols, baseline, vols["dawm_persistent"] + vols["new_dawm"])

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from scipy import stats
+
+from dawm.image.figures import Grid, Layer, Row, planes_figure
 
 # Fixed colours by label name (fallback: the tab10 cycle), so the same class looks the same everywhere.
 _LABEL_COLOURS = {
@@ -72,57 +72,26 @@ def overlay_three_planes(
     spacing_mm: Sequence[float] = (1.0, 1.0, 1.0),
     title: str = "",
 ) -> Figure:
-    """Axial, coronal and sagittal slices of a 3D ``image`` (voxel axes i, j, k ~ x, y, z) through
-    the centre of mass of the first non-empty label mask (else the volume centre), with each label
-    drawn as a translucent fill plus contour. Aspect ratios follow ``spacing_mm``."""
+    """Axial, coronal and sagittal slices of a 3D ``image`` (voxel axes i, j, k ~ x, y, z, closest
+    RAS order: :func:`dawm.image.orientation.to_canonical`) through the slices holding most of the
+    first non-empty label mask (else the centre of the image), with each label drawn as a
+    translucent fill plus contour; drawn by :func:`dawm.image.figures.planes_figure` (cropped to the
+    non-zero image, aspect ratios from ``spacing_mm``)."""
     img = np.asarray(image, dtype=float) if image is not None else np.empty(0)
     if img.ndim != 3 or img.size == 0 or not np.isfinite(img).any():
         return no_data_figure(title)
-    masks = {
-        str(k): np.asarray(v) > 0 for k, v in (labels or {}).items() if v is not None and np.shape(v) == img.shape
-    }
+    masks = {str(k): np.asarray(v) > 0 for k, v in (labels or {}).items() if v is not None and np.shape(v) == img.shape}
     sx, sy, sz = (list(map(float, spacing_mm)) + [1.0, 1.0, 1.0])[:3]
-    centre = [s // 2 for s in img.shape]
-    for m in masks.values():
-        if m.any():
-            centre = [int(round(c)) for c in np.argwhere(m).mean(axis=0)]
-            break
-    i, j, k = centre
-    finite = img[np.isfinite(img)]
-    vmin, vmax = np.percentile(finite, [1, 99])
-    vmax = vmax if vmax > vmin else vmin + 1.0
-    img = np.nan_to_num(img, nan=vmin, posinf=vmax, neginf=vmin)
-    # (name, slicer, aspect = row spacing / column spacing); arrays are transposed so rows = 2nd axis.
-    planes = [
-        (f"axial k={k}", lambda a: a[:, :, k].T, sy / sx),
-        (f"coronal j={j}", lambda a: a[:, j, :].T, sz / sx),
-        (f"sagittal i={i}", lambda a: a[i, :, :].T, sz / sy),
-    ]
-    fig = _figure(10.5, 4.0)
-    axes = fig.subplots(1, 3)
-    for ax, (name, cut, aspect) in zip(axes, planes):
-        ax.imshow(cut(img), cmap="gray", vmin=vmin, vmax=vmax, origin="lower", aspect=aspect, interpolation="nearest")
-        for n, (lab, m) in enumerate(masks.items()):
-            sl = cut(m)
-            if not sl.any():
-                continue
-            c = _colour(lab, n)
-            ax.imshow(np.ma.masked_where(~sl, sl.astype(float)), cmap=ListedColormap([c]), alpha=0.35,
-                      origin="lower", aspect=aspect, interpolation="nearest", vmin=0, vmax=1)
-            if not sl.all():
-                ax.contour(sl.astype(float), levels=[0.5], colors=[c], linewidths=0.8)
-        ax.set_title(name, fontsize=9)
-        ax.set_axis_off()
-    if masks:
-        handles = [Patch(facecolor=_colour(lab, n), alpha=0.6, label=lab) for n, lab in enumerate(masks)]
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8, frameon=False)
-    if title:
-        fig.suptitle(title)
-    return fig
+    shown = np.isfinite(img) & (img != 0)
+    grid = Grid(np.diag([sx, sy, sz, 1.0]), shown if shown.any() else np.ones(img.shape, bool))
+    first = next((m for m in masks.values() if m.any()), None)
+    layers = [Layer("fill", grid.view(m), colour=_colour(lab, n), label=lab) for n, (lab, m) in enumerate(masks.items())]
+    return planes_figure(grid, [Row(title, grid.view(img), layers)], grid.centre(None if first is None else grid.view(first)))
 
 
-def bland_altman_plot(pred: Sequence[float] | np.ndarray, ref: Sequence[float] | np.ndarray, *, label: str = "",
-                      unit: str = "ml") -> Figure:
+def bland_altman_plot(
+    pred: Sequence[float] | np.ndarray, ref: Sequence[float] | np.ndarray, *, label: str = "", unit: str = "ml"
+) -> Figure:
     """Bland-Altman plot of ``pred`` vs ``ref``: difference against mean, bias and 95 % limits."""
     p = np.asarray(pred, dtype=float).ravel() if pred is not None else np.empty(0)
     r = np.asarray(ref, dtype=float).ravel() if ref is not None else np.empty(0)
@@ -188,8 +157,14 @@ def scatter_with_fit(df: pd.DataFrame, x: str, y: str, *, hue: str | None = None
         return no_data_figure(title)
     fig, ax, data, groups = started
     for n, (key, g) in enumerate(groups):
-        ax.scatter(g[x], g[y], s=18, alpha=0.75, color=_CYCLE[n % len(_CYCLE)] if hue else "#1f77b4",
-                   label=f"{hue} = {key}" if hue else f"n = {len(g)}")
+        ax.scatter(
+            g[x],
+            g[y],
+            s=18,
+            alpha=0.75,
+            color=_CYCLE[n % len(_CYCLE)] if hue else "#1f77b4",
+            label=f"{hue} = {key}" if hue else f"n = {len(g)}",
+        )
     xs, ys = data[x].to_numpy(float), data[y].to_numpy(float)
     if xs.size >= 2 and np.ptp(xs) > 0:
         slope, intercept = np.polyfit(xs, ys, 1)
@@ -221,8 +196,13 @@ def transition_bars(df: pd.DataFrame, *, title: str = "Longitudinal DAWM transit
     ax = fig.add_subplot()
     pos = np.arange(len(order))
     for s, src in enumerate(table.columns):
-        ax.bar(pos + (s - (n_src - 1) / 2) * width, table[src].fillna(0).to_numpy(), width,
-               label=str(src), color=_BAR_COLOURS[s % len(_BAR_COLOURS)])
+        ax.bar(
+            pos + (s - (n_src - 1) / 2) * width,
+            table[src].fillna(0).to_numpy(),
+            width,
+            label=str(src),
+            color=_BAR_COLOURS[s % len(_BAR_COLOURS)],
+        )
     ax.set_xticks(pos, [str(t) for t in order])
     ax.set_ylabel("fraction")
     ax.set_ylim(bottom=0)
@@ -239,8 +219,7 @@ def line_plot(df: pd.DataFrame, x: str, y: str, hue: str | None = None, title: s
     fig, ax, _, groups = started
     for n, (key, g) in enumerate(groups):
         g = g.sort_values(x)
-        ax.plot(g[x], g[y], marker="o", ms=4, color=_CYCLE[n % len(_CYCLE)] if hue else "#1f77b4",
-                label=f"{hue} = {key}" if hue else None)
+        ax.plot(g[x], g[y], marker="o", ms=4, color=_CYCLE[n % len(_CYCLE)] if hue else "#1f77b4", label=f"{hue} = {key}" if hue else None)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.set_title(title)

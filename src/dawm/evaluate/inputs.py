@@ -1,34 +1,34 @@
 """Inputs of ``dawm evaluate``: find and match dseg files, locate the related derivatives, and read
-session metadata (participants.tsv, sessions.tsv, raw sidecars), image-quality metrics and the
-simulator's documented EDSS model. No statistics here."""
+session metadata (participants.tsv, sessions.tsv, raw sidecars), image-quality metrics and, from
+the simulator's truth derivative when there is one, its EDSS model and true volumes. No statistics here."""
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dawm.bids.entities import BidsName, parse_name
+from dawm.bids.derivative_files import PreprocessFiles, SegmentationFiles, TruthFiles
+from dawm.bids.entities import parse_name
+from dawm.bids.layout import DERIVATIVES, RawFiles, SessionKey
 from dawm.errors import InputError
 from dawm.image.io import Volume, load_volume
-from dawm.image.resample import resample_to_grid
+from dawm.image.resample import resample
 from dawm.label.pipeline import participants_by_subject, session_infos, session_row
 
 log = logging.getLogger(__name__)
 
-DSEG_GLOB = "sub-*/**/anat/*_space-session_desc-dawm_dseg.nii.gz"
-PREPROCESS, TRUTH = "dawm-preprocess", "dawm-truth"
+PREPROCESS, TRUTH = PreprocessFiles.NAME, TruthFiles.NAME
 #: Image-quality metrics (``group_iqm.tsv`` columns) tested against accuracy, per weighted image.
 QUALITY_METRICS = ("snr_total", "cnr", "cjv", "efc", "fber", "inu_range", "fwhm_mm")
 
 
 @dataclass(frozen=True)
-class SessionPair:
+class SessionPair(SessionKey):
     """A session present in both folders: ``rel`` (path relative to each root), the two dsegs."""
 
     rel: str
@@ -38,16 +38,9 @@ class SessionPair:
     ref: Path
 
     @property
-    def key(self) -> str:
-        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
-
-    @property
     def ids(self) -> dict[str, str]:
         """``participant_id`` / ``session_id`` columns (``n/a`` without sessions)."""
-        return {"participant_id": f"sub-{self.subject}", "session_id": f"ses-{self.session}" if self.session else "n/a"}
-
-    def base(self) -> BidsName:
-        return BidsName({"sub": self.subject, **({"ses": self.session} if self.session else {})}, "", ".nii.gz")
+        return {"participant_id": self.participant_id, "session_id": self.session_id}
 
 
 @dataclass
@@ -66,13 +59,14 @@ class EvaluationInputs:
 
 
 def find_dsegs(root: Path, what: str) -> dict[str, Path]:
-    """``relative path -> file`` of every ``*_space-session_desc-dawm_dseg.nii.gz`` under ``root``;
-    ``InputError`` naming ``root`` when it is not a folder or holds none."""
+    """``relative path -> file`` of every ``*_space-session_desc-dawm_dseg.nii.gz`` under ``root``
+    (:meth:`~dawm.bids.derivative_files.SegmentationFiles.dseg_files`); ``InputError`` naming
+    ``root`` when it is not a folder or holds none."""
     if not root.is_dir():
         raise InputError(f"{root}: {what} folder not found")
-    found = {p.relative_to(root).as_posix(): p for p in sorted(root.glob(DSEG_GLOB))}
+    found = SegmentationFiles(root).dseg_files()
     if not found:
-        raise InputError(f"{root}: no *_space-session_desc-dawm_dseg.nii.gz files in the {what} folder")
+        raise InputError(f"{root}: no {SegmentationFiles.marker_pattern()} files in the {what} folder")
     return found
 
 
@@ -101,7 +95,7 @@ def default_bids_dir(pred_dir: Path) -> Path | None:
     """The raw dataset of a derivative: a folder named in ``SourceDatasets`` (or a ``GeneratedBy``
     entry's ``SourceDataset``) of its dataset_description.json (relative paths resolve against
     ``pred_dir``), else ``pred_dir``'s grandparent when it is ``<bids>/derivatives/<name>``."""
-    desc = pred_dir / "dataset_description.json"
+    desc = SegmentationFiles(pred_dir).description
     try:
         info = json.loads(desc.read_text()) if desc.exists() else {}
     except json.JSONDecodeError:
@@ -114,11 +108,17 @@ def default_bids_dir(pred_dir: Path) -> Path | None:
             cand = (pred_dir / url.removeprefix("file://")).resolve()
             if cand.is_dir():
                 return cand
-    return pred_dir.resolve().parent.parent if pred_dir.resolve().parent.name == "derivatives" else None
+    return pred_dir.resolve().parent.parent if pred_dir.resolve().parent.name == DERIVATIVES else None
 
 
-def resolve_inputs(pred_dir: str | Path, ref_dir: str | Path, *, bids_dir: str | Path | None = None,
-                   preprocess_dir: str | Path | None = None, truth_dir: str | Path | None = None) -> EvaluationInputs:
+def resolve_inputs(
+    pred_dir: str | Path,
+    ref_dir: str | Path,
+    *,
+    bids_dir: str | Path | None = None,
+    preprocess_dir: str | Path | None = None,
+    truth_dir: str | Path | None = None,
+) -> EvaluationInputs:
     """Match the sessions and work out the optional folders (given ones must exist)."""
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     pairs, only_pred, only_ref = match_sessions(pred_dir, ref_dir)
@@ -127,14 +127,14 @@ def resolve_inputs(pred_dir: str | Path, ref_dir: str | Path, *, bids_dir: str |
             raise InputError(f"{given}: {what} folder not found")
     notes = []
     bids = Path(bids_dir) if bids_dir is not None else default_bids_dir(pred_dir)
-    if bids is None or not ((bids / "participants.tsv").exists() or any(bids.glob("sub-*"))):
+    if bids is None or not (RawFiles(bids).participants.exists() or RawFiles(bids).subject_dirs()):
         notes.append(f"no BIDS dataset found for {pred_dir} (give --bids): no session metadata")
         bids = None
-    pre = Path(preprocess_dir) if preprocess_dir is not None else (bids / "derivatives" / PREPROCESS if bids else None)
+    pre = Path(preprocess_dir) if preprocess_dir is not None else (PreprocessFiles.in_dataset(bids).root if bids else None)
     if pre is not None and not pre.is_dir():
         notes.append(f"{pre}: no preprocess derivative: no quality metrics, registration or background images")
         pre = None
-    truth = Path(truth_dir) if truth_dir is not None else (bids / "derivatives" / TRUTH if bids else None)
+    truth = Path(truth_dir) if truth_dir is not None else (TruthFiles.in_dataset(bids).root if bids else None)
     if truth is not None and not truth.is_dir():
         truth = None
     return EvaluationInputs(pred_dir, ref_dir, bids, pre, truth, pairs, only_pred, only_ref, notes)
@@ -159,12 +159,7 @@ def on_grid(vol: Volume, shape: tuple[int, int, int], affine: np.ndarray, interp
     """``vol``'s data on the grid ``(shape, affine)`` of the same world (resampled only when it differs)."""
     if same_grid(vol, shape, affine):
         return vol.data
-    return resample_to_grid(vol.data, vol.affine, shape, affine, interpolation=interpolation)  # type: ignore[arg-type]
-
-
-def preprocessed(pre_dir: Path, pair: SessionPair, **entities: str) -> Path:
-    """A file of the session in the preprocess derivative, e.g. ``space="session", desc="preproc", suffix="T1w"``."""
-    return pre_dir / pair.base().with_(**entities).relpath
+    return resample(vol.data, vol.affine, shape, affine, interpolation=interpolation)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,12 +189,23 @@ def session_metadata(bids_dir: Path) -> pd.DataFrame:
         any_side = next((inputs.sidecars[r] for r in ("T1w", "FLAIR", *inputs.sidecars) if inputs.sidecars.get(r)), {})
         duration = _number(person.get("disease_duration")) + _number(visit.get("years_since_baseline", 0.0))
         edss = _number(visit["edss"]) if "edss" in visit else _number(person.get("edss"))
-        rows.append({
-            "participant_id": f"sub-{inputs.subject}", "session_id": f"ses-{inputs.session}" if inputs.session else "n/a",
-            "group": info.group, "sex": person.get("sex"), "age": info.age, "edss": edss, "disease_duration": duration,
-            "scanner": info.scanner, "manufacturer": any_side.get("Manufacturer"), "model": any_side.get("ManufacturersModelName"),
-            "field_t": info.field_t, "flair_type": flair.get("MRAcquisitionType"), "flair_slice_mm": _number(flair.get("SliceThickness")),
-        })
+        rows.append(
+            {
+                "participant_id": inputs.participant_id,
+                "session_id": inputs.session_id,
+                "group": info.group,
+                "sex": person.get("sex"),
+                "age": info.age,
+                "edss": edss,
+                "disease_duration": duration,
+                "scanner": info.scanner,
+                "manufacturer": any_side.get("Manufacturer"),
+                "model": any_side.get("ManufacturersModelName"),
+                "field_t": info.field_t,
+                "flair_type": flair.get("MRAcquisitionType"),
+                "flair_slice_mm": _number(flair.get("SliceThickness")),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -207,11 +213,12 @@ def quality_table(pre_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     """Per-session IQMs from ``<pre_dir>/group_iqm.tsv`` (one row per image), pivoted to columns
     ``<metric>_<role>`` (e.g. ``snr_total_FLAIR``) for :data:`QUALITY_METRICS`; returns the table
     (with participant_id, session_id) and its usable quality columns (finite, not constant)."""
-    path = pre_dir / "group_iqm.tsv"
+    pre = PreprocessFiles(pre_dir)
+    path = pre.group_iqm
     if path.exists():
         long = pd.read_csv(path, sep="\t", na_values="n/a")
     else:
-        files = sorted(pre_dir.glob("sub-*/**/*_desc-iqm_metrics.tsv"))
+        files = pre.iqm_tables()
         long = pd.concat([pd.read_csv(p, sep="\t", na_values="n/a") for p in files], ignore_index=True) if files else pd.DataFrame()
     metrics = [m for m in QUALITY_METRICS if m in long.columns]
     if long.empty or not metrics or "role" not in long.columns:
@@ -224,21 +231,20 @@ def quality_table(pre_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     return wide, cols
 
 
-def simulated_edss_coefficient(bids_dir: Path | None, term: str = "dawm_ml") -> float | None:
-    """The coefficient of ``term`` in the simulator's EDSS model, when ``participants.json``
-    documents it (``dawm simulate`` writes ``... (simulated: intercept=1.0, ..., dawm_ml=0.05, ...)``)."""
-    path = bids_dir / "participants.json" if bids_dir else None
+def simulated_edss_coefficient(truth_dir: Path | None, term: str = "dawm_ml") -> float | None:
+    """The coefficient of ``term`` in the simulator's EDSS model, read from the truth derivative's
+    ``edss_model.json`` (``Coefficients``; written by ``dawm simulate``); None without one."""
+    path = TruthFiles(truth_dir).edss_model if truth_dir else None
     if path is None or not path.exists():
         return None
     try:
-        text = json.loads(path.read_text()).get("edss", {}).get("Description", "")
+        value = json.loads(path.read_text()).get("Coefficients", {}).get(term)
     except (json.JSONDecodeError, AttributeError):
         return None
-    m = re.search(rf"simulated:.*\b{re.escape(term)}=([-+0-9.eE]+)", text)
-    return float(m.group(1)) if m else None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def truth_volumes(truth_dir: Path | None) -> pd.DataFrame | None:
     """``<truth_dir>/volumes.tsv`` (participant_id, session_id, lesion_ml, dawm_ml, ...) or None."""
-    path = truth_dir / "volumes.tsv" if truth_dir else None
+    path = TruthFiles(truth_dir).volumes_table if truth_dir else None
     return pd.read_csv(path, sep="\t", na_values="n/a") if path is not None and path.exists() else None

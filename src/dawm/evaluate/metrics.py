@@ -1,7 +1,9 @@
 """Segmentation and agreement metrics: predicted masks and volumes against reference labels.
 
-Voxel overlap (:func:`overlap_metrics`), lesion-wise detection (:func:`lesion_detection`) and
-agreement of per-subject volumes (ICC, correlations, Bland-Altman, bootstrap CIs). Pure numpy/scipy.
+Voxel overlap (:func:`overlap_metrics`; its Dice is :func:`dawm.metrics.dice`, one session's, which
+the report averages over sessions: :func:`dawm.metrics.mean_dice`), lesion-wise detection
+(:func:`lesion_detection`, components of :func:`dawm.image.components.components`) and agreement of
+per-subject volumes (ICC, correlations, Bland-Altman, bootstrap CIs). Pure numpy/scipy.
 
 Surface distances follow MONAI's definition (``compute_hausdorff_distance`` /
 ``compute_average_surface_distance``): the surface of a mask is ``mask ^ binary_erosion(mask)``
@@ -26,11 +28,15 @@ pairs remain or the input is constant.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage, stats
+
+from dawm.image.components import components
+from dawm.metrics import dice_from_counts, overlap_counts
 
 LOA_Z = 1.96  # Bland-Altman limits of agreement: bias ± 1.96 sd
 
@@ -92,7 +98,7 @@ def overlap_metrics(pred: np.ndarray, ref: np.ndarray, spacing_mm: Sequence[floa
     the conventions of the module docstring; no warnings are emitted.
     """
     pred, ref, spacing = _check_pair(pred, ref, spacing_mm)
-    n_p, n_r, inter = int(pred.sum()), int(ref.sum()), int(np.count_nonzero(pred & ref))
+    inter, n_p, n_r = overlap_counts(pred, ref)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     if n_p and n_r:
         d_pr, d_rp = surface_distances(pred, ref, spacing)
@@ -106,7 +112,7 @@ def overlap_metrics(pred: np.ndarray, ref: np.ndarray, spacing_mm: Sequence[floa
     else:
         rel = 0.0 if n_p == 0 else float("nan")
     return OverlapMetrics(
-        dice=_ratio(2.0 * inter, n_p + n_r),
+        dice=dice_from_counts(inter, n_p, n_r),
         precision=_ratio(inter, n_p),
         recall=_ratio(inter, n_r),
         hd95_mm=hd95,
@@ -116,19 +122,6 @@ def overlap_metrics(pred: np.ndarray, ref: np.ndarray, spacing_mm: Sequence[floa
         volume_error_ml=vol_p - vol_r,
         relative_volume_error=rel,
     )
-
-
-def components(mask: np.ndarray, min_voxels: float = 0.0) -> tuple[np.ndarray, int]:
-    """26-connected (full connectivity) components of a boolean mask at least ``min_voxels`` large,
-    relabelled 1..n: ``(labels, n)``."""
-    lab, n = ndimage.label(mask, structure=ndimage.generate_binary_structure(mask.ndim, mask.ndim))
-    if n and min_voxels > 0:
-        keep = np.bincount(lab.ravel(), minlength=n + 1) >= min_voxels
-        keep[0] = False
-        new = np.zeros(n + 1, dtype=lab.dtype)
-        new[keep] = np.arange(1, int(keep.sum()) + 1)
-        lab, n = new[lab], int(keep.sum())
-    return lab, n
 
 
 def lesion_detection(
@@ -158,8 +151,13 @@ def lesion_detection(
     recall, precision = _ratio(tp_r, n_r), _ratio(tp_p, n_p)
     f1 = 0.0 if recall + precision == 0 else 2 * precision * recall / (precision + recall)
     return {
-        "n_ref": n_r, "n_pred": n_p, "tp_ref": tp_r, "tp_pred": tp_p,
-        "lesion_recall": recall, "lesion_precision": precision, "lesion_f1": f1,
+        "n_ref": n_r,
+        "n_pred": n_p,
+        "tp_ref": tp_r,
+        "tp_pred": tp_p,
+        "lesion_recall": recall,
+        "lesion_precision": precision,
+        "lesion_f1": f1,
     }
 
 

@@ -60,10 +60,18 @@ def _json_number(value: Any) -> Any:
     return None if isinstance(value, float) and not np.isfinite(value) else value
 
 
-def evaluate_dataset(pred_dir: str | Path, ref_dir: str | Path, output_dir: str | Path, *, bids_dir: str | Path | None = None,
-                     preprocess_dir: str | Path | None = None, truth_dir: str | Path | None = None,
-                     compare: dict[str, Path] | None = None, n_boot: int = 1000,
-                     progress: Callable[[str], None] | None = None) -> EvaluationSummary:
+def evaluate_dataset(
+    pred_dir: str | Path,
+    ref_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    bids_dir: str | Path | None = None,
+    preprocess_dir: str | Path | None = None,
+    truth_dir: str | Path | None = None,
+    compare: dict[str, Path] | None = None,
+    n_boot: int = 1000,
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationSummary:
     """Score ``pred_dir`` against ``ref_dir`` and write the tables, ``report.html``, ``summary.json``
     and ``provenance.json`` into ``output_dir`` (see the module docstring). ``bids_dir``,
     ``preprocess_dir`` and ``truth_dir`` default to the folders the prediction derives from
@@ -87,12 +95,27 @@ def evaluate_dataset(pred_dir: str | Path, ref_dir: str | Path, output_dir: str 
     step("scoring sessions")
     metrics, locations, failed = sections.score_all(run, inputs.pairs, locations=True, what="sessions")
     if metrics.empty:
-        raise RunFailed(f"{inputs.pred_dir}: no session could be scored ({len(failed)} failed: "
-                        + "; ".join(f"{k}: {e}" for k, e in failed.items()) + ")")
+        raise RunFailed(
+            f"{inputs.pred_dir}: no session could be scored ({len(failed)} failed: "
+            + "; ".join(f"{k}: {e}" for k, e in failed.items())
+            + ")"
+        )
     run.tsv("metrics.tsv", with_meta(metrics, meta))
     volumes = run.tsv("volumes.tsv", _volumes(metrics))
-    agreement = run.tsv("agreement.tsv", pd.DataFrame([{"class": cls, **agreement_table(
-        volumes[f"pred_{cls}_ml"], volumes[f"ref_{cls}_ml"], groups=volumes.participant_id.to_numpy(), n_boot=n_boot)} for cls in CLASSES]))
+    agreement = run.tsv(
+        "agreement.tsv",
+        pd.DataFrame(
+            [
+                {
+                    "class": cls,
+                    **agreement_table(
+                        volumes[f"pred_{cls}_ml"], volumes[f"ref_{cls}_ml"], groups=volumes.participant_id.to_numpy(), n_boot=n_boot
+                    ),
+                }
+                for cls in CLASSES
+            ]
+        ),
+    )
     sections.summary_section(run, metrics, agreement, failed)
     step("accuracy")
     sections.accuracy_section(run, metrics, volumes, agreement)
@@ -103,8 +126,15 @@ def evaluate_dataset(pred_dir: str | Path, ref_dir: str | Path, output_dir: str 
     sections.evolution_section(run)
     step("clinical association")
     sections.association_section(run, volumes)
-    config = {"pred_dir": inputs.pred_dir, "ref_dir": inputs.ref_dir, "bids_dir": inputs.bids_dir, "preprocess_dir": inputs.preprocess_dir,
-              "truth_dir": inputs.truth_dir, "compare": {k: str(v) for k, v in (compare or {}).items()}, "n_boot": n_boot}
+    config = {
+        "pred_dir": inputs.pred_dir,
+        "ref_dir": inputs.ref_dir,
+        "bids_dir": inputs.bids_dir,
+        "preprocess_dir": inputs.preprocess_dir,
+        "truth_dir": inputs.truth_dir,
+        "compare": {k: str(v) for k, v in (compare or {}).items()},
+        "n_boot": n_boot,
+    }
     sections.provenance_section(run, {k: str(v) if isinstance(v, Path) else v for k, v in config.items()}, failed)
     run.files["summary.json"] = write_json(out / "summary.json", {k: _json_number(v) for k, v in run.numbers.items()})
     report = run.rep.write(out / "report.html")

@@ -46,7 +46,7 @@ CHECK_SCRIPT = """<script>
   });
   window.addEventListener("load", function () { loaded = true; render(); });
 })();
-</script>""" % {"id": CHECK_ID}
+</script>""" % {"id": CHECK_ID}  # noqa: UP031 - JavaScript braces read better with % than with format()
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#222;background:#fafafa;line-height:1.45}
@@ -118,8 +118,9 @@ class HtmlReport:
             elif lines:
                 self._parts.append(f"<p>{_inline(' '.join(lines))}</p>")
 
-    def add_table(self, df: pd.DataFrame, caption: str = "", float_format: str = "{:.3g}",
-                  links: Mapping[str, Sequence[str | None]] | None = None) -> None:
+    def add_table(
+        self, df: pd.DataFrame, caption: str = "", float_format: str = "{:.3g}", links: Mapping[str, Sequence[str | None]] | None = None
+    ) -> None:
         """Add ``df`` as a table (index shown unless it is a default RangeIndex). ``links``: column
         -> one link target per row (a relative URL; a cell whose target is None, empty or ``n/a``
         stays plain text)."""
@@ -140,15 +141,12 @@ class HtmlReport:
             rows = [f'<tr><td colspan="{max(len(head), 1)}"><em>no data</em></td></tr>']
         cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
         self._parts.append(
-            f"<table>{cap}<thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>"
+            f"<table>{cap}<thead><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         )
 
     def add_key_values(self, values: Mapping[str, Any], caption: str = "") -> None:
         """Add a two-column key/value table."""
-        rows = "".join(
-            f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v, '{:.4g}')[0]}</td></tr>" for k, v in values.items()
-        )
+        rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v, '{:.4g}')[0]}</td></tr>" for k, v in values.items())
         cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
         self._parts.append(f'<table class="kv">{cap}<tbody>{rows}</tbody></table>')
 
@@ -170,9 +168,7 @@ class HtmlReport:
 
     def to_html(self) -> str:
         """The whole document as a string."""
-        toc = "".join(
-            f'<li class="l{lvl}"><a href="#{a}">{html.escape(t)}</a></li>' for lvl, a, t in self._toc
-        )
+        toc = "".join(f'<li class="l{lvl}"><a href="#{a}">{html.escape(t)}</a></li>' for lvl, a, t in self._toc)
         nav = f'<nav class="toc"><strong>Contents</strong><ul>{toc}</ul></nav>' if toc else ""
         when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         title = html.escape(self.title)

@@ -28,12 +28,12 @@ from dawm.evaluate.inputs import EvaluationInputs, SessionPair, match_sessions, 
 from dawm.evaluate.metrics import bootstrap_ci
 from dawm.evaluate.report import HtmlReport
 from dawm.evaluate.sessions import CLASSES, background_image, load_pair, score_session, session_transitions
+from dawm.image.orientation import to_canonical
 from dawm.image.resample import voxel_sizes
 from dawm.label.config import LabelConfig
-from dawm.model.orientation import to_canonical
+from dawm.labels import DAWM_FATE_5Y
 from dawm.parallel import run_all
 from dawm.provenance import provenance
-from dawm.simulate.pathology import DAWM_FATE_5Y
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ class Run:
 
 
 def scored(df: pd.DataFrame, cls: str) -> pd.DataFrame:
-    """Rows of class ``cls`` whose reference holds it (where Dice means something)."""
+    """Rows of class ``cls`` whose reference holds it (where Dice means something): the sessions
+    whose Dice the summary averages (:func:`dawm.metrics.mean_dice`, the mean over sessions, not pooled)."""
     return df[(df["class"] == cls) & (df["volume_ref_ml"] > 0)]
 
 
@@ -100,8 +101,13 @@ def score_all(run: Run, pairs: list[SessionPair], *, locations: bool, what: str)
 def summary_section(run: Run, metrics: pd.DataFrame, agreement: pd.DataFrame, failed: dict[str, str]) -> None:
     """Key numbers: sessions, mean Dice with a subject-level bootstrap CI, lesion F1, volume agreement."""
     n = run.numbers
-    n.update(n_sessions=int(metrics[IDS].drop_duplicates().shape[0]), n_subjects=int(metrics.participant_id.nunique()),
-             n_failed=len(failed), n_only_prediction=len(run.inputs.only_pred), n_only_reference=len(run.inputs.only_ref))
+    n.update(
+        n_sessions=int(metrics[IDS].drop_duplicates().shape[0]),
+        n_subjects=int(metrics.participant_id.nunique()),
+        n_failed=len(failed),
+        n_only_prediction=len(run.inputs.only_pred),
+        n_only_reference=len(run.inputs.only_ref),
+    )
     for cls in CLASSES:
         d = scored(metrics, cls)
         est, lo, hi = bootstrap_ci(d.dice.to_numpy(), np.mean, n_boot=run.n_boot, groups=d.participant_id.to_numpy())
@@ -110,17 +116,26 @@ def summary_section(run: Run, metrics: pd.DataFrame, agreement: pd.DataFrame, fa
         n.update({f"{cls}_volume_{k}": float(a[k]) for k in ("icc_a1", "spearman_rho", "bias", "loa_low", "loa_high")})
     n["lesion_f1_mean"] = float(scored(metrics, "lesion").lesion_f1.mean())
     run.rep.add_heading("Summary")
-    run.rep.add_text(f"{n['n_sessions']} session(s) of {n['n_subjects']} subject(s): predictions in `{run.inputs.pred_dir}` "
-                     f"against `{run.inputs.ref_dir}`. Dice is averaged over the sessions whose reference holds the class; "
-                     f"95 % CIs are percentile bootstraps over subjects ({run.n_boot} resamples).")
-    run.rep.add_key_values({
-        "sessions scored": n["n_sessions"], "sessions failed": n["n_failed"],
-        "sessions only in the prediction / reference": f"{n['n_only_prediction']} / {n['n_only_reference']}",
-        "DAWM Dice, mean (95 % CI)": f"{n['dawm_dice_mean']:.3f} ({n['dawm_dice_ci_low']:.3f}–{n['dawm_dice_ci_high']:.3f}), n = {n['dawm_n_scored']}",
-        "lesion Dice, mean (95 % CI)": f"{n['lesion_dice_mean']:.3f} ({n['lesion_dice_ci_low']:.3f}–{n['lesion_dice_ci_high']:.3f}), n = {n['lesion_n_scored']}",
-        "lesion-wise F1, mean": n["lesion_f1_mean"], "DAWM volume ICC(A,1)": n["dawm_volume_icc_a1"],
-        "DAWM volume Spearman ρ": n["dawm_volume_spearman_rho"], "DAWM volume Bland–Altman bias (ml)": n["dawm_volume_bias"],
-    }, "Key numbers")
+    run.rep.add_text(
+        f"{n['n_sessions']} session(s) of {n['n_subjects']} subject(s): predictions in `{run.inputs.pred_dir}` "
+        f"against `{run.inputs.ref_dir}`. Dice is averaged over the sessions whose reference holds the class "
+        f"(a mean over sessions, not pooled); "
+        f"95 % CIs are percentile bootstraps over subjects ({run.n_boot} resamples)."
+    )
+    run.rep.add_key_values(
+        {
+            "sessions scored": n["n_sessions"],
+            "sessions failed": n["n_failed"],
+            "sessions only in the prediction / reference": f"{n['n_only_prediction']} / {n['n_only_reference']}",
+            "DAWM Dice, mean (95 % CI)": f"{n['dawm_dice_mean']:.3f} ({n['dawm_dice_ci_low']:.3f}–{n['dawm_dice_ci_high']:.3f}), n = {n['dawm_n_scored']}",
+            "lesion Dice, mean (95 % CI)": f"{n['lesion_dice_mean']:.3f} ({n['lesion_dice_ci_low']:.3f}–{n['lesion_dice_ci_high']:.3f}), n = {n['lesion_n_scored']}",
+            "lesion-wise F1, mean": n["lesion_f1_mean"],
+            "DAWM volume ICC(A,1)": n["dawm_volume_icc_a1"],
+            "DAWM volume Spearman ρ": n["dawm_volume_spearman_rho"],
+            "DAWM volume Bland–Altman bias (ml)": n["dawm_volume_bias"],
+        },
+        "Key numbers",
+    )
     skipped = [f"{r}: only in the prediction" for r in run.inputs.only_pred] + [f"{r}: only in the reference" for r in run.inputs.only_ref]
     if skipped or failed:
         run.rep.add_text("Sessions not scored:\n\n" + "\n".join(f"- {s}" for s in skipped + [f"{k}: {e}" for k, e in failed.items()]))
@@ -134,11 +149,15 @@ def accuracy_section(run: Run, metrics: pd.DataFrame, volumes: pd.DataFrame, agr
     means = pd.concat([scored(metrics, c) for c in CLASSES]).groupby("class")[[c for c in cols if c in metrics]].mean()
     rep.add_table(means, "Mean per class over sessions with the class in the reference (metrics.tsv)")
     rep.add_heading("Volume agreement", 3)
-    rep.add_table(agreement[["class", "n", "icc_a1", "icc_a1_ci_low", "icc_a1_ci_high", "spearman_rho", "pearson_r",
-                             "bias", "loa_low", "loa_high"]], "Predicted against reference volumes (ml, agreement.tsv)")
+    rep.add_table(
+        agreement[["class", "n", "icc_a1", "icc_a1_ci_low", "icc_a1_ci_high", "spearman_rho", "pearson_r", "bias", "loa_low", "loa_high"]],
+        "Predicted against reference volumes (ml, agreement.tsv)",
+    )
     for cls in CLASSES:
-        rep.add_figure(figures.bland_altman_plot(volumes[f"pred_{cls}_ml"], volumes[f"ref_{cls}_ml"], label=f"{cls} volume"),
-                       f"Bland–Altman of the {cls} volume (ml)")
+        rep.add_figure(
+            figures.bland_altman_plot(volumes[f"pred_{cls}_ml"], volumes[f"ref_{cls}_ml"], label=f"{cls} volume"),
+            f"Bland–Altman of the {cls} volume (ml)",
+        )
     rep.add_heading("Examples", 3)
     d = scored(metrics, "dawm").sort_values("dice")
     d = d if not d.empty else metrics[metrics["class"] == "dawm"].sort_values("dice")
@@ -160,8 +179,10 @@ def accuracy_section(run: Run, metrics: pd.DataFrame, volumes: pd.DataFrame, agr
         pred, ref = to_canonical(np.stack([pred, ref]), affine)[0]
         image, ras_affine = to_canonical(image, affine)
         masks = {"reference DAWM": ref == 2, "predicted DAWM": pred == 2, "reference lesion": ref == 1, "predicted lesion": pred == 1}
-        rep.add_figure(figures.overlay_three_planes(image, masks, voxel_sizes(ras_affine), f"{label}: {pair.key}"),
-                       f"{label} DAWM Dice ({row.dice:.3f}): {pair.key} on the preprocessed {name}")
+        rep.add_figure(
+            figures.overlay_three_planes(image, masks, voxel_sizes(ras_affine), f"{label}: {pair.key}"),
+            f"{label} DAWM Dice ({row.dice:.3f}): {pair.key} on the preprocessed {name}",
+        )
 
 
 def _group_tests(df: pd.DataFrame, value: str, by: str, **keys: str) -> pd.DataFrame:
@@ -187,15 +208,25 @@ def _scanner_bias(run: Run, data: pd.DataFrame) -> None:
     if not factors:
         run.note("no session metadata: no scanner or sequence comparison")
         return
-    tests = [_group_tests(sub, value, col, factor=label, **{"class": cls}) for label, col in factors.items()
-             for cls, value, sub in (("dawm", "dice", scored(data, "dawm")), ("lesion", "dice", scored(data, "lesion")),
-                                     ("dawm", "volume_error_ml", data[data["class"] == "dawm"]))]
+    tests = [
+        _group_tests(sub, value, col, factor=label, **{"class": cls})
+        for label, col in factors.items()
+        for cls, value, sub in (
+            ("dawm", "dice", scored(data, "dawm")),
+            ("lesion", "dice", scored(data, "lesion")),
+            ("dawm", "volume_error_ml", data[data["class"] == "dawm"]),
+        )
+    ]
     table = run.tsv("bias_groups.tsv", pd.concat(tests, ignore_index=True))
-    run.rep.add_table(table[["factor", "class", "metric", "level", "n", "mean", "ci_low", "ci_high", "test", "p"]],
-                      "Accuracy per level (bias_groups.tsv; Mann-Whitney U for 2 levels, Kruskal-Wallis for more)")
+    run.rep.add_table(
+        table[["factor", "class", "metric", "level", "n", "mean", "ci_low", "ci_high", "test", "p"]],
+        "Accuracy per level (bias_groups.tsv; Mann-Whitney U for 2 levels, Kruskal-Wallis for more)",
+    )
     for label, col in factors.items():
         if data[col].nunique() > 1:
-            run.rep.add_figure(figures.boxplot_by(scored(data, "dawm"), "dice", col, title=f"DAWM Dice by {label}"), f"DAWM Dice by {label}")
+            run.rep.add_figure(
+                figures.boxplot_by(scored(data, "dawm"), "dice", col, title=f"DAWM Dice by {label}"), f"DAWM Dice by {label}"
+            )
 
 
 def _quality_bias(run: Run, data: pd.DataFrame) -> None:
@@ -212,17 +243,26 @@ def _quality_bias(run: Run, data: pd.DataFrame) -> None:
     if not per_class:
         return
     with _small_sample_warnings_off():
-        assoc = pd.concat([quality_association(df, "dice", cols, covariates=covs).assign(**{"class": cls}).sort_values("p")
-                           for cls, df in per_class.items()], ignore_index=True)
+        assoc = pd.concat(
+            [
+                quality_association(df, "dice", cols, covariates=covs).assign(**{"class": cls}).sort_values("p")
+                for cls, df in per_class.items()
+            ],
+            ignore_index=True,
+        )
     run.tsv("bias_quality.tsv", assoc)
-    run.rep.add_table(assoc[["class", "quality", "n", "n_groups", "spearman_rho", "spearman_p", "model", "coef", "se", "p"]],
-                      "Dice against image-quality metrics (bias_quality.tsv; coef per SD of the metric, scanner-adjusted; "
-                      "clustered standard errors need many subjects (n_groups))")
+    run.rep.add_table(
+        assoc[["class", "quality", "n", "n_groups", "spearman_rho", "spearman_p", "model", "coef", "se", "p"]],
+        "Dice against image-quality metrics (bias_quality.tsv; coef per SD of the metric, scanner-adjusted; "
+        "clustered standard errors need many subjects (n_groups))",
+    )
     dawm = assoc[assoc["class"] == "dawm"].dropna(subset=["spearman_rho"])
     if len(dawm):
         top = dawm.loc[dawm.spearman_rho.abs().idxmax(), "quality"]
-        run.rep.add_figure(figures.scatter_with_fit(per_class["dawm"], top, "dice", hue="scanner" if covs else None,
-                                                    title=f"DAWM Dice against {top}"), f"DAWM Dice against the most associated metric, {top}")
+        run.rep.add_figure(
+            figures.scatter_with_fit(per_class["dawm"], top, "dice", hue="scanner" if covs else None, title=f"DAWM Dice against {top}"),
+            f"DAWM Dice against the most associated metric, {top}",
+        )
 
 
 def _location_bias(run: Run, locations: pd.DataFrame) -> None:
@@ -233,14 +273,21 @@ def _location_bias(run: Run, locations: pd.DataFrame) -> None:
         return
     run.tsv("bias_location.tsv", locations)
     present = locations[locations.volume_ref_ml > 0]
-    tests = [_group_tests(df[df["class"] == cls], value, "location", **{"class": cls})
-             for value, df in (("dice", present), ("sensitivity", present), ("volume_error_ml", locations)) for cls in CLASSES]
-    run.rep.add_table(pd.concat(tests, ignore_index=True)[["class", "metric", "level", "n", "mean", "median", "test", "p"]],
-                      "Per location class (bias_location.tsv): Dice and sensitivity where the reference has the class there, "
-                      "volume error (ml) everywhere")
+    tests = [
+        _group_tests(df[df["class"] == cls], value, "location", **{"class": cls})
+        for value, df in (("dice", present), ("sensitivity", present), ("volume_error_ml", locations))
+        for cls in CLASSES
+    ]
+    run.rep.add_table(
+        pd.concat(tests, ignore_index=True)[["class", "metric", "level", "n", "mean", "median", "test", "p"]],
+        "Per location class (bias_location.tsv): Dice and sensitivity where the reference has the class there, "
+        "volume error (ml) everywhere",
+    )
     for cls in CLASSES:
-        run.rep.add_figure(figures.boxplot_by(present[present["class"] == cls], "dice", "location", title=f"{cls} Dice by location"),
-                           f"{cls} Dice by location class")
+        run.rep.add_figure(
+            figures.boxplot_by(present[present["class"] == cls], "dice", "location", title=f"{cls} Dice by location"),
+            f"{cls} Dice by location class",
+        )
     sens = present[present["class"] == "dawm"].groupby("location").sensitivity.mean()
     run.numbers.update({f"dawm_sensitivity_{k}": float(v) for k, v in sens.items()})
 
@@ -262,9 +309,12 @@ def configurations_section(run: Run, metrics: pd.DataFrame, compare: dict[str, P
     cols = ["config", *IDS, "class", "dice", "precision", "recall", "volume_pred_ml", "volume_ref_ml", "volume_error_ml"]
     data = run.tsv("configurations.tsv", pd.concat(tables, ignore_index=True)[cols])
     tests = pd.concat([_group_tests(scored(data, cls), "dice", "config", **{"class": cls}) for cls in CLASSES], ignore_index=True)
-    run.rep.add_table(tests[["class", "level", "n", "mean", "ci_low", "ci_high", "test", "p"]], "Dice per configuration (configurations.tsv)")
-    run.rep.add_figure(figures.boxplot_by(scored(data, "dawm"), "dice", "config", title="DAWM Dice by configuration"),
-                       "DAWM Dice by configuration")
+    run.rep.add_table(
+        tests[["class", "level", "n", "mean", "ci_low", "ci_high", "test", "p"]], "Dice per configuration (configurations.tsv)"
+    )
+    run.rep.add_figure(
+        figures.boxplot_by(scored(data, "dawm"), "dice", "config", title="DAWM Dice by configuration"), "DAWM Dice by configuration"
+    )
 
 
 def evolution_section(run: Run) -> None:
@@ -292,18 +342,31 @@ def evolution_section(run: Run) -> None:
     frac = []
     for source, g in evo.groupby("source", sort=False):
         base = g.baseline_dawm_ml.sum()
-        frac += [{"source": source, "transition": t, "fraction": g[f"{k}_ml"].sum() / base if base > 0 else np.nan} for k, t in FATES.items()]
+        frac += [
+            {"source": source, "transition": t, "fraction": g[f"{k}_ml"].sum() / base if base > 0 else np.nan} for k, t in FATES.items()
+        ]
     frac += [{"source": "literature (5 y)", "transition": t, "fraction": v} for t, v in LITERATURE.items()]
     table = pd.DataFrame(frac).pivot(index="transition", columns="source", values="fraction").reindex(list(FATES.values()))
-    run.rep.add_text(f"Each follow-up is registered rigidly to the session before it (the baseline for the first follow-up), "
-                     f"as the simulator's transition maps are. Fractions pool the {len(steps)} step(s): transition volume over baseline "
-                     f"DAWM volume. The literature expects about {LITERATURE['DAWM→lesion']:.0%} of DAWM to become lesion, "
-                     f"{LITERATURE['persistent DAWM']:.0%} to persist and {LITERATURE['DAWM→normal']:.0%} to resolve over about five years.")
+    run.rep.add_text(
+        f"Each follow-up is registered rigidly to the session before it (the baseline for the first follow-up), "
+        f"as the simulator's transition maps are. Fractions pool the {len(steps)} step(s): transition volume over baseline "
+        f"DAWM volume. The literature expects about {LITERATURE['DAWM→lesion']:.0%} of DAWM to become lesion, "
+        f"{LITERATURE['persistent DAWM']:.0%} to persist and {LITERATURE['DAWM→normal']:.0%} to resolve over about five years."
+    )
     run.rep.add_table(table, "Share of baseline DAWM per transition (evolution.tsv)")
     fates = pd.DataFrame(frac).query("transition != 'new DAWM'")
-    run.rep.add_figure(figures.transition_bars(fates, title="Fate of baseline DAWM"), "Fate of baseline DAWM: predicted, reference, truth and literature")
-    run.numbers.update({f"evolution_{s}_{k}": float(table.loc[t, s]) for s in table.columns if s in ("predicted", "reference", "truth")
-                        for k, t in FATES.items() if t in table.index})
+    run.rep.add_figure(
+        figures.transition_bars(fates, title="Fate of baseline DAWM"), "Fate of baseline DAWM: predicted, reference, truth and literature"
+    )
+    run.numbers.update(
+        {
+            f"evolution_{s}_{k}": float(table.loc[t, s])
+            for s in table.columns
+            if s in ("predicted", "reference", "truth")
+            for k, t in FATES.items()
+            if t in table.index
+        }
+    )
 
 
 def association_section(run: Run, volumes: pd.DataFrame) -> None:
@@ -317,7 +380,7 @@ def association_section(run: Run, volumes: pd.DataFrame) -> None:
     if truth is not None and {"dawm_ml", "lesion_ml"} <= set(truth.columns):
         named = truth[IDS + ["dawm_ml", "lesion_ml"]].rename(columns={"dawm_ml": "truth_dawm_ml", "lesion_ml": "truth_lesion_ml"})
         data = data.merge(named, on=IDS, how="left")
-    simulated = simulated_edss_coefficient(run.inputs.bids_dir)
+    simulated = simulated_edss_coefficient(run.inputs.truth_dir)
     patients = data[data.group.notna() & (data.group != LabelConfig().control_group)]
     rows = []
     for source in ("pred", "ref", "truth"):
@@ -328,8 +391,10 @@ def association_section(run: Run, volumes: pd.DataFrame) -> None:
         try:
             with _small_sample_warnings_off():
                 res = clinical_association(df, outcome="edss", exposure="dawm_ml", covariates=COVARIATES)
-            row.update({k: res[k] for k in ("coef", "se", "ci_low", "ci_high", "p", "beta_std", "n", "r2", "formula")},
-                       dropped=", ".join(f"{k} ({v})" for k, v in res["dropped_covariates"].items()))
+            row.update(
+                {k: res[k] for k in ("coef", "se", "ci_low", "ci_high", "p", "beta_std", "n", "r2", "formula")},
+                dropped=", ".join(f"{k} ({v})" for k, v in res["dropped_covariates"].items()),
+            )
         except ValueError as exc:
             row["note"] = f"not estimable: {exc}"
         if simulated is not None and "ci_low" in row:
@@ -343,8 +408,12 @@ def association_section(run: Run, volumes: pd.DataFrame) -> None:
     run.numbers.update({f"edss_ci_covers_simulated_{r['volumes']}": r["ci_covers_simulated"] for r in rows if "ci_covers_simulated" in r})
     groups = group_difference(data.assign(dawm_ml=data.pred_dawm_ml), "dawm_ml", "group", order=("HC", "RRMS", "SPMS", "PPMS"))
     run.rep.add_table(groups["table"], f"Predicted DAWM ml by group: {groups['test']}, p = {groups['p']:.3g}")
-    run.rep.add_figure(figures.scatter_with_fit(patients.assign(dawm_ml=patients.pred_dawm_ml), "dawm_ml", "edss", hue="group",
-                                                title="EDSS against predicted DAWM volume"), "EDSS against predicted DAWM volume (ml)")
+    run.rep.add_figure(
+        figures.scatter_with_fit(
+            patients.assign(dawm_ml=patients.pred_dawm_ml), "dawm_ml", "edss", hue="group", title="EDSS against predicted DAWM volume"
+        ),
+        "EDSS against predicted DAWM volume (ml)",
+    )
 
 
 def provenance_section(run: Run, config: dict[str, Any], failed: dict[str, str]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.affines import voxel_sizes
 
 from dawm.atomic import atomic_target
 from dawm.errors import InputError
@@ -36,7 +37,7 @@ class Volume:
 
     @property
     def spacing_mm(self) -> np.ndarray:
-        return np.linalg.norm(self.affine[:3, :3], axis=0)
+        return voxel_sizes(self.affine)
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
+from nibabel.affines import voxel_sizes
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -20,7 +21,7 @@ def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
     img = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
     lps = _RAS_TO_LPS @ np.asarray(affine, dtype=float)
     linear = lps[:3, :3]
-    spacing = np.linalg.norm(linear, axis=0)
+    spacing = voxel_sizes(lps)
     if np.any(spacing <= 0):
         raise ValueError("affine has a zero-length voxel axis")
     img.SetSpacing([float(s) for s in spacing])
@@ -68,3 +69,34 @@ def sitk_transform_to_ras(tx: sitk.Transform) -> np.ndarray:
         matrix[:3, axis] = np.asarray(tx.TransformPoint(tuple(probe[axis]))) - o
     matrix[:3, 3] = o
     return _RAS_TO_LPS @ matrix @ _RAS_TO_LPS
+
+
+def reference_image(shape: tuple[int, int, int], affine: np.ndarray) -> sitk.Image:
+    """An empty SimpleITK image with the grid ``(shape, affine)`` (what ``sitk.Resample`` samples onto)."""
+    ref = sitk.Image([int(s) for s in shape], sitk.sitkUInt8)
+    lps = np.eye(4)
+    lps[:3, :] = np.diag([-1.0, -1.0, 1.0, 1.0])[:3] @ np.asarray(affine, dtype=float)
+    spacing = voxel_sizes(lps)
+    ref.SetSpacing([float(s) for s in spacing])
+    ref.SetDirection([float(v) for v in (lps[:3, :3] / spacing).ravel()])
+    ref.SetOrigin([float(v) for v in lps[:3, 3]])
+    return ref
+
+
+def as_sitk_transform(transform) -> sitk.Transform:
+    """Any supported transform as a SimpleITK pull transform (fixed/target -> moving/source points).
+
+    Accepts a SimpleITK transform, a registration result (anything with a ``to_sitk()`` method:
+    :class:`dawm.image.registration.LinearRegistration`, and ``NonlinearRegistration``, its
+    ``forward``), a 4x4 RAS matrix, or None (identity).
+    """
+    if transform is None:
+        return sitk.Transform()
+    if isinstance(transform, sitk.Transform):
+        return transform
+    if callable(getattr(transform, "to_sitk", None)):
+        return transform.to_sitk()
+    matrix = np.asarray(transform, dtype=float)
+    if matrix.shape != (4, 4):
+        raise ValueError(f"expected a 4x4 RAS matrix or a transform, got shape {matrix.shape}")
+    return ras_transform_to_sitk(matrix)

@@ -63,34 +63,66 @@ class LabelConfig(StageConfig):
 
     model_config = ConfigDict(extra="forbid")
 
-    reference: Reference = Field("controls", description="normative reference: healthy controls of the same scanner, or the subject's own NAWM")
-    rule: Rule = Field("both", description="t1: T1 z >= thr; mtr: MTR z <= -thr; both: AND; either: OR; chi2: joint Mahalanobis p < thr (abnormal direction)")
-    threshold: float | None = Field(None, gt=0, description=f"z threshold (default {DEFAULT_Z}); for rule chi2 a p value (default {DEFAULT_CHI2_P})")
+    reference: Reference = Field(
+        "controls", description="normative reference: healthy controls of the same scanner, or the subject's own NAWM"
+    )
+    rule: Rule = Field(
+        "both",
+        description="t1: T1 z >= thr; mtr: MTR z <= -thr; both: AND; either: OR; chi2: joint Mahalanobis p < thr (abnormal direction)",
+    )
+    threshold: float | None = Field(
+        None, gt=0, description=f"z threshold (default {DEFAULT_Z}); for rule chi2 a p value (default {DEFAULT_CHI2_P})"
+    )
     group_by: Literal["scanner", "field_strength"] = Field("scanner", description="controls are pooled per scanner or per field strength")
     control_group: str = Field("HC", description="participants.tsv group of the healthy controls")
-    smoothing_fwhm_mm: float = Field(3.0, ge=0, description="FWHM of the smoothing of T1/MTR inside WM before z-scoring (normalised convolution)")
-    grow_threshold: float | None = Field(2.0, gt=0, description="z rules: voxels above this z connected to a voxel above the threshold are DAWM too (hysteresis); None = no growth; a value above the threshold means no growth")
+    smoothing_fwhm_mm: float = Field(
+        3.0, ge=0, description="FWHM of the smoothing of T1/MTR inside WM before z-scoring (normalised convolution)"
+    )
+    grow_threshold: float | None = Field(
+        2.0,
+        gt=0,
+        description="z rules: voxels above this z connected to a voxel above the threshold are DAWM too (hysteresis); None = no growth; a value above the threshold means no growth",
+    )
     wm_purity: float = Field(0.9, ge=0, le=1, description="minimum WM probability of a voxel that can be DAWM (and of reference voxels)")
-    pv_margin_mm: float = Field(1.5, ge=0, description="voxels closer than this (and at least the first voxel layer) to a voxel that is not pure WM (dseg WM with probability >= wm_purity) cannot be DAWM nor reference (partial volume with GM/CSF)")
-    wm_prior_min: float = Field(0.85, ge=0, le=1, description="minimum MNI152 WM prior (warped to the session) of voxels that may be DAWM or reference; 0 = off")
+    pv_margin_mm: float = Field(
+        1.5,
+        ge=0,
+        description="voxels closer than this (and at least the first voxel layer) to a voxel that is not pure WM (dseg WM with probability >= wm_purity) cannot be DAWM nor reference (partial volume with GM/CSF)",
+    )
+    wm_prior_min: float = Field(
+        0.85, ge=0, le=1, description="minimum MNI152 WM prior (warped to the session) of voxels that may be DAWM or reference; 0 = off"
+    )
     lesion_margin_mm: float = Field(2.0, ge=0, description="lesions dilated by this much are never DAWM")
     reference_lesion_margin_mm: float = Field(5.0, ge=0, description="self reference: NAWM within this distance of a lesion is left out")
-    max_t1_rise: float = Field(0.30, gt=0, description="voxels whose T1 exceeds the reference by more than this fraction are lesion-like, not DAWM")
+    max_t1_rise: float = Field(
+        0.30, gt=0, description="voxels whose T1 exceeds the reference by more than this fraction are lesion-like, not DAWM"
+    )
     min_cluster_mm3: float = Field(50.0, ge=0, description="DAWM clusters smaller than this are removed (26-connectivity)")
     closing_mm: float = Field(0.0, ge=0, description="morphological closing radius applied to the DAWM mask before the cluster filter")
-    probability_zero_sd: float = Field(2.0, ge=0, description="DAWM probability map: scores within this many null SD above the null centre are taken as null (Efron's zero assumption; see dawm.label.probability)")
-    trend_fwhm_mm: float = Field(30.0, ge=0, description="self reference: also remove a smooth trend of the subject's reference NAWM (FWHM mm; 0 = off)")
-    recenter: bool = Field(True, description="subtract the median z of the subject's own reference NAWM (tolerates the global NAWM shift of MS and scanner drift)")
+    probability_zero_sd: float = Field(
+        2.0,
+        ge=0,
+        description="DAWM probability map: scores within this many null SD above the null centre are taken as null (Efron's zero assumption; see dawm.label.probability)",
+    )
+    trend_fwhm_mm: float = Field(
+        30.0, ge=0, description="self reference: also remove a smooth trend of the subject's reference NAWM (FWHM mm; 0 = off)"
+    )
+    recenter: bool = Field(
+        True,
+        description="subtract the median z of the subject's own reference NAWM (tolerates the global NAWM shift of MS and scanner drift)",
+    )
     min_controls_voxelwise: int = Field(5, ge=2, description="controls per scanner needed for the voxel-wise MNI term and the age slope")
     voxelwise_fwhm_mm: float = Field(8.0, gt=0, description="smoothing of the voxel-wise control mean/SD maps in MNI space")
     min_region_voxels: int = Field(100, ge=10, description="regions with fewer reference voxels use the whole-WM statistics")
     auto_lesion: Literal["when_absent", "add", "never"] = Field(
-        "when_absent", description="automatic lesion mask (FLAIR hyperintense AND T1 clearly high): only when preprocess gives none, added to it, or never")
+        "when_absent",
+        description="automatic lesion mask (FLAIR hyperintense AND T1 clearly high): only when preprocess gives none, added to it, or never",
+    )
     auto_lesion_flair_z: float = Field(3.0, gt=0, description="automatic lesions: FLAIR robust z in WM above this")
     auto_lesion_t1_rise: float = Field(0.30, gt=0, description="automatic lesions: T1 above the WM median by more than this fraction")
 
     @model_validator(mode="after")
-    def _threshold_fits_rule(self) -> "LabelConfig":
+    def _threshold_fits_rule(self) -> LabelConfig:
         if self.threshold is not None and self.rule == "chi2" and not self.threshold < 1:
             raise ValueError(f"rule chi2 takes a p value threshold in (0, 1), got {self.threshold}")
         return self
@@ -104,5 +136,3 @@ class LabelConfig(StageConfig):
     def chi2_p(self) -> float:
         """The p threshold of the chi2 rule."""
         return DEFAULT_CHI2_P if self.threshold is None or self.rule != "chi2" else float(self.threshold)
-
-

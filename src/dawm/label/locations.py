@@ -18,13 +18,22 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-LOCATION_LABELS = {0: "none", 1: "periventricular", 2: "juxtacortical", 3: "deep", 4: "infratentorial"}
+from dawm.image.components import filter_components
+from dawm.labels import LOCATION_LABELS
+
 VENTRICLE_BOX_MNI = ((-32.0, 32.0), (-48.0, 30.0), (-12.0, 32.0))
 INFRATENTORIAL_Z_MM, INFRATENTORIAL_Z2_MM, INFRATENTORIAL_Y_MM = -24.0, -8.0, -40.0
 
 
-def ventricles(csf: np.ndarray, brain: np.ndarray, spacing_mm: np.ndarray, *, mni_xyz: np.ndarray | None = None,
-               affine: np.ndarray | None = None, depth_mm: float = 12.0) -> np.ndarray:
+def ventricles(
+    csf: np.ndarray,
+    brain: np.ndarray,
+    spacing_mm: np.ndarray,
+    *,
+    mni_xyz: np.ndarray | None = None,
+    affine: np.ndarray | None = None,
+    depth_mm: float = 12.0,
+) -> np.ndarray:
     """Lateral (and third) ventricles: deep CSF components near the brain centre. ``csf``/``brain``
     bool (X, Y, Z); ``mni_xyz`` (3, X, Y, Z) MNI mm of each voxel (else a box of the same size
     around the brain's centre of mass, using ``affine``). Components under 2 % of the largest are
@@ -45,12 +54,7 @@ def ventricles(csf: np.ndarray, brain: np.ndarray, spacing_mm: np.ndarray, *, mn
     for axis, (lo, hi) in enumerate(VENTRICLE_BOX_MNI):
         box &= (coords[axis] >= lo) & (coords[axis] <= hi)
     cand = csf & box & (depth >= depth_mm)
-    labels, n = ndimage.label(cand)
-    if n == 0:
-        return cand
-    sizes = ndimage.sum(cand, labels, range(1, n + 1))
-    keep = np.flatnonzero(sizes >= max(0.02 * sizes.max(), 1)) + 1
-    return np.isin(labels, keep)
+    return filter_components(cand, connectivity=1, min_fraction=0.02)
 
 
 def infratentorial(mni_xyz: np.ndarray) -> np.ndarray:
@@ -128,5 +132,6 @@ def regions(location: np.ndarray, hemi: np.ndarray, band: np.ndarray | None = No
     return out
 
 
-REGION_NAMES = {(2 * (k - 1) + h) * N_BANDS + b: f"{LOCATION_LABELS[k]}-{'LR'[h]}-pv{b}"
-                for k in range(1, 5) for h in (0, 1) for b in range(N_BANDS)}
+REGION_NAMES = {
+    (2 * (k - 1) + h) * N_BANDS + b: f"{LOCATION_LABELS[k]}-{'LR'[h]}-pv{b}" for k in range(1, 5) for h in (0, 1) for b in range(N_BANDS)
+}

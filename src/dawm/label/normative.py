@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
+from nibabel.affines import voxel_sizes
 from scipy import ndimage
 
 from dawm.bids.derivatives import write_json
@@ -77,7 +78,7 @@ class SessionMaps:
 
     @property
     def spacing_mm(self) -> np.ndarray:
-        return np.linalg.norm(self.affine[:3, :3], axis=0)
+        return voxel_sizes(self.affine)
 
 
 @dataclass
@@ -164,12 +165,14 @@ class SelfNormativeModel:
             self._trends[mod] = trend
         return self._trends[mod]
 
-    def fit(self, maps: SessionMaps) -> "SelfNormativeModel":
+    def fit(self, maps: SessionMaps) -> SelfNormativeModel:
         """Regional robust statistics of the session's reference NAWM (after removing its smooth
         trend when ``trend_fwhm_mm`` > 0)."""
         self._trends = {}
-        self.stats_ = {mod: regional_stats(arr - self._trend(maps, mod), maps.region, maps.reference, self.config.min_region_voxels)
-                       for mod, arr in maps.maps.items()}
+        self.stats_ = {
+            mod: regional_stats(arr - self._trend(maps, mod), maps.region, maps.reference, self.config.min_region_voxels)
+            for mod, arr in maps.maps.items()
+        }
         return self
 
     def transform(self, maps: SessionMaps) -> Reference:
@@ -184,8 +187,13 @@ class SelfNormativeModel:
         return self.fit(maps).transform(maps)
 
     def to_dict(self) -> dict:
-        return {"kind": "self", "regions": {m: {REGION_NAMES.get(k, "all"): {"median": v[0], "sd": v[1], "n": v[2]}
-                                                for k, v in s.items()} for m, s in self.stats_.items()}}
+        return {
+            "kind": "self",
+            "regions": {
+                m: {REGION_NAMES.get(k, "all"): {"median": v[0], "sd": v[1], "n": v[2]} for k, v in s.items()}
+                for m, s in self.stats_.items()
+            },
+        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,8 +236,9 @@ class ControlsNormativeModel:
     ``mni_shape`` / ``mni_affine``: the MNI grid of the voxel-wise maps (the 2 mm template grid).
     """
 
-    def __init__(self, config: LabelConfig | None = None, *, mni_shape: tuple[int, int, int] | None = None,
-                 mni_affine: np.ndarray | None = None) -> None:
+    def __init__(
+        self, config: LabelConfig | None = None, *, mni_shape: tuple[int, int, int] | None = None, mni_affine: np.ndarray | None = None
+    ) -> None:
         self.config = config or LabelConfig()
         self.mni_shape = tuple(mni_shape) if mni_shape is not None else None
         self.mni_affine = np.asarray(mni_affine, float) if mni_affine is not None else None
@@ -250,16 +259,19 @@ class ControlsNormativeModel:
             n = int(np.prod(self.mni_shape))
             for mod, arr in maps.maps.items():
                 resid = (arr - _region_map(maps.region, {k: v[0] for k, v in stats[mod].items()}))[maps.reference][inside]
-                splat[mod] = (np.bincount(flat, resid, n).astype(np.float32), np.bincount(flat, resid**2, n).astype(np.float32),
-                              np.bincount(flat, None, n).astype(np.float32))
+                splat[mod] = (
+                    np.bincount(flat, resid, n).astype(np.float32),
+                    np.bincount(flat, resid**2, n).astype(np.float32),
+                    np.bincount(flat, None, n).astype(np.float32),
+                )
         return ControlSummary(maps.key, maps.subject, maps.norm_key, maps.age, stats, splat)
 
-    def fit(self, sessions: Sequence[SessionMaps]) -> "ControlsNormativeModel":
+    def fit(self, sessions: Sequence[SessionMaps]) -> ControlsNormativeModel:
         """Fit on control sessions (any number of scanners; grouped by their ``norm_key``)."""
         self.summaries_ = [self.summarise(s) for s in sessions]
         return self.refit()
 
-    def refit(self, summaries: Sequence[ControlSummary] | None = None) -> "ControlsNormativeModel":
+    def refit(self, summaries: Sequence[ControlSummary] | None = None) -> ControlsNormativeModel:
         """(Re)build the group norms from ``summaries`` (default: the stored ones)."""
         if summaries is not None:
             self.summaries_ = list(summaries)
@@ -268,7 +280,7 @@ class ControlsNormativeModel:
             self.groups_[key] = self._fit_group(key, [s for s in self.summaries_ if s.norm_key == key])
         return self
 
-    def without(self, subject: str) -> "ControlsNormativeModel":
+    def without(self, subject: str) -> ControlsNormativeModel:
         """A copy refitted without ``subject``'s sessions (leave-one-subject-out for controls)."""
         other = ControlsNormativeModel(self.config, mni_shape=self.mni_shape, mni_affine=self.mni_affine)
         return other.refit([s for s in self.summaries_ if s.subject != subject])
@@ -292,8 +304,9 @@ class ControlsNormativeModel:
             regions = sorted(set.intersection(*(set(s.stats[mod]) for s in group)) | {-1})
             for r in regions:
                 rows = [s.stats[mod][r] for s in group if r in s.stats[mod]]
-                adj = np.array([m - b * ((s.age or 0.0) - (age_ref or 0.0)) for (m, _, _), s in
-                                zip(rows, [s for s in group if r in s.stats[mod]])])
+                adj = np.array(
+                    [m - b * ((s.age or 0.0) - (age_ref or 0.0)) for (m, _, _), s in zip(rows, [s for s in group if r in s.stats[mod]])]
+                )
                 within = float(np.mean([sd**2 for _, sd, _ in rows]))
                 if self.config.recenter:  # between-control variance of regional means after removing each one's global level
                     glob = np.array([s.stats[mod][-1][0] for s in group if r in s.stats[mod]])
@@ -308,8 +321,13 @@ class ControlsNormativeModel:
             norm.voxelwise = True
             for mod in mods:
                 norm.trend[mod], norm.voxel_sd[mod] = self._voxel_maps(group, mod, rsd[mod][-1])
-        log.info("normative group %s: %d control(s), %d session(s), %s", key, len(subjects), len(group),
-                 "voxel-wise + regional" if norm.voxelwise else "regional (pooled SD)")
+        log.info(
+            "normative group %s: %d control(s), %d session(s), %s",
+            key,
+            len(subjects),
+            len(group),
+            "voxel-wise + regional" if norm.voxelwise else "regional (pooled SD)",
+        )
         return norm
 
     def _voxel_maps(self, group: list[ControlSummary], mod: str, global_sd: float) -> tuple[np.ndarray, np.ndarray]:
@@ -321,7 +339,7 @@ class ControlsNormativeModel:
             total_sq += b
             count += c
         shape = self.mni_shape
-        spacing = np.linalg.norm(self.mni_affine[:3, :3], axis=0)
+        spacing = voxel_sizes(self.mni_affine)
         have = (count > 0).reshape(shape)
         fwhm = self.config.voxelwise_fwhm_mm
         mean = masked_smooth((total / np.maximum(count, 1)).reshape(shape), have, fwhm, spacing)
@@ -364,20 +382,36 @@ class ControlsNormativeModel:
     def save(self, json_path: str | Path) -> list[Path]:
         """Write the model as JSON (+ an NPZ of the voxel-wise MNI maps beside it when any)."""
         json_path = Path(json_path)
-        arrays = {f"{k}__{kind}__{mod}": arr for k, g in self.groups_.items() for kind, maps in (("trend", g.trend), ("sd", g.voxel_sd))
-                  for mod, arr in maps.items()}
+        arrays = {
+            f"{k}__{kind}__{mod}": arr
+            for k, g in self.groups_.items()
+            for kind, maps in (("trend", g.trend), ("sd", g.voxel_sd))
+            for mod, arr in maps.items()
+        }
         doc = {
             "kind": "controls",
             "Description": "healthy-control norms of smoothed WM T1 (ms) / MTR (pu) per group; region keys: location-hemisphere, 'all'",
             "config": self.config.model_dump(mode="json"),
             "mni_grid": {"shape": self.mni_shape, "affine": self.mni_affine} if self.mni_shape else None,
-            "groups": {k: {**{f: getattr(g, f) for f in ("norm_key", "subjects", "sessions", "age_ref", "age_slope", "voxelwise")},
-                           "region_mean": {m: {str(r): v for r, v in d.items()} for m, d in g.region_mean.items()},
-                           "region_sd": {m: {str(r): v for r, v in d.items()} for m, d in g.region_sd.items()},
-                           "region_names": {str(r): REGION_NAMES.get(r, "all") for r in next(iter(g.region_mean.values()), {})}}
-                       for k, g in self.groups_.items()},
-            "controls": [{"key": s.key, "subject": s.subject, "norm_key": s.norm_key, "age": s.age,
-                          "stats": {m: {str(r): list(v) for r, v in d.items()} for m, d in s.stats.items()}} for s in self.summaries_],
+            "groups": {
+                k: {
+                    **{f: getattr(g, f) for f in ("norm_key", "subjects", "sessions", "age_ref", "age_slope", "voxelwise")},
+                    "region_mean": {m: {str(r): v for r, v in d.items()} for m, d in g.region_mean.items()},
+                    "region_sd": {m: {str(r): v for r, v in d.items()} for m, d in g.region_sd.items()},
+                    "region_names": {str(r): REGION_NAMES.get(r, "all") for r in next(iter(g.region_mean.values()), {})},
+                }
+                for k, g in self.groups_.items()
+            },
+            "controls": [
+                {
+                    "key": s.key,
+                    "subject": s.subject,
+                    "norm_key": s.norm_key,
+                    "age": s.age,
+                    "stats": {m: {str(r): list(v) for r, v in d.items()} for m, d in s.stats.items()},
+                }
+                for s in self.summaries_
+            ],
             "voxelwise_maps": json_path.with_suffix(".npz").name if arrays else None,
         }
         written = [write_json(json_path, doc)]
@@ -390,7 +424,7 @@ class ControlsNormativeModel:
         return written
 
     @classmethod
-    def load(cls, json_path: str | Path) -> "ControlsNormativeModel":
+    def load(cls, json_path: str | Path) -> ControlsNormativeModel:
         """Read a model written by :meth:`save` (the per-control splats are not stored: ``without``
         on a loaded model uses regional statistics only)."""
         json_path = Path(json_path)
@@ -400,13 +434,24 @@ class ControlsNormativeModel:
             raise InputError(f"{json_path}: cannot read the normative model ({exc})") from None
         grid = doc.get("mni_grid") or {}
         model = cls(LabelConfig.model_validate(doc["config"]), mni_shape=grid.get("shape"), mni_affine=grid.get("affine"))
-        model.summaries_ = [ControlSummary(c["key"], c["subject"], c["norm_key"], c["age"],
-                                           {m: {int(r): tuple(v) for r, v in d.items()} for m, d in c["stats"].items()})
-                            for c in doc["controls"]]
+        model.summaries_ = [
+            ControlSummary(
+                c["key"],
+                c["subject"],
+                c["norm_key"],
+                c["age"],
+                {m: {int(r): tuple(v) for r, v in d.items()} for m, d in c["stats"].items()},
+            )
+            for c in doc["controls"]
+        ]
         arrays = np.load(json_path.with_suffix(".npz")) if doc.get("voxelwise_maps") else {}
         for k, g in doc["groups"].items():
             model.groups_[k] = GroupNorm(
-                g["norm_key"], g["subjects"], g["sessions"], g["age_ref"], g["age_slope"],
+                g["norm_key"],
+                g["subjects"],
+                g["sessions"],
+                g["age_ref"],
+                g["age_slope"],
                 {m: {int(r): v for r, v in d.items()} for m, d in g["region_mean"].items()},
                 {m: {int(r): v for r, v in d.items()} for m, d in g["region_sd"].items()},
                 g["voxelwise"],

@@ -180,8 +180,9 @@ def _kernel(counts: np.ndarray, sigma_bins: float) -> np.ndarray:
     return ndimage.gaussian_filter1d(counts, sigma_bins, mode="constant", truncate=5.0) if sigma_bins > 0 else counts
 
 
-def lfdr_curve(counts: np.ndarray, *, null_shape: np.ndarray | None = None, bandwidth_sd: float = BANDWIDTH_SD,
-               zero_sd: float = ZERO_SD) -> tuple[np.ndarray, float]:
+def lfdr_curve(
+    counts: np.ndarray, *, null_shape: np.ndarray | None = None, bandwidth_sd: float = BANDWIDTH_SD, zero_sd: float = ZERO_SD
+) -> tuple[np.ndarray, float]:
     """The DAWM probability of each :data:`GRID_EDGES` bin (K, non-decreasing, 0 up to ``zero_sd``)
     and ``pi0``, from the eligible voxels' standardised-score ``counts`` (K) (steps 2-5 of the module
     docstring). ``null_shape``: the controls' pooled standardised-score counts (K), the null's shape;
@@ -248,13 +249,15 @@ def dawm_probability(
     try:
         null = empirical_null(sample, zero_sd=zero_sd)
     except ValueError:
-        return out, ProbabilityFit(NullFit(0.0, 1.0, 1.0, int(sample.size)), 1.0, int(cand.sum()), 0.0, zero_sd, bandwidth_sd,
-                                   shape_name, n_controls)
+        return out, ProbabilityFit(
+            NullFit(0.0, 1.0, 1.0, int(sample.size)), 1.0, int(cand.sum()), 0.0, zero_sd, bandwidth_sd, shape_name, n_controls
+        )
     values = score[cand].astype(np.float64)
     prob, pi0 = lfdr_curve(standardised_histogram(values, null), null_shape=null_shape, bandwidth_sd=bandwidth_sd, zero_sd=zero_sd)
     u = (values - null.centre) / null.sd
     p = prob[np.clip(np.searchsorted(GRID_EDGES, u, side="right") - 1, 0, prob.size - 1)]
     p[u <= zero_sd] = 0.0
     out[cand] = p
-    return out, ProbabilityFit(null, float(pi0), int(cand.sum()), float(out[cand].sum(dtype=np.float64)), zero_sd, bandwidth_sd,
-                               shape_name, n_controls)
+    return out, ProbabilityFit(
+        null, float(pi0), int(cand.sum()), float(out[cand].sum(dtype=np.float64)), zero_sd, bandwidth_sd, shape_name, n_controls
+    )

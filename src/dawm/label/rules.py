@@ -23,10 +23,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from dawm.image.components import FULL, filter_components
 from dawm.label.config import Rule
 from dawm.label.zscores import abnormality, chi2_pvalue, mahalanobis_sq
-
-DAWM_LABELS = {0: "normal", 1: "lesion", 2: "DAWM"}
 
 
 def _spacing(spacing_mm: np.ndarray | float) -> np.ndarray:
@@ -117,13 +116,7 @@ def grow_from_seeds(seeds: np.ndarray, candidates: np.ndarray, allowed: np.ndarr
     ``candidates``."""
     allowed = np.asarray(allowed, bool)
     grown = (np.asarray(candidates, bool) | np.asarray(seeds, bool)) & allowed
-    labels, n = ndimage.label(grown, structure=np.ones((3, 3, 3), bool))
-    if n == 0:
-        return grown
-    hit = np.zeros(n + 1, bool)
-    hit[np.unique(labels[np.asarray(seeds, bool) & allowed])] = True
-    hit[0] = False
-    return hit[labels]
+    return filter_components(grown, connectivity=FULL, seeds=np.asarray(seeds, bool) & allowed)
 
 
 def lesion_like(t1_ms: np.ndarray | None, t1_reference_ms: np.ndarray | None, max_rise: float) -> np.ndarray | None:
@@ -134,8 +127,14 @@ def lesion_like(t1_ms: np.ndarray | None, t1_reference_ms: np.ndarray | None, ma
     return np.asarray(t1_ms) > (1.0 + max_rise) * np.asarray(t1_reference_ms)
 
 
-def clean_mask(mask: np.ndarray, spacing_mm: np.ndarray | float, *, min_cluster_mm3: float = 50.0, closing_mm: float = 0.0,
-               allowed: np.ndarray | None = None) -> np.ndarray:
+def clean_mask(
+    mask: np.ndarray,
+    spacing_mm: np.ndarray | float,
+    *,
+    min_cluster_mm3: float = 50.0,
+    closing_mm: float = 0.0,
+    allowed: np.ndarray | None = None,
+) -> np.ndarray:
     """Close ``mask`` by ``closing_mm`` (kept inside ``allowed``), then drop 26-connected clusters
     smaller than ``min_cluster_mm3``."""
     spacing = _spacing(spacing_mm)
@@ -149,10 +148,7 @@ def clean_mask(mask: np.ndarray, spacing_mm: np.ndarray | float, *, min_cluster_
             if allowed is not None:
                 out &= allowed
     if min_cluster_mm3 > 0 and out.any():
-        labels, n = ndimage.label(out, structure=np.ones((3, 3, 3), bool))
-        sizes = np.bincount(labels.ravel())[1:] * float(np.prod(spacing))
-        keep = np.concatenate([[False], sizes >= min_cluster_mm3])
-        out = keep[labels]
+        out = filter_components(out, connectivity=FULL, min_volume=min_cluster_mm3, voxel_volume=float(np.prod(spacing)))
     return out
 
 
@@ -166,7 +162,7 @@ def label_dawm(
     min_cluster_mm3: float = 50.0,
     closing_mm: float = 0.0,
 ) -> np.ndarray:
-    """The DAWM segmentation (uint8, :data:`DAWM_LABELS`): 1 lesion, 2 DAWM (eligible & abnormal & not
+    """The DAWM segmentation (uint8, :data:`dawm.labels.DAWM_LABELS`): 1 lesion, 2 DAWM (eligible & abnormal & not
     lesion-like, cleaned by :func:`clean_mask`), 0 otherwise. Lesions are never DAWM."""
     allowed = np.asarray(eligible, bool) & ~np.asarray(lesion, bool)
     if lesion_like_mask is not None:

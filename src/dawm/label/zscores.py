@@ -14,8 +14,9 @@ from scipy import ndimage, stats
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
 
-def masked_smooth(data: np.ndarray, mask: np.ndarray, fwhm_mm: float, spacing_mm: np.ndarray | float,
-                  *, out_mask: np.ndarray | None = None) -> np.ndarray:
+def masked_smooth(
+    data: np.ndarray, mask: np.ndarray, fwhm_mm: float, spacing_mm: np.ndarray | float, *, out_mask: np.ndarray | None = None
+) -> np.ndarray:
     """Gaussian smoothing of ``data`` (X, Y, Z) using only voxels in ``mask`` (normalised convolution),
     so CSF and GM values do not bleed into WM. Returns float32, 0 outside ``out_mask`` (default
     ``mask``; a wider ``out_mask`` fills voxels left out of ``mask`` from their neighbours)."""

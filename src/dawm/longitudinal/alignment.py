@@ -2,7 +2,7 @@
 resampling of the follow-up's maps onto the baseline grid.
 
 Images are ``(array (X, Y, Z), affine)`` pairs with RAS voxel -> world mm affines. Transforms are
-4x4 *pull* matrices (:mod:`dawm.preprocess.registration`): they map baseline-world RAS mm to
+4x4 *pull* matrices (:mod:`dawm.image.registration`): they map baseline-world RAS mm to
 follow-up-world RAS mm. The two sessions of a subject have no common world (each session grid lies
 in its own scanner's world, and the only transforms the preprocess derivative keeps per session are
 the deformable ones to and from MNI), so the alignment is a direct rigid registration of the two
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dawm.image.resample import Interpolation, resample_to_grid
-from dawm.model.metrics import dice
-from dawm.preprocess.registration import rigid_register
+from dawm.image.registration import rigid_register
+from dawm.image.resample import Interpolation, resample
+from dawm.metrics import dice
 
 #: Below this Dice of the baseline brain mask with the aligned follow-up brain mask the alignment is
 #: a failure. Fixed a priori: a rigid shift of d mm of a 1.2 L brain (radius ~66 mm) leaves a Dice of
@@ -49,8 +49,13 @@ class Alignment:
     rotation_deg: float
 
     def as_dict(self) -> dict[str, float | str]:
-        return {"alignment_image": self.image, "alignment_mattes_mi": self.mattes_mi, "alignment_brain_dice": self.brain_dice,
-                "alignment_translation_mm": self.translation_mm, "alignment_rotation_deg": self.rotation_deg}
+        return {
+            "alignment_image": self.image,
+            "alignment_mattes_mi": self.mattes_mi,
+            "alignment_brain_dice": self.brain_dice,
+            "alignment_translation_mm": self.translation_mm,
+            "alignment_rotation_deg": self.rotation_deg,
+        }
 
 
 def register_followup_to_baseline(
@@ -66,13 +71,21 @@ def register_followup_to_baseline(
 ) -> np.ndarray:
     """Rigid (6 dof, Mattes MI) registration of the follow-up image onto the baseline.
 
-    A thin wrapper of :func:`dawm.preprocess.registration.rigid_register`. Returns the 4x4 pull
+    A thin wrapper of :func:`dawm.image.registration.rigid_register`. Returns the 4x4 pull
     matrix mapping baseline-world RAS mm to follow-up-world RAS mm, as ``transform_ras`` of
     :func:`followup_on_baseline`.
     """
-    reg = rigid_register(baseline_img, baseline_affine, followup_img, followup_affine,
-                         fixed_mask=baseline_mask, moving_mask=followup_mask, dof=6, seed=seed,
-                         working_spacing_mm=working_spacing_mm)
+    reg = rigid_register(
+        baseline_img,
+        baseline_affine,
+        followup_img,
+        followup_affine,
+        fixed_mask=baseline_mask,
+        moving_mask=followup_mask,
+        dof=6,
+        seed=seed,
+        working_spacing_mm=working_spacing_mm,
+    )
     return reg.matrix_ras
 
 
@@ -94,8 +107,9 @@ def followup_on_baseline(
     outside the follow-up field of view get ``fill_value`` (0 = normal; pass e.g. 255 to keep them
     out of :func:`dawm.longitudinal.transitions.transition_volumes`).
     """
-    return resample_to_grid(labels, followup_affine, baseline_shape, baseline_affine,
-                            interpolation=interpolation, transform_ras=transform_ras, fill_value=fill_value)
+    return resample(
+        labels, followup_affine, baseline_shape, baseline_affine, transform_ras, interpolation=interpolation, fill_value=fill_value
+    )
 
 
 def motion_size(matrix_ras: np.ndarray, centre_ras: np.ndarray) -> tuple[float, float]:
@@ -141,8 +155,9 @@ def align_sessions(
         raise AlignmentError("no preprocessed image to register")
     b_brain, f_brain = np.asarray(baseline_brain) > 0, np.asarray(followup_brain) > 0
     try:
-        reg = rigid_register(baseline[b_role], baseline_affine, followup[f_role], followup_affine,
-                             fixed_mask=b_brain, moving_mask=f_brain, dof=6)
+        reg = rigid_register(
+            baseline[b_role], baseline_affine, followup[f_role], followup_affine, fixed_mask=b_brain, moving_mask=f_brain, dof=6
+        )
     except (ValueError, RuntimeError) as exc:  # SimpleITK raises RuntimeError
         raise AlignmentError(f"rigid registration failed: {exc}") from None
     moved_brain = followup_on_baseline(f_brain.astype(np.uint8), followup_affine, b_brain.shape, baseline_affine, reg.matrix_ras) > 0

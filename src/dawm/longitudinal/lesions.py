@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from dawm.evaluate.metrics import components
+from dawm.image.components import components
 
 #: Values of :attr:`LesionChanges.change_map`.
 CHANGE_CODES = {0: "none", 1: "new_lesion", 2: "enlarging_lesion"}
@@ -56,14 +56,26 @@ class LesionChanges:
 
     def as_dict(self) -> dict[str, float]:
         """The counts and volumes, for a table row."""
-        return {"n_baseline_lesions": self.n_baseline, "n_followup_lesions": self.n_followup,
-                "n_new_lesions": self.n_new, "new_lesions_ml": self.new_ml,
-                "n_enlarging_lesions": self.n_enlarging, "enlarging_lesions_ml": self.enlarging_ml,
-                "new_or_enlarging_ml": self.new_ml + self.enlarging_ml}
+        return {
+            "n_baseline_lesions": self.n_baseline,
+            "n_followup_lesions": self.n_followup,
+            "n_new_lesions": self.n_new,
+            "new_lesions_ml": self.new_ml,
+            "n_enlarging_lesions": self.n_enlarging,
+            "enlarging_lesions_ml": self.enlarging_ml,
+            "new_or_enlarging_ml": self.new_ml + self.enlarging_ml,
+        }
 
 
-def lesion_changes(baseline_lesion: np.ndarray, followup_lesion: np.ndarray, voxel_ml: float, *,
-                   min_voxels: int = 3, growth_ratio: float = 1.5, min_growth_voxels: int = 3) -> LesionChanges:
+def lesion_changes(
+    baseline_lesion: np.ndarray,
+    followup_lesion: np.ndarray,
+    voxel_ml: float,
+    *,
+    min_voxels: int = 3,
+    growth_ratio: float = 1.5,
+    min_growth_voxels: int = 3,
+) -> LesionChanges:
     """New and enlarging lesions (see the module docstring) of two boolean lesion masks (X, Y, Z)
     on the same grid; voxels the comparison leaves out must be False in ``followup_lesion``."""
     b, f = np.asarray(baseline_lesion, dtype=bool), np.asarray(followup_lesion, dtype=bool)
@@ -94,5 +106,13 @@ def lesion_changes(baseline_lesion: np.ndarray, followup_lesion: np.ndarray, vox
             enlarging[box] |= comp & ~b[box]
             n_enl += 1
     n_base = int(np.count_nonzero(size_b[1:] >= min_voxels))
-    return LesionChanges(new=new, enlarging=enlarging, n_baseline=n_base, n_followup=n_follow, n_new=n_new,
-                         n_enlarging=n_enl, new_ml=float(new.sum()) * voxel_ml, enlarging_ml=float(enlarging.sum()) * voxel_ml)
+    return LesionChanges(
+        new=new,
+        enlarging=enlarging,
+        n_baseline=n_base,
+        n_followup=n_follow,
+        n_new=n_new,
+        n_enlarging=n_enl,
+        new_ml=float(new.sum()) * voxel_ml,
+        enlarging_ml=float(enlarging.sum()) * voxel_ml,
+    )

@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dawm.bids.derivative_files import PredictFiles, PreprocessFiles
 from dawm.bids.derivatives import write_json, write_tsv
-from dawm.bids.entities import BidsName
+from dawm.bids.layout import DERIVATIVES, participant_id, session_id
 from dawm.errors import InputError
 from dawm.image.io import load_volume, save_volume
 from dawm.longitudinal.alignment import Alignment, AlignmentError, align_sessions, followup_on_baseline
@@ -55,8 +56,10 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "alignment_brain_dice": ("Dice of the baseline brain mask and the aligned follow-up brain mask (below 0.8 the alignment fails)", None),
     "alignment_translation_mm": ("displacement of the baseline grid's centre by the alignment", "mm"),
     "alignment_rotation_deg": ("rotation angle of the alignment", "degree"),
-    "compared_brain_ml": ("baseline brain volume inside both sessions' fields of view (everything below is measured "
-                          "inside both fields of view)", _ML),
+    "compared_brain_ml": (
+        "baseline brain volume inside both sessions' fields of view (everything below is measured inside both fields of view)",
+        _ML,
+    ),
     "baseline_lesion_ml": ("baseline lesion volume (compared region)", _ML),
     "followup_lesion_ml": ("follow-up lesion volume on the baseline grid (compared region)", _ML),
     "lesion_change_ml": ("follow-up minus baseline lesion volume", _ML),
@@ -78,8 +81,11 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "n_followup_lesions": ("follow-up lesions (26-connected components of >= 3 voxels, baseline grid)", None),
     "n_new_lesions": ("new lesions: follow-up lesions of >= 3 voxels touching no baseline lesion voxel", None),
     "new_lesions_ml": ("volume of the new lesions", _ML),
-    "n_enlarging_lesions": ("enlarging lesions: follow-up lesions touching baseline lesions and >= 1.5 times "
-                            "their volume (the touched baseline lesions together) and >= 3 voxels larger", None),
+    "n_enlarging_lesions": (
+        "enlarging lesions: follow-up lesions touching baseline lesions and >= 1.5 times "
+        "their volume (the touched baseline lesions together) and >= 3 voxels larger",
+        None,
+    ),
     "enlarging_lesions_ml": ("grown volume of the enlarging lesions (their voxels outside the baseline lesions)", _ML),
     "new_or_enlarging_ml": ("new_lesions_ml + enlarging_lesions_ml", _ML),
 }
@@ -95,7 +101,7 @@ def _sidecar() -> dict:
 def _session_data(s: PredictedSession) -> dict:
     """A session's label map, probabilities, preprocessed images and masks (its session grid)."""
     if not s.images:
-        raise AlignmentError("no preprocessed T1w or FLAIR found (derivatives/dawm-preprocess)")
+        raise AlignmentError(f"no preprocessed T1w or FLAIR found ({DERIVATIVES}/{PreprocessFiles.NAME})")
     dseg = load_volume(s.dseg, allow_empty=True)
     images = {r: load_volume(p) for r, p in s.images.items()}
     first = next(iter(images.values()))
@@ -104,20 +110,38 @@ def _session_data(s: PredictedSession) -> dict:
     for what, shape in [("brain mask", brain.shape), ("fov mask", fov.shape), *((r, v.shape) for r, v in images.items())]:
         if shape != dseg.shape:
             raise InputError(f"{s.key}: {what} shape {shape} differs from the prediction's {dseg.shape}")
-    return {"labels": np.rint(dseg.data).astype(np.uint8), "affine": dseg.affine, "images": {r: v.data for r, v in images.items()},
-            "brain": brain, "fov": fov, "probs": {k: load_volume(p, allow_empty=True).data for k, p in s.probseg.items()}}
+    return {
+        "labels": np.rint(dseg.data).astype(np.uint8),
+        "affine": dseg.affine,
+        "images": {r: v.data for r, v in images.items()},
+        "brain": brain,
+        "fov": fov,
+        "probs": {k: load_volume(p, allow_empty=True).data for k, p in s.probseg.items()},
+    }
 
 
-def _stale_outputs(f: PredictedSession) -> list[Path]:
-    return sorted(f.anat_dir.glob(f"{f.key}_space-baseline_*")) + sorted(f.anat_dir.glob(f"{f.key}_from-session_to-baseline_*"))
+def _stale_outputs(f: PredictedSession, predict_dir: Path) -> list[Path]:
+    return PredictFiles(predict_dir).longitudinal_files(f)
+
+
+def _ids(baseline: PredictedSession, followup: PredictedSession) -> dict:
+    return {"participant_id": baseline.participant_id, "baseline": session_id(baseline.session), "followup": session_id(followup.session)}
 
 
 def compare_sessions(baseline: PredictedSession, followup: PredictedSession, predict_dir: Path) -> dict:
     """Align ``followup`` to ``baseline``, write its baseline-space maps and return its table row
     (the :data:`COLUMNS`; raises :class:`AlignmentError` / ``InputError`` on failure)."""
     b, f = _session_data(baseline), _session_data(followup)
-    aln: Alignment = align_sessions(b["images"], f["images"], b["affine"], f["affine"], b["brain"], f["brain"],
-                                    baseline_reference=baseline.reference, followup_reference=followup.reference)
+    aln: Alignment = align_sessions(
+        b["images"],
+        f["images"],
+        b["affine"],
+        f["affine"],
+        b["brain"],
+        f["brain"],
+        baseline_reference=baseline.reference,
+        followup_reference=followup.reference,
+    )
     shape, affine, tx = b["labels"].shape, b["affine"], aln.matrix_ras
 
     def pull(a: np.ndarray, interpolation: str = "nearest", fill: float = 0) -> np.ndarray:
@@ -134,47 +158,77 @@ def compare_sessions(baseline: PredictedSession, followup: PredictedSession, pre
     def ml(mask: np.ndarray) -> float:
         return float(np.count_nonzero(mask)) * voxel_ml
 
-    row = {"participant_id": f"sub-{baseline.subject}", "baseline": f"ses-{baseline.session}", "followup": f"ses-{followup.session}",
-           "status": "ok", **aln.as_dict(), "compared_brain_ml": ml(compared & b["brain"]),
-           "baseline_lesion_ml": ml(base_c == LESION), "followup_lesion_ml": ml(moved_c == LESION),
-           "lesion_change_ml": ml(moved_c == LESION) - ml(base_c == LESION),
-           **transition_volumes(base_c, moved_c, voxel_ml),
-           "lesion_to_normal_ml": ml((base_c == LESION) & (moved_c == NORMAL)), "lesion_to_dawm_ml": ml((base_c == LESION) & (moved_c == DAWM)),
-           **changes.as_dict()}
+    row = {
+        **_ids(baseline, followup),
+        "status": "ok",
+        **aln.as_dict(),
+        "compared_brain_ml": ml(compared & b["brain"]),
+        "baseline_lesion_ml": ml(base_c == LESION),
+        "followup_lesion_ml": ml(moved_c == LESION),
+        "lesion_change_ml": ml(moved_c == LESION) - ml(base_c == LESION),
+        **transition_volumes(base_c, moved_c, voxel_ml),
+        "lesion_to_normal_ml": ml((base_c == LESION) & (moved_c == NORMAL)),
+        "lesion_to_dawm_ml": ml((base_c == LESION) & (moved_c == DAWM)),
+        **changes.as_dict(),
+    }
 
     # the maps, on the baseline grid, in the follow-up's folder
-    for old in _stale_outputs(followup):
+    for old in _stale_outputs(followup, predict_dir):
         old.unlink()
     reference = str(baseline.dseg.relative_to(predict_dir))
-    common = {"SpatialReference": reference, "Sources": [str(followup.dseg.relative_to(predict_dir))],
-              "Alignment": aln.as_dict()}
+    common = {"SpatialReference": reference, "Sources": [str(followup.dseg.relative_to(predict_dir))], "Alignment": aln.as_dict()}
 
-    def out(**entities) -> Path:
-        return followup.anat_dir / followup.name(space="baseline", **entities).filename
-
+    files = PredictFiles(predict_dir)
     labels_on_baseline = np.where(moved == NOT_COMPARED, NORMAL, moved).astype(np.uint8)
-    save_volume(labels_on_baseline, affine, out(desc="dawm", suffix="dseg"), dtype=np.uint8)
-    write_json(out(desc="dawm", suffix="dseg", extension=".json"), {
-        **common, "Description": "follow-up prediction (0 normal, 1 lesion, 2 DAWM) on the baseline grid, nearest neighbour; "
-                                 "0 outside the follow-up's field of view"})
+    save_volume(labels_on_baseline, affine, files.baseline_dseg(followup), dtype=np.uint8)
+    write_json(
+        files.sidecar(files.baseline_dseg(followup)),
+        {
+            **common,
+            "Description": "follow-up prediction (0 normal, 1 lesion, 2 DAWM) on the baseline grid, nearest neighbour; "
+            "0 outside the follow-up's field of view",
+        },
+    )
     for label, prob in f["probs"].items():
-        save_volume(pull(prob, "linear").astype(np.float32), affine, out(label=label, suffix="probseg"), dtype=np.float32)
-        write_json(out(label=label, suffix="probseg", extension=".json"), {
-            **common, "Description": f"follow-up {label} probability on the baseline grid (linear interpolation)"})
-    save_volume(tmap, affine, out(desc="transition", suffix="dseg"), dtype=np.uint8)
-    write_json(out(desc="transition", suffix="dseg", extension=".json"), {
-        **common, "Description": "voxel transition from the baseline to this follow-up", "Labels": {str(k): v for k, v in TRANSITION_CODES.items()}})
-    save_volume(changes.change_map, affine, out(desc="lesionchange", suffix="dseg"), dtype=np.uint8)
-    write_json(out(desc="lesionchange", suffix="dseg", extension=".json"), {
-        **common, "Description": "lesions new or enlarging since the baseline",
-        "Labels": {str(k): v for k, v in CHANGE_CODES.items()},
-        "Definitions": {"lesion": "26-connected component of the lesion label",
-                        "new_lesion": COLUMNS["n_new_lesions"][0], "enlarging_lesion": COLUMNS["n_enlarging_lesions"][0]
-                        + "; label 2 marks the grown voxels only"}})
-    write_json(followup.anat_dir / followup.name(from_="session", to="baseline", mode="image", suffix="xfm", extension=".json").filename, {
-        "Convention": "pull: maps baseline session-grid world RAS mm to this session's session-grid world RAS mm "
-                      "(resample this session onto the baseline grid with it)",
-        "MatrixRAS": tx, "InverseMatrixRAS": np.linalg.inv(tx), "Baseline": reference, **aln.as_dict()})
+        save_volume(pull(prob, "linear").astype(np.float32), affine, files.baseline_probseg(followup, label), dtype=np.float32)
+        write_json(
+            files.sidecar(files.baseline_probseg(followup, label)),
+            {**common, "Description": f"follow-up {label} probability on the baseline grid (linear interpolation)"},
+        )
+    save_volume(tmap, affine, files.transition_dseg(followup), dtype=np.uint8)
+    write_json(
+        files.sidecar(files.transition_dseg(followup)),
+        {
+            **common,
+            "Description": "voxel transition from the baseline to this follow-up",
+            "Labels": {str(k): v for k, v in TRANSITION_CODES.items()},
+        },
+    )
+    save_volume(changes.change_map, affine, files.lesion_change_dseg(followup), dtype=np.uint8)
+    write_json(
+        files.sidecar(files.lesion_change_dseg(followup)),
+        {
+            **common,
+            "Description": "lesions new or enlarging since the baseline",
+            "Labels": {str(k): v for k, v in CHANGE_CODES.items()},
+            "Definitions": {
+                "lesion": "26-connected component of the lesion label",
+                "new_lesion": COLUMNS["n_new_lesions"][0],
+                "enlarging_lesion": COLUMNS["n_enlarging_lesions"][0] + "; label 2 marks the grown voxels only",
+            },
+        },
+    )
+    write_json(
+        files.baseline_xfm(followup),
+        {
+            "Convention": "pull: maps baseline session-grid world RAS mm to this session's session-grid world RAS mm "
+            "(resample this session onto the baseline grid with it)",
+            "MatrixRAS": tx,
+            "InverseMatrixRAS": np.linalg.inv(tx),
+            "Baseline": reference,
+            **aln.as_dict(),
+        },
+    )
     return row
 
 
@@ -191,14 +245,13 @@ def subject_transitions(sessions: list[PredictedSession], predict_dir: str | Pat
             log.info("%s -> %s: aligned (brain Dice %.3f)", baseline.key, followup.key, rows[-1]["alignment_brain_dice"])
         except (AlignmentError, InputError, ValueError, RuntimeError, OSError) as exc:
             log.error("%s -> %s: longitudinal comparison failed: %s", baseline.key, followup.key, exc)
-            for old in _stale_outputs(followup):
+            for old in _stale_outputs(followup, predict_dir):
                 old.unlink()
-            rows.append({"participant_id": f"sub-{baseline.subject}", "baseline": f"ses-{baseline.session}",
-                         "followup": f"ses-{followup.session}", "status": f"failed: {exc}"})
+            rows.append({**_ids(baseline, followup), "status": f"failed: {exc}"})
     table = pd.DataFrame(rows).reindex(columns=list(COLUMNS))
-    name = BidsName({"sub": baseline.subject}, suffix="transitions", extension=".tsv").with_(desc="longitudinal")
-    write_tsv(predict_dir / f"sub-{baseline.subject}" / name.filename, table)
-    write_json(predict_dir / f"sub-{baseline.subject}" / name.with_(extension=".json").filename, _sidecar())
+    files = PredictFiles(predict_dir)
+    write_tsv(files.transitions(baseline.subject), table)
+    write_json(files.sidecar(files.transitions(baseline.subject)), _sidecar())
     return table
 
 
@@ -211,10 +264,11 @@ def longitudinal_outputs(predict_dir: str | Path) -> pd.DataFrame:
     tables = []
     for subject, sessions in subjects.items():
         if len(sessions) < 2 or any(s.session is None for s in sessions):
-            log.info("sub-%s: %d session(s), no longitudinal comparison", subject, len(sessions))
+            log.info("%s: %d session(s), no longitudinal comparison", participant_id(subject), len(sessions))
             continue
         tables.append(subject_transitions(sessions, predict_dir))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(COLUMNS))
-    write_tsv(predict_dir / "transitions.tsv", table)
-    write_json(predict_dir / "transitions.json", _sidecar())
+    files = PredictFiles(predict_dir)
+    write_tsv(files.transitions_table, table)
+    write_json(files.sidecar(files.transitions_table), _sidecar())
     return table

@@ -16,8 +16,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dawm.bids.entities import BidsName, parse_name
-from dawm.bids.layout import SessionKey
+from dawm.bids.derivative_files import PredictFiles, PreprocessFiles
+from dawm.bids.layout import RawFiles, SessionKey, SessionRef, dataset_root
 from dawm.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -48,18 +48,9 @@ class PredictedSession(SessionKey):
     def anat_dir(self) -> Path:
         return self.dseg.parent
 
-    def name(self, **entities: str | None) -> BidsName:
-        """A BIDS name of this session (sub/ses entities) with ``entities`` (suffix/extension too)."""
-        return self.base().with_(**entities)
-
 
 def _source_dataset(predict_dir: Path) -> Path | None:
-    desc = predict_dir / "dataset_description.json"
-    try:
-        urls = [s.get("URL") for s in json.loads(desc.read_text()).get("SourceDatasets", [])]
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
-    for url in urls:
+    for url in PredictFiles(predict_dir).source_urls():
         if url and "://" not in str(url):
             path = Path(url) if Path(url).is_absolute() else (predict_dir / url)
             if path.is_dir():
@@ -71,40 +62,48 @@ def preprocess_roots(predict_dir: str | Path) -> list[Path]:
     """Folders that may hold the preprocess derivative of ``predict_dir``'s sessions (see the
     module docstring), in the order they are searched (the sidecar ``Sources`` come first, per session)."""
     predict_dir = Path(predict_dir)
-    roots = [predict_dir / "derivatives" / "dawm-preprocess"]
+    roots = [PredictFiles(predict_dir).preprocess.root]
     source = _source_dataset(predict_dir)
     if source is not None:
-        roots += sorted(p for p in (source / "derivatives").glob("*") if p.is_dir())
+        roots += sorted(p for p in RawFiles(source).derivatives.glob("*") if p.is_dir())
     return [r for r in roots if r.is_dir()]
 
 
-def _sidecar_dirs(dseg: Path) -> list[Path]:
-    sidecar = dseg.with_name(dseg.name.replace(".nii.gz", ".json"))
+def _sidecar_roots(dseg: Path) -> list[Path]:
+    """The preprocess derivatives holding the ``Sources`` that the dseg's sidecar lists."""
+    sidecar = PredictFiles.sidecar(dseg)
     try:
         sources = json.loads(sidecar.read_text()).get("Sources", [])
     except (OSError, json.JSONDecodeError, AttributeError):
         return []
-    return list(dict.fromkeys(Path(s).parent for s in sources if isinstance(s, str)))
+    roots = []
+    for source in sources:
+        try:
+            roots.append(dataset_root(source))
+        except (InputError, TypeError):
+            continue
+    return list(dict.fromkeys(roots))
 
 
-def _preprocessed(base: BidsName, dirs: list[Path]) -> dict:
-    """Preprocessed images, masks and reference of a session from the first folder holding any."""
-    for folder in dirs:
-        images = {r: folder / base.with_(space="session", desc="preproc", suffix=r).filename for r in ALIGNMENT_ROLES}
+def _preprocessed(key: SessionRef, roots: list[Path]) -> dict:
+    """Preprocessed images, masks and reference of a session from the first preprocess derivative
+    (of ``roots``) holding any of its images."""
+    for root in roots:
+        pre = PreprocessFiles(root)
+        images = {r: pre.image(key, r) for r in ALIGNMENT_ROLES}
         images = {r: p for r, p in images.items() if p.exists()}
         if not images:
             continue
-        brain = folder / base.with_(space="session", desc="brain", suffix="mask").filename
-        fov = folder / base.with_(space="session", desc="fov", suffix="mask").filename
+        brain = pre.brain_mask(key)
+        fov = pre.fov_mask(key)
         reference = None
-        logfile = folder / base.with_(desc="preproc", suffix="log", extension=".json").filename
+        logfile = pre.log(key)
         if logfile.exists():
             try:
                 reference = json.loads(logfile.read_text()).get("Reference")
             except json.JSONDecodeError:
                 log.debug("%s: unreadable preprocess log", logfile)
-        return {"images": images, "brain": brain if brain.exists() else None, "fov": fov if fov.exists() else None,
-                "reference": reference}
+        return {"images": images, "brain": brain if brain.exists() else None, "fov": fov if fov.exists() else None, "reference": reference}
     return {}
 
 
@@ -116,17 +115,20 @@ def predicted_sessions(predict_dir: str | Path) -> dict[str, list[PredictedSessi
         raise InputError(f"{predict_dir}: not a folder (a dawm predict output is expected)")
     roots = preprocess_roots(predict_dir)
     found: dict[str, list[PredictedSession]] = {}
-    for dseg in sorted(predict_dir.glob("sub-*/**/anat/*_space-session_desc-dawm_dseg.nii.gz")):
-        if "derivatives" in dseg.relative_to(predict_dir).parts:
-            continue
+    predicted = PredictFiles(predict_dir)
+    for dseg in predicted.dseg_files().values():
         try:
-            ent = parse_name(dseg.name).entities
+            key = SessionRef.from_path(dseg)
         except InputError:
             continue
-        base = BidsName({k: ent[k] for k in ("sub", "ses") if k in ent})
-        probseg = {label: dseg.with_name(base.with_(space="session", label=label, suffix="probseg").filename) for label in ("lesion", "DAWM")}
-        pre_dirs = _sidecar_dirs(dseg) + [r / base.subject_dir() for r in roots]
-        found.setdefault(ent["sub"], []).append(PredictedSession(
-            subject=ent["sub"], session=ent.get("ses"), dseg=dseg, probseg={k: p for k, p in probseg.items() if p.exists()},
-            **_preprocessed(base, list(dict.fromkeys(pre_dirs)))))
+        probseg = {label: predicted.probseg(key, label) for label in ("lesion", "DAWM")}
+        found.setdefault(key.subject, []).append(
+            PredictedSession(
+                subject=key.subject,
+                session=key.session,
+                dseg=dseg,
+                probseg={k: p for k, p in probseg.items() if p.exists()},
+                **_preprocessed(key, list(dict.fromkeys(_sidecar_roots(dseg) + roots))),
+            )
+        )
     return {sub: sorted(sessions, key=lambda s: s.session or "") for sub, sessions in sorted(found.items())}

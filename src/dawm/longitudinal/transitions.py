@@ -15,26 +15,24 @@ from __future__ import annotations
 
 import numpy as np
 
-NORMAL, LESION, DAWM = 0, 1, 2
-#: Label of voxels left out of a comparison (outside a field of view).
-NOT_COMPARED = 255
-#: Codes of :func:`transition_map`. 1-6 are the simulator's (``dawm.simulate.pathology.TRANSITIONS``);
-#: 7 and 8 happen only in predictions (the simulator never removes a lesion).
-TRANSITION_CODES: dict[int, str] = {
-    0: "none",
-    1: "DAWM_to_normal",
-    2: "DAWM_to_lesion",
-    3: "DAWM_persistent",
-    4: "new_DAWM",
-    5: "new_lesion",
-    6: "lesion_persistent",
-    7: "lesion_to_normal",
-    8: "lesion_to_DAWM",
-    NOT_COMPARED: "not_compared",
-}
+# The codes are :mod:`dawm.labels`': label maps 0 normal, 1 lesion, 2 DAWM; NOT_COMPARED (255) outside
+# a field of view; TRANSITION_CODES those of :func:`transition_map` (1-6 are the simulator's, 7 and 8
+# happen only in predictions: the simulator never removes a lesion).
+from dawm.labels import DAWM, LESION, NORMAL, NOT_COMPARED, TRANSITION_CODES
+
+__all__ = ["DAWM", "LESION", "NORMAL", "NOT_COMPARED", "TRANSITION_CODES", "transition_map", "transition_result", "transition_volumes"]
+
 #: (baseline label, follow-up label) of each code of :data:`TRANSITION_CODES` (0 is normal -> normal).
-_PAIRS = {1: (DAWM, NORMAL), 2: (DAWM, LESION), 3: (DAWM, DAWM), 4: (NORMAL, DAWM), 5: (NORMAL, LESION),
-          6: (LESION, LESION), 7: (LESION, NORMAL), 8: (LESION, DAWM)}
+_PAIRS = {
+    1: (DAWM, NORMAL),
+    2: (DAWM, LESION),
+    3: (DAWM, DAWM),
+    4: (NORMAL, DAWM),
+    5: (NORMAL, LESION),
+    6: (LESION, LESION),
+    7: (LESION, NORMAL),
+    8: (LESION, DAWM),
+}
 _FATES = ("dawm_to_lesion", "dawm_to_normal", "dawm_persistent")
 
 
@@ -51,8 +49,11 @@ def transition_result(ml: dict[str, float], baseline_dawm_ml: float, followup_da
     out = {f"{k}_ml": float(v) for k, v in ml.items()}
     for k in _FATES:
         out[f"{k}_frac"] = ml[k] / baseline_dawm_ml if baseline_dawm_ml > 0 else float("nan")
-    out.update(baseline_dawm_ml=float(baseline_dawm_ml), followup_dawm_ml=float(followup_dawm_ml),
-               dawm_change_ml=float(followup_dawm_ml - baseline_dawm_ml))
+    out.update(
+        baseline_dawm_ml=float(baseline_dawm_ml),
+        followup_dawm_ml=float(followup_dawm_ml),
+        dawm_change_ml=float(followup_dawm_ml - baseline_dawm_ml),
+    )
     return out
 
 
@@ -71,9 +72,14 @@ def transition_volumes(baseline: np.ndarray, followup: np.ndarray, voxel_ml: flo
     def ml(src: int, dst: int) -> float:
         return float(np.count_nonzero((b == src) & (f == dst))) * voxel_ml
 
-    vols = {"dawm_to_lesion": ml(DAWM, LESION), "dawm_to_normal": ml(DAWM, NORMAL),
-            "dawm_persistent": ml(DAWM, DAWM), "new_dawm": ml(NORMAL, DAWM),
-            "new_lesion": ml(NORMAL, LESION), "lesion_persistent": ml(LESION, LESION)}
+    vols = {
+        "dawm_to_lesion": ml(DAWM, LESION),
+        "dawm_to_normal": ml(DAWM, NORMAL),
+        "dawm_persistent": ml(DAWM, DAWM),
+        "new_dawm": ml(NORMAL, DAWM),
+        "new_lesion": ml(NORMAL, LESION),
+        "lesion_persistent": ml(LESION, LESION),
+    }
     return transition_result(vols, np.count_nonzero(b == DAWM) * voxel_ml, np.count_nonzero(f == DAWM) * voxel_ml)
 
 

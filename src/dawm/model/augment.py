@@ -21,12 +21,11 @@ are MNI-sized, 1.8-2.3 L; real adult brains 1.1-1.6 L, a linear factor down to a
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from monai.transforms import (
     CenterSpatialCropd,
     Compose,
@@ -37,10 +36,11 @@ from monai.transforms import (
     RandFlipd,
     RandGaussianNoised,
     RandGaussianSmoothd,
+    Randomizable,
     RandScaleIntensityd,
     RandShiftIntensityd,
-    Randomizable,
 )
+from scipy import ndimage
 
 
 class RandThickSliced(Randomizable, MapTransform):
@@ -122,8 +122,9 @@ class RandLabelContrastd(Randomizable, MapTransform):
     patch and ``w`` the class mask smoothed by a Gaussian of ``sigma`` voxels (no artificial edge).
     As SynthSeg draws intensities per label, so the network does not learn one lesion contrast."""
 
-    def __init__(self, image_key: str, label_key: str, prob: float = 0.5, factors: tuple[float, float] = (0.4, 1.3),
-                 sigma: float = 1.0) -> None:
+    def __init__(
+        self, image_key: str, label_key: str, prob: float = 0.5, factors: tuple[float, float] = (0.4, 1.3), sigma: float = 1.0
+    ) -> None:
         MapTransform.__init__(self, (image_key,))
         self.image_key, self.label_key, self.prob, self.factors, self.sigma = image_key, label_key, prob, factors, sigma
 
@@ -155,8 +156,15 @@ class RandTissueContrastd(Randomizable, MapTransform):
     ``label_key`` (1 CSF, 2 GM, 3 WM); lesions and DAWM are left to :class:`RandLabelContrastd`.
     SynthSeg's random intensity per label, kept within a factor so that tissue order survives."""
 
-    def __init__(self, image_key: str, label_key: str, prob: float = 0.5, factors: tuple[float, float] = (0.6, 1.6),
-                 sigma: float = 1.0, tissue_channel: int = 2) -> None:
+    def __init__(
+        self,
+        image_key: str,
+        label_key: str,
+        prob: float = 0.5,
+        factors: tuple[float, float] = (0.6, 1.6),
+        sigma: float = 1.0,
+        tissue_channel: int = 2,
+    ) -> None:
         MapTransform.__init__(self, (image_key,))
         self.image_key, self.label_key, self.prob, self.factors = image_key, label_key, prob, factors
         self.sigma, self.tissue_channel = sigma, tissue_channel
@@ -172,8 +180,11 @@ class RandTissueContrastd(Randomizable, MapTransform):
         wm = (tissue == 3) & normal & (img != 0).all(dim=0)
         if not chosen or not wm.any():
             return d
-        weights = {t: torch.from_numpy(ndimage.gaussian_filter(((tissue == t) & normal).numpy().astype(np.float32), self.sigma)).to(img.dtype)
-                   for t in (1, 2) if ((tissue == t) & normal).any()}
+        weights = {
+            t: torch.from_numpy(ndimage.gaussian_filter(((tissue == t) & normal).numpy().astype(np.float32), self.sigma)).to(img.dtype)
+            for t in (1, 2)
+            if ((tissue == t) & normal).any()
+        }
         for c in chosen:
             m = img[c][wm].median()
             x = img[c]
@@ -197,10 +208,17 @@ def training_transforms(patch_size: Sequence[int], *, enabled: bool = True, doma
         return Compose([crop])
     both = ("image", "label")
     geometry = dict(prob=0.5, scale_range=(0.3, 0.3, 0.3)) if domain_randomization else dict(prob=0.3, scale_range=(0.1, 0.1, 0.1))
-    randomised = [RandLabelContrastd("image", "label", prob=0.5), RandTissueContrastd("image", "label", prob=0.5),
-                  RandMonotoneCurved(("image",), prob=0.5),
-                  RandThickSliced(("image",), prob=0.3), RandThickSliced(("image",), prob=0.3)] if domain_randomization \
+    randomised = (
+        [
+            RandLabelContrastd("image", "label", prob=0.5),
+            RandTissueContrastd("image", "label", prob=0.5),
+            RandMonotoneCurved(("image",), prob=0.5),
+            RandThickSliced(("image",), prob=0.3),
+            RandThickSliced(("image",), prob=0.3),
+        ]
+        if domain_randomization
         else [RandThickSliced(("image",), prob=0.2)]
+    )
     return Compose([
         RandFlipd(both, prob=0.5, spatial_axis=0),
         RandFlipd(both, prob=0.2, spatial_axis=1),
@@ -228,8 +246,9 @@ def modality_dropout(image: np.ndarray, p: float, rng: np.random.Generator) -> n
     return out
 
 
-def augment_patch(transform: Compose, image: np.ndarray, label: np.ndarray, seed: int,
-                  dawm: np.ndarray | None = None, tissue: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def augment_patch(
+    transform: Compose, image: np.ndarray, label: np.ndarray, seed: int, dawm: np.ndarray | None = None, tissue: np.ndarray | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Apply ``transform`` with its random state set from ``seed`` (deterministic). ``image`` (C, *R)
     float32, ``label`` (*R) uint8, ``dawm`` (*R) the DAWM target 0-1 (default ``label == 2``),
     ``tissue`` (*R) the tissue dseg (default none: 0) -> tensors (C, *P) float32, (1, *P) int64 and
@@ -239,9 +258,13 @@ def augment_patch(transform: Compose, image: np.ndarray, label: np.ndarray, seed
     soft = (np.asarray(label) == 2) if dawm is None else np.asarray(dawm)
     tis = np.zeros(np.shape(label), np.float32) if tissue is None else np.asarray(tissue)
     stacked = np.stack([np.asarray(label, np.float32), soft.astype(np.float32), tis.astype(np.float32)])
-    out = transform({"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-                     "label": torch.from_numpy(np.ascontiguousarray(stacked))})
+    out = transform(
+        {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)), "label": torch.from_numpy(np.ascontiguousarray(stacked))}
+    )
     img = torch.as_tensor(out["image"]).float()
     lab = torch.as_tensor(out["label"]).float()
-    return (img.as_subclass(torch.Tensor), torch.round(lab[:1]).long().as_subclass(torch.Tensor),
-            lab[1:2].clamp(0.0, 1.0).as_subclass(torch.Tensor))
+    return (
+        img.as_subclass(torch.Tensor),
+        torch.round(lab[:1]).long().as_subclass(torch.Tensor),
+        lab[1:2].clamp(0.0, 1.0).as_subclass(torch.Tensor),
+    )

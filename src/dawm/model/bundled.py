@@ -54,9 +54,10 @@ def export_model(model_dir: str | Path, dest: str | Path, folds: list[int] | Non
             raise InputError(f"{fold_dir(model_dir, k) / 'best.pt'}: weights out of float16 range; export with --no-half")
     size = sum(v.numel() * v.element_size() for s in states.values() for v in s.values())
     if size > MAX_EXPORT_BYTES:
-        raise InputError(f"{model_dir}: {size / 1e6:.0f} MB of weights for fold(s) {folds}, more than the "
-                         f"{MAX_EXPORT_BYTES / 1e6:.0f} MB a bundled model may hold; export fewer folds (--folds 0)"
-                         + ("" if half else " or in float16"))
+        raise InputError(
+            f"{model_dir}: {size / 1e6:.0f} MB of weights for fold(s) {folds}, more than the "
+            f"{MAX_EXPORT_BYTES / 1e6:.0f} MB a bundled model may hold; export fewer folds (--folds 0)" + ("" if half else " or in float16")
+        )
     for old in dest.glob("fold-*/best.pt"):  # an earlier export's folds that this one leaves out
         if old.parent.name not in {fold_dir(dest, k).name for k in folds}:
             old.unlink()
@@ -64,6 +65,14 @@ def export_model(model_dir: str | Path, dest: str | Path, folds: list[int] | Non
         with atomic_target(fold_dir(dest, k) / "best.pt", ".pt") as tmp:
             torch.save({"model": state}, tmp)
     kept = {str(k): info["folds"][str(k)] for k in folds if str(k) in info.get("folds", {})}
-    write_model_json(dest, {**info, "folds": kept, "exported_from": model_dir.resolve().name, "bundled": True,
-                            "weights_dtype": str(dtype).removeprefix("torch.")})
+    write_model_json(
+        dest,
+        {
+            **info,
+            "folds": kept,
+            "exported_from": model_dir.resolve().name,
+            "bundled": True,
+            "weights_dtype": str(dtype).removeprefix("torch."),
+        },
+    )
     return dest

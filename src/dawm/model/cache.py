@@ -28,16 +28,21 @@ from pathlib import Path
 
 import numpy as np
 
+from dawm.bids.derivative_files import PreprocessFiles
 from dawm.bids.derivatives import write_json
 from dawm.errors import InputError
 from dawm.image.io import load_volume
+from dawm.image.orientation import to_canonical
 from dawm.model import MODALITIES
 from dawm.model.data import Case
-from dawm.model.orientation import to_canonical
 
 CACHE_VERSION = 2
-NORMALISATION = {"method": "zscore-in-brain", "outside_brain": 0.0, "orientation": "closest-RAS",
-                 "missing_channel": "zeros (the modality-dropout input)"}
+NORMALISATION = {
+    "method": "zscore-in-brain",
+    "outside_brain": 0.0,
+    "orientation": "closest-RAS",
+    "missing_channel": "zeros (the modality-dropout input)",
+}
 
 
 def normalise(channels: list[np.ndarray | None], brain: np.ndarray) -> np.ndarray:
@@ -74,8 +79,7 @@ def fingerprint(cases: list[Case], channels: list[str], *, extra: dict | None = 
                 continue
             st = Path(p).stat()
             items.append([Path(p).name, st.st_size, st.st_mtime_ns])
-        root = c.preproc_log.parents[3] if c.session else c.preproc_log.parents[2]
-        configs.add(root / "preprocess_config.json")
+        configs.add(PreprocessFiles.of_file(c.preproc_log).config)
     for cfg in sorted(configs):
         items.append(cfg.read_text() if cfg.exists() else "")
     return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16]
@@ -149,8 +153,17 @@ def build_case(case: Case, channels: list[str], folder: Path, *, max_locations: 
     np.save(folder / "brain.npy", brain_c)
     locs = class_locations(label, brain_c, np.random.default_rng([seed, 7]), max_locations)
     np.savez(folder / "locations.npz", **locs)
-    write_json(folder / "meta.json", {"key": case.key, "channels": channels, "affine": affine, "shape": list(label.shape),
-                                      "normalisation": NORMALISATION, "n_locations": {k: len(v) for k, v in locs.items()}})
+    write_json(
+        folder / "meta.json",
+        {
+            "key": case.key,
+            "channels": channels,
+            "affine": affine,
+            "shape": list(label.shape),
+            "normalisation": NORMALISATION,
+            "n_locations": {k: len(v) for k, v in locs.items()},
+        },
+    )
     return folder
 
 
@@ -171,8 +184,9 @@ def open_case(folder: str | Path) -> CachedCase:
     )  # fmt: skip
 
 
-def build_cache(cases: list[Case], channels: list[str], cache_dir: str | Path, *, seed: int = 0, soft: bool = True,
-                progress=None) -> tuple[str, dict[str, CachedCase]]:
+def build_cache(
+    cases: list[Case], channels: list[str], cache_dir: str | Path, *, seed: int = 0, soft: bool = True, progress=None
+) -> tuple[str, dict[str, CachedCase]]:
     """Cache every case under ``cache_dir/<fingerprint>``; returns ``(fingerprint, key -> CachedCase)``.
 
     ``soft``: DAWM targets from the labels' probability maps (:func:`dawm_target`).

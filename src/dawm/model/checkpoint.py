@@ -9,11 +9,10 @@ with an ``InputError`` naming the file."""
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any
-
-import pickle
 
 import numpy as np
 import torch
@@ -33,8 +32,9 @@ def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu"
         text = (str(exc) or type(exc).__name__).split("WeightsUnpickler error:")[-1]
         why = next(ln for ln in text.splitlines() + [type(exc).__name__] if ln.strip()).split(". Please")[0].strip()
         if "Unsupported global" in why:
-            raise InputError(f"{path}: refused, it holds Python objects other than tensors and numbers ({why}); "
-                             "dawm loads weights only, without pickle") from None
+            raise InputError(
+                f"{path}: refused, it holds Python objects other than tensors and numbers ({why}); dawm loads weights only, without pickle"
+            ) from None
         raise InputError(f"{path}: not a readable PyTorch weights file ({why})") from None
 
 
@@ -47,8 +47,11 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 def rng_states() -> dict[str, Any]:
     """Python, NumPy, torch (and CUDA) RNG states, in types that weights-only loading accepts."""
     kind, key, pos, has_gauss, gauss = np.random.get_state()
-    states = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(np.asarray(key, np.int64)), int(pos), int(has_gauss), float(gauss)),
-              "torch": torch.get_rng_state()}
+    states = {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(np.asarray(key, np.int64)), int(pos), int(has_gauss), float(gauss)),
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -64,8 +67,9 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer=None, scheduler=None, epoch: int, state: dict | None = None,
-                    rng: bool = True) -> Path:
+def save_checkpoint(
+    path: str | Path, *, model: torch.nn.Module, optimizer=None, scheduler=None, epoch: int, state: dict | None = None, rng: bool = True
+) -> Path:
     """Write ``path`` (``epoch`` = number of completed epochs; ``state``: e.g. best Dice, bad epochs;
     ``rng``: include the RNG states, needed to resume, not to predict)."""
     path = Path(path)
@@ -83,8 +87,15 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer=None,
     return path
 
 
-def load_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer=None, scheduler=None, restore_rng: bool = True,
-                    map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(
+    path: str | Path,
+    *,
+    model: torch.nn.Module,
+    optimizer=None,
+    scheduler=None,
+    restore_rng: bool = True,
+    map_location: str | torch.device = "cpu",
+) -> dict:
     """Restore what :func:`save_checkpoint` wrote into the given objects; returns the payload."""
     payload = load_weights_only(path, map_location)
     unwrap(model).load_state_dict(payload["model"])

@@ -14,14 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dawm.bids.derivative_files import PreprocessFiles
 from dawm.image.io import load_volume
-from dawm.image.resample import voxel_sizes
-from dawm.preprocess.registration import load_transform, warp
-from dawm.preprocess.template import load_template
-
-
-def _one(folder: Path, pattern: str) -> Path | None:
-    return next(iter(sorted(folder.glob(pattern))), None)
+from dawm.image.registration import load_transform
+from dawm.image.resample import resample, voxel_sizes
+from dawm.image.template import load_template
 
 
 def common_fov_volumes(sessions: list[dict]) -> pd.DataFrame:
@@ -38,8 +35,15 @@ def common_fov_volumes(sessions: list[dict]) -> pd.DataFrame:
     loaded = []
     for s in sessions:
         folder = Path(s["preproc_dir"])
-        files = {k: _one(folder, p) for k, p in (("fov", "*_desc-fov_mask.nii.gz"), ("brain", "*_desc-brain_mask.nii.gz"),
-                                                  ("to_mni", "*_from-session_to-MNI*_xfm.h5"), ("from_mni", "*_from-MNI*_to-session_mode-image_xfm.h5"))}
+        files = {
+            k: PreprocessFiles.find_in_folder(folder, output)
+            for k, output in (
+                ("fov", "fov_mask"),
+                ("brain", "brain_mask"),
+                ("to_mni", "to_template_xfm"),
+                ("from_mni", "from_template_xfm"),
+            )
+        }
         if any(v is None for v in files.values()):
             continue
         loaded.append((s, files))
@@ -48,17 +52,22 @@ def common_fov_volumes(sessions: list[dict]) -> pd.DataFrame:
     common = np.ones(tpl.brain_mask.shape, bool)
     for _, files in loaded:
         fov = load_volume(files["fov"], allow_empty=True)
-        common &= warp(fov.data > 0.5, fov.affine, tpl.brain_mask.shape, tpl.affine, load_transform(files["to_mni"]), "nearest")
+        common &= resample(fov.data > 0.5, fov.affine, tpl.brain_mask.shape, tpl.affine, load_transform(files["to_mni"]), "nearest")
     rows = []
     for s, files in loaded:
         brain = load_volume(files["brain"])
-        inside = warp(common, tpl.affine, brain.shape, brain.affine, load_transform(files["from_mni"]), "nearest")
+        inside = resample(common, tpl.affine, brain.shape, brain.affine, load_transform(files["from_mni"]), "nearest")
         dseg = np.rint(load_volume(s["dseg"], allow_empty=True).data).astype(np.uint8)
         mask = brain.data > 0.5
         vox_ml = float(np.prod(voxel_sizes(brain.affine))) / 1000.0
-        rows.append({"participant_id": s["participant_id"], "session_id": s["session_id"],
-                     "common_fov_share": round(float((mask & inside).sum() / max(mask.sum(), 1)), 4),
-                     "brain_ml": float((mask & inside).sum()) * vox_ml,
-                     "lesion_ml": float(((dseg == 1) & inside).sum()) * vox_ml,
-                     "dawm_ml": float(((dseg == 2) & inside).sum()) * vox_ml})
+        rows.append(
+            {
+                "participant_id": s["participant_id"],
+                "session_id": s["session_id"],
+                "common_fov_share": round(float((mask & inside).sum() / max(mask.sum(), 1)), 4),
+                "brain_ml": float((mask & inside).sum()) * vox_ml,
+                "lesion_ml": float(((dseg == 1) & inside).sum()) * vox_ml,
+                "dawm_ml": float(((dseg == 2) & inside).sum()) * vox_ml,
+            }
+        )
     return pd.DataFrame(rows)

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from dawm.bids.derivative_files import LabelFiles, PreprocessFiles
 from dawm.config import StageConfig
 
 Inputs = Literal["t1w", "flair", "t1w+flair"]
@@ -38,10 +39,14 @@ class TrainConfig(StageConfig):
 
     inputs: Inputs = Field("t1w+flair", description="input channels, in this order")
     preset: Preset = Field("cpu-small", description="network and hardware defaults")
-    patch_size: tuple[int, int, int] | None = Field(None, description="training patch (voxels); divisible by 16 (cpu-small), 32 (gpu) or 8 (tiny)")
+    patch_size: tuple[int, int, int] | None = Field(
+        None, description="training patch (voxels); divisible by 16 (cpu-small), 32 (gpu) or 8 (tiny)"
+    )
     batch_size: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0, description="initial learning rate")
-    optimizer: Literal["adamw", "sgd"] | None = Field(None, description="adamw (every preset's default) or sgd (Nesterov 0.99, as nnU-Net); both with poly decay")
+    optimizer: Literal["adamw", "sgd"] | None = Field(
+        None, description="adamw (every preset's default) or sgd (Nesterov 0.99, as nnU-Net); both with poly decay"
+    )
     weight_decay: float = Field(3e-5, ge=0)
     iterations_per_epoch: int | None = Field(None, ge=1)
     max_epochs: int = Field(100, ge=1)
@@ -50,25 +55,36 @@ class TrainConfig(StageConfig):
     folds: int = Field(5, ge=2, description="number of k-fold cross-validation folds (kfold split)")
     split: SplitMode = Field("kfold", description="kfold (stratified by scanner and group) or loso (leave one scanner out)")
     test_fraction: float = Field(0.0, ge=0.0, lt=0.9, description="subjects held out of every fold as a test set")
-    modality_dropout: float = Field(0.2, ge=0.0, lt=1.0, description="probability of zeroing one input channel of a patch (two inputs only)")
-    class_fractions: tuple[float, float, float] = Field((1 / 3, 1 / 3, 1 / 3), description="patches centred on lesion, DAWM, any brain voxel")
+    modality_dropout: float = Field(
+        0.2, ge=0.0, lt=1.0, description="probability of zeroing one input channel of a patch (two inputs only)"
+    )
+    class_fractions: tuple[float, float, float] = Field(
+        (1 / 3, 1 / 3, 1 / 3), description="patches centred on lesion, DAWM, any brain voxel"
+    )
     augment: bool = Field(True, description="spatial and intensity augmentation (see dawm.model.augment)")
-    domain_randomization: bool = Field(True, description="with augment: the stronger, SynthSeg-like intensity and geometry randomisation for "
-                                       "real clinical contrasts (random monotone curves, lesion/DAWM contrast, thick slices on either channel, "
-                                       "scale 0.7-1.3); False keeps the milder simulator-only pipeline (short runs on small cohorts)")
+    domain_randomization: bool = Field(
+        True,
+        description="with augment: the stronger, SynthSeg-like intensity and geometry randomisation for "
+        "real clinical contrasts (random monotone curves, lesion/DAWM contrast, thick slices on either channel, "
+        "scale 0.7-1.3); False keeps the milder simulator-only pipeline (short runs on small cohorts)",
+    )
     deep_supervision: bool = Field(False, description="gpu preset: DynUNet deep supervision")
     seed: int = Field(0, ge=0)
     amp: bool = Field(True, description="mixed precision (CUDA only; ignored on CPU)")
     compile: bool = Field(False, description="torch.compile the network (CUDA only)")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
-    labels: str = Field("dawm-label", description="derivatives/<name> holding the training targets (*_space-session_desc-dawm_dseg)")
+    labels: str = Field(LabelFiles.NAME, description="derivatives/<name> holding the training targets (*_space-session_desc-dawm_dseg)")
     dawm_target: Literal["soft", "hard"] = Field(
-        "soft", description="soft: the DAWM target of a voxel is the labels' label-DAWM_probseg (0-1) where the labels "
+        "soft",
+        description="soft: the DAWM target of a voxel is the labels' label-DAWM_probseg (0-1) where the labels "
         "hold one (lesions stay a hard class; a session without a probseg falls back to its dseg), so uncertain borders of "
-        "a diffuse class do not teach 'background'; hard: the one-hot dseg")
-    preprocess: str = Field("dawm-preprocess", description="derivatives/<name> of dawm preprocess")
+        "a diffuse class do not teach 'background'; hard: the one-hot dseg",
+    )
+    preprocess: str = Field(PreprocessFiles.NAME, description="derivatives/<name> of dawm preprocess")
     sw_batch_size: int = Field(2, ge=1, description="sliding-window batch at validation and prediction")
-    inference_patch_size: tuple[int, int, int] | None = Field(None, description="sliding-window size at validation and prediction (default: patch_size)")
+    inference_patch_size: tuple[int, int, int] | None = Field(
+        None, description="sliding-window size at validation and prediction (default: patch_size)"
+    )
 
     @property
     def inference_roi(self) -> tuple[int, int, int]:
@@ -79,7 +95,7 @@ class TrainConfig(StageConfig):
         return tuple(roi)  # type: ignore[return-value]
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
+    def _check(self) -> TrainConfig:
         if abs(sum(self.class_fractions) - 1.0) > 1e-6 or min(self.class_fractions) < 0:
             raise ValueError(f"class_fractions must be >= 0 and sum to 1, got {self.class_fractions}")
         div = {"cpu-small": 16, "gpu": 32, "tiny": 8}[self.preset]
@@ -94,11 +110,10 @@ class TrainConfig(StageConfig):
         """Input modalities in channel order, e.g. ``["t1w", "flair"]``."""
         return self.inputs.split("+")
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with every ``None`` field set from the preset."""
         values = self.model_dump()
         for key, value in PRESET_DEFAULTS[self.preset].items():
             if values.get(key) is None:
                 values[key] = value
         return TrainConfig.model_validate(values)
-

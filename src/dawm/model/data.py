@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dawm.bids.derivative_files import LabelFiles, PreprocessFiles
 from dawm.bids.derivatives import write_json
-from dawm.bids.entities import BidsName
-from dawm.bids.layout import SessionKey
+from dawm.bids.layout import RawFiles, SessionKey, participant_id, participant_labels, sidecar_path
 from dawm.errors import InputError
 from dawm.image.io import load_volume
 
@@ -49,7 +49,6 @@ class Case(SessionKey):
     extra: dict = field(default_factory=dict)
 
 
-
 def _read_tsv(path: Path) -> pd.DataFrame | None:
     if not path.exists():
         return None
@@ -66,8 +65,7 @@ def _scanner_from_sidecars(preproc_log: Path) -> str | None:
         ref = Path(info["Inputs"][info["Reference"]])
     except (KeyError, json.JSONDecodeError, OSError):
         return None
-    stem = ref.name[: -len(".nii.gz")] if ref.name.endswith(".nii.gz") else ref.stem
-    sidecar = ref.with_name(stem + ".json")
+    sidecar = sidecar_path(ref)
     if not sidecar.exists():
         return None
     meta = json.loads(sidecar.read_text())
@@ -78,8 +76,8 @@ def _scanner_from_sidecars(preproc_log: Path) -> str | None:
 def discover_cases(
     bids_dir: str | Path,
     *,
-    preprocess: str = "dawm-preprocess",
-    labels: str | None = "dawm-label",
+    preprocess: str = PreprocessFiles.NAME,
+    labels: str | None = LabelFiles.NAME,
     preprocess_dir: str | Path | None = None,
     participant_label: list[str] | None = None,
 ) -> list[Case]:
@@ -90,49 +88,48 @@ def discover_cases(
     the preprocess derivative is missing.
     """
     bids_dir = Path(bids_dir)
-    pp_root = Path(preprocess_dir) if preprocess_dir is not None else bids_dir / "derivatives" / preprocess
-    if not pp_root.is_dir():
-        raise InputError(f"{pp_root}: no preprocess derivative (run `dawm preprocess {bids_dir}` first)")
-    label_root = bids_dir / "derivatives" / labels if labels else None
-    if label_root is not None and not label_root.is_dir():
-        raise InputError(f"{label_root}: no label derivative '{labels}' (run `dawm label`, or choose another with --labels)")
-    wanted = {p.removeprefix("sub-") for p in participant_label} if participant_label else None
-    participants = _read_tsv(bids_dir / "participants.tsv")
+    raw = RawFiles(bids_dir)
+    pre = PreprocessFiles(preprocess_dir) if preprocess_dir is not None else PreprocessFiles.in_dataset(bids_dir, preprocess)
+    if not pre.exists():
+        raise InputError(f"{pre.root}: no preprocess derivative (run `dawm preprocess {bids_dir}` first)")
+    targets = LabelFiles.in_dataset(bids_dir, labels) if labels else None
+    if targets is not None and not targets.exists():
+        raise InputError(f"{targets.root}: no label derivative '{labels}' (run `dawm label`, or choose another with --labels)")
+    wanted = participant_labels(participant_label)
+    participants = _read_tsv(raw.participants)
     part = participants.set_index("participant_id") if participants is not None and "participant_id" in participants else None
     cases: list[Case] = []
-    for log_file in sorted(pp_root.glob("sub-*/**/anat/*_desc-preproc_log.json")):
+    for found in pre.sessions():
+        log_file = pre.log(found)
         info = json.loads(log_file.read_text())
         subject, session = info["Subject"], info.get("Session")
         if wanted is not None and subject not in wanted:
             continue
-        base = BidsName(entities={"sub": subject, **({"ses": session} if session else {})}, suffix="")
-        d = log_file.parent
-        images = {s: d / base.with_(space="session", desc="preproc", suffix=s).filename for s in ("T1w", "FLAIR")}
+        images = {s: pre.image(found, s) for s in ("T1w", "FLAIR")}
         images = {s: p for s, p in images.items() if p.exists()}
         label = dawm_prob = None
-        if label_root is not None:
-            label = label_root / base.with_(space="session", desc="dawm", suffix="dseg").relpath
+        if targets is not None:
+            label = targets.dseg(found)
             if not label.exists():
-                log.info("%s: no target in %s, skipped", base.filename, label_root)
+                log.info("%s: no target in %s, skipped", found.key, targets.root)
                 continue
-            dawm_prob = label_root / base.with_(space="session", label="DAWM", suffix="probseg").relpath
+            dawm_prob = targets.dawm_probseg(found)
             dawm_prob = dawm_prob if dawm_prob.exists() else None
-        key = f"sub-{subject}"
+        key = participant_id(subject)
         group = scanner = None
         if part is not None and key in part.index:
             group = part.loc[key].get("group")
             scanner = part.loc[key].get("scanner")
-        sessions = _read_tsv(bids_dir / key / f"{key}_sessions.tsv")
+        sessions = _read_tsv(raw.sessions_table(subject))
         if sessions is not None and "scanner" in sessions and session:
-            row = sessions[sessions.session_id == f"ses-{session}"]
+            row = sessions[sessions.session_id == found.session_id]
             if len(row) and isinstance(row.scanner.iloc[0], str):
                 scanner = row.scanner.iloc[0]
         if not isinstance(scanner, str):
             scanner = _scanner_from_sidecars(log_file)
         cases.append(Case(
             subject=subject, session=session, images=images,
-            brain=d / base.with_(space="session", desc="brain", suffix="mask").filename,
-            dseg=d / base.with_(space="session", suffix="dseg").filename,
+            brain=pre.brain_mask(found), dseg=pre.tissue_dseg(found),
             preproc_log=log_file, label=label, dawm_prob=dawm_prob,
             group=group if isinstance(group, str) else "n/a", scanner=scanner if isinstance(scanner, str) else "unknown",
         ))  # fmt: skip
@@ -184,8 +181,9 @@ def _deal(subjects: dict[str, tuple[str, str]], n: int, rng: np.random.Generator
     return [sorted(b) for b in bins]
 
 
-def make_split(cases: list[Case], *, mode: str, folds: int, seed: int, test_fraction: float = 0.0,
-               dawm_subjects: set[str] | None = None) -> dict:
+def make_split(
+    cases: list[Case], *, mode: str, folds: int, seed: int, test_fraction: float = 0.0, dawm_subjects: set[str] | None = None
+) -> dict:
     """A subject-level split: ``{"mode", "seed", "test": [...], "folds": [{"train", "val", "held_out"}]}``.
 
     ``test`` (``test_fraction`` of the subjects, stratified) is in no fold. ``dawm_subjects``
@@ -212,17 +210,30 @@ def make_split(cases: list[Case], *, mode: str, folds: int, seed: int, test_frac
         if len(scanners) < 2:
             raise InputError(f"leave-one-scanner-out needs subjects from at least two scanners, found {scanners}")
         for sc in scanners:
-            out_folds.append({"train": sorted(s for s, (x, _) in pool.items() if x != sc),
-                              "val": sorted(s for s, (x, _) in pool.items() if x == sc), "held_out": sc})
+            out_folds.append(
+                {
+                    "train": sorted(s for s, (x, _) in pool.items() if x != sc),
+                    "val": sorted(s for s, (x, _) in pool.items() if x == sc),
+                    "held_out": sc,
+                }
+            )
     else:
         raise InputError(f"unknown split mode {mode!r} (kfold or loso)")
-    return {"mode": mode, "seed": seed, "test": sorted(test), "folds": out_folds,
-            "subjects": {s: {"scanner": sc, "group": g, **({"dawm": s in dawm_subjects} if dawm_subjects is not None else {})}
-                         for s, (sc, g) in sorted(subjects.items())}}
+    return {
+        "mode": mode,
+        "seed": seed,
+        "test": sorted(test),
+        "folds": out_folds,
+        "subjects": {
+            s: {"scanner": sc, "group": g, **({"dawm": s in dawm_subjects} if dawm_subjects is not None else {})}
+            for s, (sc, g) in sorted(subjects.items())
+        },
+    }
 
 
-def load_or_make_split(path: str | Path, cases: list[Case], *, mode: str, folds: int, seed: int, test_fraction: float = 0.0,
-                       stratify_dawm: bool = True) -> dict:
+def load_or_make_split(
+    path: str | Path, cases: list[Case], *, mode: str, folds: int, seed: int, test_fraction: float = 0.0, stratify_dawm: bool = True
+) -> dict:
     """The split saved at ``path`` when it exists (checked against ``cases`` and ``mode``), else a
     new one written there (stratified by DAWM in the cases' labels too, unless ``stratify_dawm`` is
     False). ``InputError`` when the saved split does not fit the data."""

@@ -11,9 +11,11 @@ the validation labels), normal elsewhere. The threshold is saved per fold and in
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
+
+from dawm.metrics import dice_from_counts
 
 THRESHOLD_GRID = tuple(round(float(t), 2) for t in np.arange(0.05, 0.951, 0.05))
 
@@ -49,6 +51,6 @@ def calibrate_dawm_threshold(counts: np.ndarray, grid: Sequence[float] = THRESHO
     counts = np.asarray(counts, np.float64)
     if counts.ndim != 2 or counts[0, 2] == 0:
         return None, float("nan")
-    dice = 2 * counts[:, 0] / np.maximum(counts[:, 1] + counts[:, 2], 1)
+    dice = dice_from_counts(counts[:, 0], counts[:, 1], counts[:, 2])
     best = int(np.argmax(dice))
     return float(grid[best]), float(dice[best])

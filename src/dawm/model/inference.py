@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 from dawm.errors import InputError
+from dawm.image.orientation import from_canonical, to_canonical
 from dawm.model import LABELS
 from dawm.model.cache import normalise
 from dawm.model.checkpoint import load_weights_only
 from dawm.model.config import TrainConfig
 from dawm.model.modeldir import check_version, fold_dir, read_model_json, trained_folds
 from dawm.model.networks import build_network
-from dawm.model.orientation import from_canonical, to_canonical
 from dawm.model.window import segment_volume
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,10 @@ class LoadedModel:
         if len(missing) == len(self.suffixes):
             raise InputError(f"the model needs {' + '.join(self.suffixes)}; the data has none of them")
         if self.dropout <= 0:
-            raise InputError(f"the model needs {' + '.join(self.suffixes)} and was trained without modality dropout; "
-                             f"the data lacks {', '.join(missing)} (use a model trained on the available inputs)")
+            raise InputError(
+                f"the model needs {' + '.join(self.suffixes)} and was trained without modality dropout; "
+                f"the data lacks {', '.join(missing)} (use a model trained on the available inputs)"
+            )
         log.warning("no %s: using the model's missing-modality path (zeroed channel, seen in training)", ", ".join(missing))
         return missing
 
@@ -78,8 +80,11 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     state = payload.get("model") if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: no network state dict in it (a dawm fold-K/best.pt holds one under 'model')")
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()
-            if not k.startswith("deep_supervision") and "deep_supervision_heads" not in k}
+    return {
+        k: v.float() if v.is_floating_point() else v
+        for k, v in state.items()
+        if not k.startswith("deep_supervision") and "deep_supervision_heads" not in k
+    }
 
 
 def load_model(model_dir: str | Path, *, folds: list[int] | None = None, device: str | torch.device | None = None) -> LoadedModel:
@@ -97,14 +102,23 @@ def load_model(model_dir: str | Path, *, folds: list[int] | None = None, device:
         state = read_weights(fold_dir(model_dir, k) / "best.pt")
         net.load_state_dict(state, strict=False) if config.deep_supervision else net.load_state_dict(state)
         nets.append(net.to(dev).eval())
-    return LoadedModel(info=info, nets=nets, folds=folds, suffixes=list(info["input_suffixes"]), patch_size=tuple(info["patch_size"]),
-                       roi_size=tuple(info.get("inference_roi", info["patch_size"])),
-                       dropout=float(info.get("modality_dropout", 0.0)), device=dev, dawm_threshold=info.get("dawm_threshold"))
+    return LoadedModel(
+        info=info,
+        nets=nets,
+        folds=folds,
+        suffixes=list(info["input_suffixes"]),
+        patch_size=tuple(info["patch_size"]),
+        roi_size=tuple(info.get("inference_roi", info["patch_size"])),
+        dropout=float(info.get("modality_dropout", 0.0)),
+        device=dev,
+        dawm_threshold=info.get("dawm_threshold"),
+    )
 
 
 @torch.no_grad()
-def predict_probabilities(model: LoadedModel, images: dict[str, np.ndarray], brain: np.ndarray, affine: np.ndarray, *,
-                          tta: bool = False, sw_batch_size: int = 2) -> np.ndarray:
+def predict_probabilities(
+    model: LoadedModel, images: dict[str, np.ndarray], brain: np.ndarray, affine: np.ndarray, *, tta: bool = False, sw_batch_size: int = 2
+) -> np.ndarray:
     """Class probabilities (K, X, Y, Z) float32 of one session.
 
     ``images``: suffix -> (X, Y, Z) array on the session grid (``affine``); ``brain`` (X, Y, Z)

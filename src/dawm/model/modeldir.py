@@ -27,8 +27,9 @@ def fold_dir(model_dir: str | Path, fold: int) -> Path:
 def trained_folds(model_dir: str | Path, folds: list[int] | None = None) -> list[int]:
     """``folds`` (default: every fold of ``model_dir`` that has a ``fold-K/best.pt``, in order);
     ``InputError`` when none has weights or one of ``folds`` has none."""
-    available = sorted(int(p.parent.name.split("-")[1]) for p in Path(model_dir).glob("fold-*/best.pt")
-                       if p.parent.name.split("-")[1].isdigit())
+    available = sorted(
+        int(p.parent.name.split("-")[1]) for p in Path(model_dir).glob("fold-*/best.pt") if p.parent.name.split("-")[1].isdigit()
+    )
     folds = available if folds is None else list(folds)
     absent = [k for k in folds if k not in available]
     if not folds or absent:
@@ -71,5 +72,7 @@ def check_version(info: dict, model_dir: str | Path) -> None:
     """Refuse a model written by an incompatible dawm version."""
     theirs = info.get("dawm_version", "?")
     if major(theirs) != major(dawm.__version__):
-        raise InputError(f"{model_dir}: model trained with dawm {theirs}, incompatible with this dawm {dawm.__version__} "
-                         "(retrain it, or install the dawm version it names)")
+        raise InputError(
+            f"{model_dir}: model trained with dawm {theirs}, incompatible with this dawm {dawm.__version__} "
+            "(retrain it, or install the dawm version it names)"
+        )

@@ -22,16 +22,40 @@ def build_network(preset: str, in_channels: int, out_channels: int = 3, *, deep_
     """A freshly initialised network of ``preset`` mapping (B, in_channels, X, Y, Z) to logits
     (B, out_channels, X, Y, Z) (in training with deep supervision: (B, 1 + 2, out_channels, X, Y, Z))."""
     if preset == "cpu-small":
-        return UNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, channels=(16, 32, 64, 128, 256),
-                    strides=(2, 2, 2, 2), num_res_units=2, norm="instance")
+        return UNet(
+            spatial_dims=3,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            channels=(16, 32, 64, 128, 256),
+            strides=(2, 2, 2, 2),
+            num_res_units=2,
+            norm="instance",
+        )
     if preset == "tiny":
-        return UNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, channels=(8, 16, 32, 64),
-                    strides=(2, 2, 2), num_res_units=1, norm="instance")
+        return UNet(
+            spatial_dims=3,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            channels=(8, 16, 32, 64),
+            strides=(2, 2, 2),
+            num_res_units=1,
+            norm="instance",
+        )
     if preset == "gpu":
-        return DynUNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, kernel_size=[3] * 6,
-                       strides=[1, 2, 2, 2, 2, 2], upsample_kernel_size=[2] * 5, filters=[32, 64, 128, 256, 320, 320],
-                       norm_name="instance", act_name=("leakyrelu", {"negative_slope": 0.01, "inplace": True}),
-                       deep_supervision=deep_supervision, deep_supr_num=2, res_block=False)
+        return DynUNet(
+            spatial_dims=3,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            kernel_size=[3] * 6,
+            strides=[1, 2, 2, 2, 2, 2],
+            upsample_kernel_size=[2] * 5,
+            filters=[32, 64, 128, 256, 320, 320],
+            norm_name="instance",
+            act_name=("leakyrelu", {"negative_slope": 0.01, "inplace": True}),
+            deep_supervision=deep_supervision,
+            deep_supr_num=2,
+            res_block=False,
+        )
     raise ValueError(f"unknown preset {preset!r} (cpu-small or gpu)")
 
 

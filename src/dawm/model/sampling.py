@@ -13,8 +13,8 @@ with a centre crop to the patch size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -58,8 +58,9 @@ class Patch:
 class PatchSampler:
     """Draws :class:`Patch` es of ``region_size`` voxels from ``cases`` (see the module docstring)."""
 
-    def __init__(self, cases: Sequence[CachedCase], region_size: Sequence[int], *,
-                 fractions: Sequence[float] = (1 / 3, 1 / 3, 1 / 3), seed: int = 0) -> None:
+    def __init__(
+        self, cases: Sequence[CachedCase], region_size: Sequence[int], *, fractions: Sequence[float] = (1 / 3, 1 / 3, 1 / 3), seed: int = 0
+    ) -> None:
         if not cases:
             raise ValueError("PatchSampler needs at least one case")
         self.cases = list(cases)
@@ -84,5 +85,12 @@ class PatchSampler:
         case = self.cases[ci]
         locs = case.locations[kind]
         centre = tuple(int(v) for v in locs[int(rng.integers(len(locs)))])
-        return Patch(crop(case.image, centre, self.region_size), crop(case.label, centre, self.region_size),
-                     crop(case.dawm, centre, self.region_size), crop(case.tissue, centre, self.region_size), kind, case.key, centre)
+        return Patch(
+            crop(case.image, centre, self.region_size),
+            crop(case.label, centre, self.region_size),
+            crop(case.dawm, centre, self.region_size),
+            crop(case.tissue, centre, self.region_size),
+            kind,
+            case.key,
+            centre,
+        )

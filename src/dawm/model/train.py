@@ -3,8 +3,8 @@
 Per fold: patches from :class:`dawm.model.sampling.PatchSampler` over the fold's training cases,
 augmented (:mod:`dawm.model.augment`), Dice + cross-entropy (MONAI ``DiceCELoss``, softmax) against
 per-class target probabilities (:func:`soft_targets`: lesions one-hot, DAWM the labels' probability
-map with ``dawm_target="soft"``), AdamW or SGD-Nesterov with a poly learning-rate decay stepped per
-iteration. Every ``val_every`` epochs the validation cases are segmented whole with a sliding window:
+map with ``dawm_target="soft"``), AdamW or SGD-Nesterov with a poly learning-rate decay (``PolynomialLR``,
+:func:`lr_schedule`) stepped per iteration. Every ``val_every`` epochs the validation cases are segmented whole with a sliding window:
 the pooled lesion Dice (argmax) and the DAWM Dice at the best DAWM probability threshold
 (:mod:`dawm.model.decision`) are computed; their mean drives ``best.pt`` and early stopping, and the
 best epoch's threshold is saved as the fold's ``dawm_threshold``. ``last.pt``
@@ -18,9 +18,10 @@ import csv
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -28,7 +29,9 @@ from monai.losses import DeepSupervisionLoss, DiceCELoss
 from torch.utils.data import DataLoader, Dataset
 
 import dawm
+from dawm.bids.derivative_files import PreprocessFiles
 from dawm.errors import InputError
+from dawm.metrics import class_counts, pooled_dice
 from dawm.model import LABELS, MODALITIES
 from dawm.model.augment import augment_patch, modality_dropout, training_transforms
 from dawm.model.cache import NORMALISATION, CachedCase, build_cache
@@ -36,7 +39,6 @@ from dawm.model.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from dawm.model.config import TrainConfig
 from dawm.model.data import Case, cases_of, discover_cases, load_or_make_split
 from dawm.model.decision import calibrate_dawm_threshold, threshold_counts
-from dawm.model.metrics import class_counts, pooled_dice
 from dawm.model.modeldir import fold_dir, git_commit, read_model_json, write_model_json
 from dawm.model.networks import build_network
 from dawm.model.sampling import PatchSampler
@@ -120,8 +122,17 @@ class PatchDataset(Dataset):
     "label": (1, *P) int64, "target": (3, *P) float32}`` (:func:`soft_targets`). Same item, same
     tensors, whichever worker or rank makes it."""
 
-    def __init__(self, sampler: PatchSampler, patch_size: tuple[int, int, int], *, length: int, seed: int,
-                 augment: bool = True, dropout_p: float = 0.0, domain_randomization: bool = True) -> None:
+    def __init__(
+        self,
+        sampler: PatchSampler,
+        patch_size: tuple[int, int, int],
+        *,
+        length: int,
+        seed: int,
+        augment: bool = True,
+        dropout_p: float = 0.0,
+        domain_randomization: bool = True,
+    ) -> None:
         self.sampler, self.length, self.seed, self.dropout_p = sampler, length, seed, dropout_p
         self.transform = training_transforms(patch_size, enabled=augment, domain_randomization=domain_randomization)
         self.epoch = 0
@@ -176,8 +187,12 @@ def validate(net: torch.nn.Module, cases: list[CachedCase], roi_size, device: to
     lesion = pooled_dice(counts)[1]
     threshold, dawm_ = calibrate_dawm_threshold(sweep)
     scored = [v for v, held in ((lesion, sum(c[1][2] for c in counts) > 0), (dawm_, threshold is not None)) if held]
-    return {"val_dice_lesion": lesion, "val_dice_dawm": dawm_, "val_dice": float(np.mean(scored)) if scored else 0.0,
-            "dawm_threshold": threshold}
+    return {
+        "val_dice_lesion": lesion,
+        "val_dice_dawm": dawm_,
+        "val_dice": float(np.mean(scored)) if scored else 0.0,
+        "dawm_threshold": threshold,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,6 +242,32 @@ class RunLog:
 # --------------------------------------------------------------------------------------------
 
 
+#: Power of the poly learning-rate schedule (nnU-Net's): lr = lr0 (1 - step / total steps) ** 0.9.
+LR_POWER = 0.9
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.PolynomialLR:
+    """The poly schedule over ``total_steps`` optimizer steps (``scheduler.step()`` after each):
+    step s (0-based) runs at ``lr0 (1 - s / total_steps) ** 0.9``, the last at ``lr0 (1 / total_steps) ** 0.9``;
+    after it the schedule reads 0 (the last epoch's ``lr`` in ``log.csv``; the hand-written LambdaLR before
+    it kept the last step's value there). Every step's rate equals that closed form to float64 rounding."""
+    return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total_steps, power=LR_POWER)
+
+
+def stretch_schedule(scheduler: torch.optim.lr_scheduler.PolynomialLR, total_steps: int, *, stored: dict | None) -> None:
+    """After a resume (``stored``: the checkpoint's scheduler state): when the run now has another
+    number of steps (``max_epochs`` raised) or the checkpoint predates :func:`lr_schedule`, continue
+    on the poly curve of ``total_steps`` from the step reached (PolynomialLR itself is recursive:
+    it would go on from the learning rate reached, towards the old end)."""
+    if stored is not None and stored.get("total_iters") == total_steps:
+        return
+    scheduler.total_iters = total_steps
+    step = scheduler.last_epoch
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = base * (1.0 - min(step, total_steps) / total_steps) ** LR_POWER
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]  # what get_last_lr() reports
+
+
 def _optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=0.99, nesterov=True, weight_decay=config.weight_decay)
@@ -248,8 +289,15 @@ def _forward_loss(net, loss_fn, image, label, deep: bool):
 
 
 def train_fold(
-    fold: int, config: TrainConfig, model_dir: Path, train_cases: list[CachedCase], val_cases: list[CachedCase], *,
-    resume: bool = False, dist: Dist | None = None, progress: Callable[[str, int, int], None] | None = None,
+    fold: int,
+    config: TrainConfig,
+    model_dir: Path,
+    train_cases: list[CachedCase],
+    val_cases: list[CachedCase],
+    *,
+    resume: bool = False,
+    dist: Dist | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
     epoch_budget: int | None = None,
 ) -> dict:
     """Train one fold; returns ``{"best_epoch", "best_val_dice", "epochs", "stopped_early"}``.
@@ -271,11 +319,12 @@ def train_fold(
     net = build_network(config.preset, len(config.channels), len(LABELS), deep_supervision=config.deep_supervision).to(dist.device)
     optimizer = _optimizer(config, net.parameters())
     total_steps = config.max_epochs * config.iterations_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1.0 - min(step, total_steps - 1) / total_steps) ** 0.9)
+    scheduler = lr_schedule(optimizer, total_steps)
     start_epoch, state = 0, {"best_val_dice": -1.0, "best_epoch": -1, "bad_validations": 0}
     last = fdir / "last.pt"
     if resume and last.exists():
         payload = load_checkpoint(last, model=net, optimizer=optimizer, scheduler=scheduler, map_location=dist.device)
+        stretch_schedule(scheduler, total_steps, stored=payload.get("scheduler"))
         start_epoch, state = payload["epoch"], dict(payload["state"])
         log.info("fold %d: resumed after epoch %d", fold, start_epoch)
     elif last.exists() and not resume:
@@ -293,9 +342,15 @@ def train_fold(
     region = tuple(int(round(p * 1.25 / 2) * 2) for p in config.patch_size) if config.augment else tuple(config.patch_size)
     sampler = PatchSampler(train_cases, region, fractions=config.class_fractions, seed=seed)
     per_rank = config.iterations_per_epoch * config.batch_size
-    dataset = PatchDataset(sampler, config.patch_size, length=per_rank * dist.world, seed=seed, augment=config.augment,
-                           domain_randomization=config.domain_randomization,
-                           dropout_p=config.modality_dropout if len(config.channels) > 1 else 0.0)
+    dataset = PatchDataset(
+        sampler,
+        config.patch_size,
+        length=per_rank * dist.world,
+        seed=seed,
+        augment=config.augment,
+        domain_randomization=config.domain_randomization,
+        dropout_p=config.modality_dropout if len(config.channels) > 1 else 0.0,
+    )
     runlog = RunLog(model_dir, fold, start_epoch) if dist.main else None
     stopped_early = state.get("bad_validations", 0) >= config.patience
     epochs_done = start_epoch
@@ -305,8 +360,14 @@ def train_fold(
             break
         t0 = time.perf_counter()
         dataset.epoch = epoch
-        loader = DataLoader(dataset, batch_size=config.batch_size, sampler=shard(len(dataset), dist),
-                            num_workers=config.num_workers, pin_memory=cuda, drop_last=True)
+        loader = DataLoader(
+            dataset,
+            batch_size=config.batch_size,
+            sampler=shard(len(dataset), dist),
+            num_workers=config.num_workers,
+            pin_memory=cuda,
+            drop_last=True,
+        )
         model.train()
         losses = []
         for it, batch in enumerate(loader):
@@ -351,8 +412,13 @@ def train_fold(
             break
     if runlog is not None:
         runlog.close()
-    return {"best_epoch": state["best_epoch"], "best_val_dice": state["best_val_dice"], "epochs": epochs_done, "stopped_early": stopped_early,
-            "dawm_threshold": state.get("dawm_threshold")}
+    return {
+        "best_epoch": state["best_epoch"],
+        "best_val_dice": state["best_val_dice"],
+        "epochs": epochs_done,
+        "stopped_early": stopped_early,
+        "dawm_threshold": state.get("dawm_threshold"),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,16 +446,21 @@ def _usable(cases: list[Case], config: TrainConfig) -> list[Case]:
 def _preprocess_config(cases: list[Case]) -> dict | None:
     import json
 
-    c = cases[0]
-    root = c.preproc_log.parents[3] if c.session else c.preproc_log.parents[2]
-    path = root / "preprocess_config.json"
+    path = PreprocessFiles.of_file(cases[0].preproc_log).config
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def train(
-    bids_dir: str | Path, model_dir: str | Path, config: TrainConfig | None = None, *, folds: list[int] | None = None,
-    resume: bool = False, preprocess_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-    progress: Callable[[str, int, int], None] | None = None, epoch_budget: int | None = None,
+    bids_dir: str | Path,
+    model_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    folds: list[int] | None = None,
+    resume: bool = False,
+    preprocess_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    epoch_budget: int | None = None,
 ) -> dict:
     """Train ``folds`` (default all) of a model on ``bids_dir`` into ``model_dir``; returns model.json's content.
 
@@ -412,16 +483,28 @@ def train(
     if not cases:
         raise InputError(f"{bids_dir}: no preprocessed session with {config.inputs} and a target in derivatives/{config.labels}")
     model_dir.mkdir(parents=True, exist_ok=True)
-    split = main_first(dist, lambda: load_or_make_split(model_dir / "split.json", cases, mode=config.split, folds=config.folds,
-                                                        seed=config.seed, test_fraction=config.test_fraction))
+    split = main_first(
+        dist,
+        lambda: load_or_make_split(
+            model_dir / "split.json", cases, mode=config.split, folds=config.folds, seed=config.seed, test_fraction=config.test_fraction
+        ),
+    )
     n_folds = len(split["folds"])
     folds = list(range(n_folds)) if folds is None else folds
     bad = [k for k in folds if not 0 <= k < n_folds]
     if bad:
         raise InputError(f"fold(s) {bad} do not exist: the split has folds 0..{n_folds - 1}")
     used = cases_of(cases, sorted({s for f in split["folds"] for part in ("train", "val") for s in f[part]}))
-    fp, cached = main_first(dist, lambda: build_cache(used, config.channels, Path(cache_dir) if cache_dir else model_dir / "cache",
-                                                      seed=config.seed, soft=config.dawm_target == "soft"))
+    fp, cached = main_first(
+        dist,
+        lambda: build_cache(
+            used,
+            config.channels,
+            Path(cache_dir) if cache_dir else model_dir / "cache",
+            seed=config.seed,
+            soft=config.dawm_target == "soft",
+        ),
+    )
     info = read_model_json(model_dir) if (model_dir / "model.json").exists() else {}
     if info.get("data_fingerprint") not in (None, fp):
         log.warning("the training data changed since this model folder was made (fingerprint %s -> %s)", info["data_fingerprint"], fp)

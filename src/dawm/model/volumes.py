@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from dawm.image.registration import load_transform
 from dawm.image.resample import voxel_sizes
-from dawm.label.locations import LOCATION_LABELS, location_classes
-from dawm.label.pipeline import mni_coordinates as label_mni_coordinates
-from dawm.preprocess.registration import load_transform
+from dawm.image.template import mni_coordinates as template_coordinates
+from dawm.label.locations import location_classes
+from dawm.labels import LOCATION_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +30,18 @@ def mni_coordinates(transform_path: str | Path, shape: tuple[int, int, int], aff
     path = Path(transform_path)
     if not path.exists():
         return None
-    return np.nan_to_num(label_mni_coordinates(load_transform(path), shape, affine), nan=-1e4)
+    return np.nan_to_num(template_coordinates(load_transform(path), shape, affine), nan=-1e4)
 
 
-def volume_table(pred: np.ndarray, dseg: np.ndarray, brain: np.ndarray, affine: np.ndarray, *, mni_xyz: np.ndarray | None = None,
-                 probs: np.ndarray | None = None) -> pd.DataFrame:
+def volume_table(
+    pred: np.ndarray,
+    dseg: np.ndarray,
+    brain: np.ndarray,
+    affine: np.ndarray,
+    *,
+    mni_xyz: np.ndarray | None = None,
+    probs: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Per location (``all`` and each class): ``lesion_ml``, ``dawm_ml``, ``wm_ml`` (WM of the
     dseg plus predicted lesion/DAWM there) and ``lesion_pct_wm`` / ``dawm_pct_wm``; with ``probs``
     also ``lesion_expected_ml`` / ``dawm_expected_ml``: the sum of the class probabilities times
@@ -50,9 +59,14 @@ def volume_table(pred: np.ndarray, dseg: np.ndarray, brain: np.ndarray, affine: 
         region = wm if k is None else loc == k
         wm_ml = float(region.sum()) * vox_ml
         les, daw = float(((pred == 1) & region).sum()) * vox_ml, float(((pred == 2) & region).sum()) * vox_ml
-        row = {"location": name, "lesion_ml": les, "dawm_ml": daw, "wm_ml": wm_ml,
-               "lesion_pct_wm": 100 * les / wm_ml if wm_ml else float("nan"),
-               "dawm_pct_wm": 100 * daw / wm_ml if wm_ml else float("nan")}
+        row = {
+            "location": name,
+            "lesion_ml": les,
+            "dawm_ml": daw,
+            "wm_ml": wm_ml,
+            "lesion_pct_wm": 100 * les / wm_ml if wm_ml else float("nan"),
+            "dawm_pct_wm": 100 * daw / wm_ml if wm_ml else float("nan"),
+        }
         if probs is not None:
             where = np.asarray(brain, bool) if k is None else region
             row["lesion_expected_ml"] = float(probs[1][where].sum()) * vox_ml

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -20,19 +20,35 @@ def brain_box(brain: np.ndarray, margin: int = 4) -> tuple[slice, slice, slice]:
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
 
 
-def sliding_window_logits(net: torch.nn.Module, image: torch.Tensor, roi_size: Sequence[int], *, sw_batch_size: int = 2,
-                          overlap: float = 0.5, amp: bool = False) -> torch.Tensor:
+def sliding_window_logits(
+    net: torch.nn.Module, image: torch.Tensor, roi_size: Sequence[int], *, sw_batch_size: int = 2, overlap: float = 0.5, amp: bool = False
+) -> torch.Tensor:
     """Logits (1, K, X, Y, Z) float32 of ``image`` (1, C, X, Y, Z)."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and image.is_cuda):
-        out = sliding_window_inference(image, roi_size=tuple(roi_size), sw_batch_size=sw_batch_size, predictor=net,
-                                       overlap=overlap, mode="gaussian", padding_mode="constant")
+        out = sliding_window_inference(
+            image,
+            roi_size=tuple(roi_size),
+            sw_batch_size=sw_batch_size,
+            predictor=net,
+            overlap=overlap,
+            mode="gaussian",
+            padding_mode="constant",
+        )
     return torch.as_tensor(out).float()
 
 
 @torch.no_grad()
-def segment_volume(nets: Sequence[torch.nn.Module], image: np.ndarray, brain: np.ndarray, roi_size: Sequence[int], *,
-                   device: torch.device = torch.device("cpu"), tta: bool = False, sw_batch_size: int = 2,
-                   overlap: float = 0.5) -> np.ndarray:
+def segment_volume(
+    nets: Sequence[torch.nn.Module],
+    image: np.ndarray,
+    brain: np.ndarray,
+    roi_size: Sequence[int],
+    *,
+    device: torch.device = torch.device("cpu"),
+    tta: bool = False,
+    sw_batch_size: int = 2,
+    overlap: float = 0.5,
+) -> np.ndarray:
     """Mean softmax (K, X, Y, Z) float32 over ``nets`` (and the 7 mirrored copies with ``tta``) of
     ``image`` (C, X, Y, Z), computed on the brain's bounding box; outside it the result is class 0."""
     box = brain_box(brain)

@@ -40,15 +40,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from dawm.image.resample import isotropic_grid, resample_to_grid, voxel_sizes
-from dawm.preprocess.registration import (
+from dawm.image.components import filter_components
+from dawm.image.registration import (
     LinearRegistration,
     NonlinearRegistration,
     nonlinear_register,
     rigid_register,
-    warp,
 )
-from dawm.preprocess.template import Template, load_template
+from dawm.image.resample import isotropic_grid, resample, voxel_sizes
+from dawm.image.template import Template, load_template
+from dawm.metrics import dice
 
 _WORK_MM = 2.0
 
@@ -159,7 +160,7 @@ def tissue_fit(image: np.ndarray, affine: np.ndarray, mask: np.ndarray, transfor
     mask = np.asarray(mask, bool)
     if mask.sum() < 100:
         return 0.0
-    priors = [warp(p, template.affine, mask.shape, affine, transform, "linear")[mask] for p in (template.gm, template.wm, template.csf)]
+    priors = [resample(p, template.affine, mask.shape, affine, transform, "linear")[mask] for p in (template.gm, template.wm, template.csf)]
     return prior_fit(np.asarray(image)[mask], priors)
 
 
@@ -176,20 +177,15 @@ def prior_fit(values: np.ndarray, priors: list[np.ndarray]) -> float:
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
-    if n <= 1:
-        return mask.astype(bool)
-    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
-    return labels == (int(np.argmax(sizes)) + 1)
+    """The largest 6-connected component of ``mask``."""
+    return filter_components(mask, connectivity=1, largest=True)
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """3D hole filling, then 2D filling slice by slice along each axis (for heads open at the neck)."""
     out = ndimage.binary_fill_holes(mask)
     for axis in range(3):
-        out = np.stack(
-            [ndimage.binary_fill_holes(s) for s in np.moveaxis(out, axis, 0)], axis=0
-        )
+        out = np.stack([ndimage.binary_fill_holes(s) for s in np.moveaxis(out, axis, 0)], axis=0)
         out = np.moveaxis(out, 0, axis)
     return out
 
@@ -205,9 +201,7 @@ class _HeadGrid:
     shape: tuple[int, int, int]
 
 
-def head_mask(
-    image: np.ndarray, affine: np.ndarray, *, snr_threshold: float = 4.0
-) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+def head_mask(image: np.ndarray, affine: np.ndarray, *, snr_threshold: float = 4.0) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
     """Rough head mask on an isotropic 2 mm grid from local SNR; returns (mask, affine, shape)."""
     grid = _head_grid(_validate(image, affine), np.asarray(affine, dtype=float), snr_threshold)
     return grid.head, grid.affine, grid.shape
@@ -217,7 +211,7 @@ def _head_grid(data: np.ndarray, affine: np.ndarray, snr_threshold: float = 4.0)
     shape, work_affine = isotropic_grid(data.shape, affine, _WORK_MM)
     sigma_vox = np.sqrt(np.clip(_WORK_MM**2 - voxel_sizes(affine) ** 2, 0, None)) / 2.355 / voxel_sizes(affine)
     smooth = ndimage.gaussian_filter(data, sigma_vox) if np.any(sigma_vox > 0.05) else data
-    work = resample_to_grid(smooth, affine, shape, work_affine)
+    work = resample(smooth, affine, shape, work_affine)
     # Local signal over local *noise*: the residual after a median filter keeps edges out of the
     # noise estimate, so thin bright structures (scalp) count as signal while Rician or uniform
     # (UNIT1) background noise does not.
@@ -323,9 +317,7 @@ def extract_brain(
     if initial_mask is not None:
         mask = np.asarray(initial_mask)
         if mask.shape != data.shape:
-            raise ValueError(
-                f"initial_mask shape {mask.shape} does not match the image shape {data.shape}"
-            )
+            raise ValueError(f"initial_mask shape {mask.shape} does not match the image shape {data.shape}")
         mask = mask > 0
         if not mask.any():
             raise ValueError("initial_mask is empty")
@@ -347,13 +339,22 @@ def extract_brain(
 
     if stripped:
         own = _nonzero_object(data)
-        lin = rigid_register(data, affine, np.asarray(tpl.t1) * tpl.brain_mask, tpl.affine, fixed_mask=own,
-                             moving_mask=tpl_brain, dof=12, seed=seed, initial=identity[0] if mni else None)
+        lin = rigid_register(
+            data,
+            affine,
+            np.asarray(tpl.t1) * tpl.brain_mask,
+            tpl.affine,
+            fixed_mask=own,
+            moving_mask=tpl_brain,
+            dof=12,
+            seed=seed,
+            initial=identity[0] if mni else None,
+        )
         info["affine_chosen"] = scored("skull-stripped input" + (" from the identity" if mni else ""), lin, own)[1]
         return BrainExtraction(own, None, lin, None, None, "skull-stripped input", info)
 
     grid = _head_grid(data, affine)
-    head = resample_to_grid(grid.head.astype(np.uint8), grid.affine, data.shape, affine, interpolation="nearest") > 0
+    head = resample(grid.head.astype(np.uint8), grid.affine, data.shape, affine, interpolation="nearest") > 0
     if not head.any():
         raise ValueError("could not find the head in the image")
 
@@ -368,27 +369,29 @@ def extract_brain(
     if best[0] < DOUBTFUL_FIT:
         # A head mask clipped by the field of view (or leaking into artefacts) can hold the metric
         # in a wrong basin: the same starts with the metric over the whole image.
-        alternative = scored("whole-image", rigid_register(
-            data, affine, tpl.t1, tpl.affine, fixed_mask=None, moving_mask=tpl_brain, dof=12, seed=seed, initial=starts))
+        alternative = scored(
+            "whole-image",
+            rigid_register(data, affine, tpl.t1, tpl.affine, fixed_mask=None, moving_mask=tpl_brain, dof=12, seed=seed, initial=starts),
+        )
         best = max(best, alternative, key=lambda c: c[0])
     _, info["affine_chosen"], lin = best
 
     nl: NonlinearRegistration | None = None
     transform: LinearRegistration | NonlinearRegistration = lin
-    brain_w = warp(tpl.brain_mask, tpl.affine, grid.shape, grid.affine, lin, "linear")
+    brain_w = resample(tpl.brain_mask, tpl.affine, grid.shape, grid.affine, lin, "linear")
     region = ndimage.binary_dilation(brain_w > 0.5, iterations=3)  # ~6 mm around the brain
     if nonlinear and region.sum() > 1000:
         # Noise-only voxels (skull, air; salt-and-pepper in UNIT1) carry no anatomy: set them to 0
         # so the deformable stage is driven by tissue boundaries only.
         fixed_w = np.where(grid.signal, grid.image, 0.0).astype(np.float32)
-        priors = [warp(p, tpl.affine, grid.shape, grid.affine, lin, "linear") for p in (tpl.gm, tpl.wm, tpl.csf)]
+        priors = [resample(p, tpl.affine, grid.shape, grid.affine, lin, "linear") for p in (tpl.gm, tpl.wm, tpl.csf)]
         priors.append(1.0 - brain_w)
         synth = _synthetic_template(fixed_w, region, priors, tpl)
         candidate = nonlinear_register(
             fixed_w, grid.affine, synth, tpl.affine, initial=lin, fixed_mask=region, seed=seed,
         )  # fmt: skip
-        warped_nl = warp(tpl.brain_mask, tpl.affine, grid.shape, grid.affine, candidate, "linear") > 0.5
-        agreement = float(2 * (warped_nl & (brain_w > 0.5)).sum() / (warped_nl.sum() + (brain_w > 0.5).sum()))
+        warped_nl = resample(tpl.brain_mask, tpl.affine, grid.shape, grid.affine, candidate, "linear") > 0.5
+        agreement = dice(warped_nl, brain_w > 0.5)
         info["affine_nonlinear_dice"] = agreement
         # Safety net: a deformable result far from the affine one is a failure, not anatomy.
         if agreement >= 0.92:
@@ -405,14 +408,14 @@ def template_brain_mask(
     transform, shape: tuple[int, int, int], affine: np.ndarray, *, template: Template | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The template brain mask pulled onto a grid through ``transform`` (template -> grid pull, any
-    type :func:`dawm.preprocess.registration.warp` takes): ``(mask, probability)``.
+    type :func:`dawm.image.resample.resample` takes): ``(mask, probability)``.
 
     The mask is the probability thresholded at 0.5, reduced to its largest component, holes filled.
     The template defaults to the 1 mm MNI bundle for grids finer than 1.5 mm, else 2 mm.
     """
     if template is None:
         template = load_template(1 if np.min(voxel_sizes(affine)) < 1.5 else 2)
-    probability = warp(template.brain_mask, template.affine, shape, affine, transform, "linear").astype(np.float32)
+    probability = resample(template.brain_mask, template.affine, shape, affine, transform, "linear").astype(np.float32)
     mask = probability > 0.5
     if not mask.any():
         raise ValueError("brain extraction failed: the registered template mask is empty")

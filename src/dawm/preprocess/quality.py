@@ -35,6 +35,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from dawm.image.components import filter_components
+
 __all__ = ["image_quality", "air_mask", "head_mask"]
 
 log = logging.getLogger(__name__)
@@ -52,10 +54,7 @@ def head_mask(image: np.ndarray, brain_mask: np.ndarray | None = None) -> np.nda
         head = data > 0
     else:
         head = data > threshold_otsu(positive)
-    labels, n = ndimage.label(head)
-    if n > 1:
-        sizes = ndimage.sum_labels(head, labels, index=np.arange(1, n + 1))
-        head = labels == (int(np.argmax(sizes)) + 1)
+    head = filter_components(head, connectivity=1, largest=True)
     if brain_mask is not None:
         head |= brain_mask
     head = ndimage.binary_closing(head, iterations=2, border_value=0) | head
@@ -142,8 +141,7 @@ def image_quality(
     head = head_mask(data, brain)
     air = air_mask(data, brain, spacing_mm=spacing, head=head)
     if air.sum() < _MIN_VOXELS:
-        log.debug("background air mask has %d voxels (tight FOV or masked image); air-based "
-                    "metrics are NaN", int(air.sum()))
+        log.debug("background air mask has %d voxels (tight FOV or masked image); air-based metrics are NaN", int(air.sum()))
         sigma_air = nan
         air_ok = False
     else:

@@ -175,13 +175,11 @@ def segment_tissues(
         y[:, c] = (v - ref.mean()) / sd
 
     # Priors: CSF, GM, WM, ABN (share of WM), floored and renormalised per voxel.
-    p3 = np.stack([np.clip(np.asarray(p, dtype=np.float64)[mask], 0, 1)
-                   for p in (priors.csf, priors.gm, priors.wm)], axis=1)
+    p3 = np.stack([np.clip(np.asarray(p, dtype=np.float64)[mask], 0, 1) for p in (priors.csf, priors.gm, priors.wm)], axis=1)
     p3 += prior_floor
     p3 /= p3.sum(1, keepdims=True)
     wm_prior = p3[:, 2]
-    prior = np.column_stack([p3[:, 0], p3[:, 1], wm_prior * (1 - abnormal_fraction),
-                             wm_prior * abnormal_fraction])
+    prior = np.column_stack([p3[:, 0], p3[:, 1], wm_prior * (1 - abnormal_fraction), wm_prior * abnormal_fraction])
     log_prior = np.log(prior)
 
     # Initialisation: statistics weighted by sharpened priors (confident voxels dominate).
@@ -219,9 +217,7 @@ def segment_tissues(
         post /= post.sum(1, keepdims=True)
 
         # Lesion candidates: WM-prior-dominated strong outliers in the lesion direction.
-        candidates = _lesion_candidates(
-            y, means, covs, hyper, p3, mask, idx, shape, lesion_z, wm_dominance
-        )
+        candidates = _lesion_candidates(y, means, covs, hyper, p3, mask, idx, shape, lesion_z, wm_dominance)
         forced = given | candidates
         post[forced] = 0.0
         post[forced, 3] = 1.0

@@ -15,12 +15,23 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from dawm.bids.derivative_files import PredictFiles
 from dawm.evaluate.report import HtmlReport
-from dawm.qc.figures import DAWM_COLOUR, LESION_COLOUR
+from dawm.image.figures import DAWM_COLOUR, LESION_COLOUR
 
-SHOWN = {"participant_id": "participant", "session_id": "session", "status": "status", "inputs": "inputs",
-         "brain_ml": "brain ml", "lesion_ml": "lesion ml", "dawm_ml": "DAWM ml", "dawm_pct_wm": "DAWM % WM",
-         "warnings": "warnings", "page": "QC page", "error": "reason"}
+SHOWN = {
+    "participant_id": "participant",
+    "session_id": "session",
+    "status": "status",
+    "inputs": "inputs",
+    "brain_ml": "brain ml",
+    "lesion_ml": "lesion ml",
+    "dawm_ml": "DAWM ml",
+    "dawm_pct_wm": "DAWM % WM",
+    "warnings": "warnings",
+    "page": "QC page",
+    "error": "reason",
+}
 
 
 def _volume_bars(sessions: pd.DataFrame) -> Figure | None:
@@ -42,26 +53,48 @@ def _volume_bars(sessions: pd.DataFrame) -> Figure | None:
     return fig
 
 
-def write_cohort_page(path: str | Path, sessions: pd.DataFrame, *, volumes: pd.DataFrame | None = None,
-                      longitudinal: pd.DataFrame | None = None, notes: list[str] = (), bids_dir: str | Path | None = None) -> Path:
+def write_cohort_page(
+    path: str | Path,
+    sessions: pd.DataFrame,
+    *,
+    volumes: pd.DataFrame | None = None,
+    longitudinal: pd.DataFrame | None = None,
+    notes: list[str] = (),
+    bids_dir: str | Path | None = None,
+) -> Path:
     """Write the cohort page to ``path`` from the rows of ``group_sessions.tsv`` (``qc_report``:
     each page's path relative to ``path``'s folder), the stacked volume tables (``volumes``, read
     from ``group_volumes.tsv`` beside ``path`` when None) and the transitions table."""
     path = Path(path)
-    if volumes is None and (path.parent / "group_volumes.tsv").exists():
-        volumes = pd.read_csv(path.parent / "group_volumes.tsv", sep="\t", na_values="n/a")
+    files = PredictFiles(path.parent)
+    if volumes is None and files.group_volumes.exists():
+        volumes = pd.read_csv(files.group_volumes, sep="\t", na_values="n/a")
     rep = HtmlReport("dawm cohort" + (f": {Path(bids_dir).name}" if bids_dir else ""))
     counts = sessions.status.value_counts()
-    rep.add_text("Every session of the dataset, its status, its volumes and a link to its QC page, which shows "
-                 "the brain mask and the lesion and DAWM maps to check before the volumes are used. Tables: "
-                 "`group_sessions.tsv`, `group_volumes.tsv` (per location class), `transitions.tsv` (longitudinal).")
+    rep.add_text(
+        "Every session of the dataset, its status, its volumes and a link to its QC page, which shows "
+        "the brain mask and the lesion and DAWM maps to check before the volumes are used. Tables: "
+        f"`{files.group_sessions.name}`, `{files.group_volumes.name}` (per location class), "
+        f"`{files.transitions_table.name}` (longitudinal)."
+    )
     rep.add_heading("Summary")
-    rep.add_key_values({"sessions": len(sessions), "ok": int(counts.get("ok", 0)), "failed": int(counts.get("failed", 0)),
-                        "not run": int(counts.get("not run", 0)), "source dataset": str(bids_dir) if bids_dir else "n/a"})
+    rep.add_key_values(
+        {
+            "sessions": len(sessions),
+            "ok": int(counts.get("ok", 0)),
+            "failed": int(counts.get("failed", 0)),
+            "not run": int(counts.get("not run", 0)),
+            "source dataset": str(bids_dir) if bids_dir else "n/a",
+        }
+    )
     failed = sessions[sessions.status == "failed"]
     if not failed.empty:
-        rep.add_text("**Failed sessions:**\n\n" + "\n".join(
-            f"- {p}{' ' + s if s != 'n/a' else ''}: {e}" for p, s, e in zip(failed.participant_id, failed.session_id, failed.error)))
+        rep.add_text(
+            "**Failed sessions:**\n\n"
+            + "\n".join(
+                f"- {p}{' ' + s if s != 'n/a' else ''}: {e}" for p, s, e in zip(failed.participant_id, failed.session_id, failed.error)
+            )
+        )
     for note in notes:
         rep.add_text(f"Note: {note}")
 

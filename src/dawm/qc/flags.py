@@ -64,22 +64,45 @@ def session_flags(preproc_log: dict, iqm: pd.DataFrame | None, prediction: dict,
                 flags.append(Flag("warning", "quality", f"{role}: low quality, GM/WM contrast-to-noise {cnr:.2f} (below {MIN_CNR:g})"))
     r = _finite(preproc_log.get("TemplateCorrelation"))
     if r is not None and r < BORDERLINE_CORRELATION:
-        flags.append(Flag("warning", "quality", f"MNI registration borderline: T1-like template correlation {r:.2f} "
-                                                f"(below {BORDERLINE_CORRELATION:g}; good ones give 0.8-0.9): check the brain mask"))
+        flags.append(
+            Flag(
+                "warning",
+                "quality",
+                f"MNI registration borderline: T1-like template correlation {r:.2f} "
+                f"(below {BORDERLINE_CORRELATION:g}; good ones give 0.8-0.9): check the brain mask",
+            )
+        )
     ml = _finite(preproc_log.get("BrainVolume_ml"))
     lo, hi = BRAIN_ML_RANGE
     if ml is not None and not lo <= ml <= hi:
         flags.append(Flag("warning", "quality", f"brain mask of {ml:.0f} ml, outside {lo:.0f}-{hi:.0f} ml: check it"))
     missing = list(prediction.get("MissingInputs", []))
     if missing:
-        flags.append(Flag("note", "prediction", f"predicted without {', '.join(missing)} (not acquired): the model's "
-                                                f"missing-modality path, less accurate than with every input"))
+        flags.append(
+            Flag(
+                "note",
+                "prediction",
+                f"predicted without {', '.join(missing)} (not acquired): the model's "
+                f"missing-modality path, less accurate than with every input",
+            )
+        )
     if preproc_log.get("InputOnMNIGrid"):
-        flags.append(Flag("note", "preprocessing", f"input on the {preproc_log['InputOnMNIGrid']} grid: "
-                                                   f"the MNI registration started from the identity"))
+        flags.append(
+            Flag(
+                "note",
+                "preprocessing",
+                f"input on the {preproc_log['InputOnMNIGrid']} grid: the MNI registration started from the identity",
+            )
+        )
     if bundled_model:
-        flags.append(Flag("note", "prediction", "the model bundled with dawm was trained on simulated data only: on real "
-                                                "scans its lesion and DAWM maps are for method development, not yet for measurement"))
+        flags.append(
+            Flag(
+                "note",
+                "prediction",
+                "the model bundled with dawm was trained on simulated data only: on real "
+                "scans its lesion and DAWM maps are for method development, not yet for measurement",
+            )
+        )
     if preproc_log.get("LesionMask") == "given":
         flags.append(Flag("note", "preprocessing", "the tissue segmentation used a given lesion mask"))
     return flags

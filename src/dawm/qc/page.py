@@ -22,18 +22,18 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
 from dawm.errors import InputError
 from dawm.evaluate.report import HtmlReport
+from dawm.image.figures import DAWM_COLOUR, LESION_COLOUR, TISSUE_COLOURS, Grid, Layer, Row, axial_mosaic, planes_figure
 from dawm.image.io import load_volume
 from dawm.parallel import Outcome, run_all
-from dawm.qc.figures import DAWM_COLOUR, LESION_COLOUR, TISSUE_COLOURS, Grid, Layer, Row, axial_mosaic, planes_figure
 from dawm.qc.flags import session_flags
 from dawm.qc.session import QcSession
 
@@ -141,11 +141,13 @@ def build_qc_page(session: QcSession) -> HtmlReport:
 
     rep = HtmlReport(f"dawm QC: {session.key}")
     page_dir = session.qc_page.parent
-    rep.add_text(f"One session's result, to be looked at before its volumes are used: the inputs as preprocessed "
-                 f"on the session grid, the brain mask, the tissues, and the lesion and DAWM maps that the model "
-                 f"predicted. Panels are in the neurological convention (the subject's left on the left). "
-                 f"Predictions: `{_rel(session.dseg.parent, page_dir, session.predict_dir)}`; preprocessing: "
-                 f"`{_rel(session.brain_mask.parent, page_dir, session.predict_dir)}`.")
+    rep.add_text(
+        f"One session's result, to be looked at before its volumes are used: the inputs as preprocessed "
+        f"on the session grid, the brain mask, the tissues, and the lesion and DAWM maps that the model "
+        f"predicted. Panels are in the neurological convention (the subject's left on the left). "
+        f"Predictions: `{_rel(session.dseg.parent, page_dir, session.predict_dir)}`; preprocessing: "
+        f"`{_rel(session.brain_mask.parent, page_dir, session.predict_dir)}`."
+    )
 
     rep.add_heading("Summary")
     whole = volumes[volumes.location == "all"].iloc[0] if "location" in volumes and (volumes.location == "all").any() else None
@@ -154,14 +156,20 @@ def build_qc_page(session: QcSession) -> HtmlReport:
         "inputs used by the model": ", ".join(s for s in prediction.get("Inputs", roles) if s not in prediction.get("MissingInputs", [])),
         "missing inputs": ", ".join(prediction.get("MissingInputs", [])) or "none",
         "model": (f"{run['model_dir']}" if run.get("model_dir") else str(prediction.get("Model", "n/a")))
-                 + (" (bundled with dawm)" if run.get("bundled_model") else "")
-                 + f", folds {', '.join(str(f) for f in prediction.get('ModelFolds', []))}",
+        + (" (bundled with dawm)" if run.get("bundled_model") else "")
+        + f", folds {', '.join(str(f) for f in prediction.get('ModelFolds', []))}",
         "test-time augmentation": {True: "yes", False: "no"}.get(prediction.get("TTA"), "n/a"),
         "brain mask ml": info.get("BrainVolume_ml", float(brain.sum() * np.prod(grid.spacing) / 1000)),
     }
     if whole is not None:
-        summary.update({"lesion ml": whole.get("lesion_ml"), "DAWM ml": whole.get("dawm_ml"), "WM ml": whole.get("wm_ml"),
-                        "DAWM % of WM": whole.get("dawm_pct_wm")})
+        summary.update(
+            {
+                "lesion ml": whole.get("lesion_ml"),
+                "DAWM ml": whole.get("dawm_ml"),
+                "WM ml": whole.get("wm_ml"),
+                "DAWM % of WM": whole.get("dawm_pct_wm"),
+            }
+        )
     summary["warnings"] = sum(f.level == "warning" for f in flags)
     rep.add_key_values(summary)
 
@@ -176,17 +184,27 @@ def build_qc_page(session: QcSession) -> HtmlReport:
         rep.add_text("Notes:\n\n" + "\n".join(f"- {f.source}: {f.text}" for f in notes))
 
     rep.add_heading("Volumes per location class")
-    rep.add_table(volumes.rename(columns=_heading), "lesion and DAWM ml, and % of the white matter of each class "
-                  "(the white matter of the tissue segmentation plus the predicted lesions and DAWM in it)", float_format="{:.3g}")
+    rep.add_table(
+        volumes.rename(columns=_heading),
+        "lesion and DAWM ml, and % of the white matter of each class "
+        "(the white matter of the tissue segmentation plus the predicted lesions and DAWM in it)",
+        float_format="{:.3g}",
+    )
 
     centre = grid.centre()
     brain_layer = Layer("outline", brain, colour="#ff3030", label="brain mask")
-    fov_layers = [Layer("outline", fov, colour="#00e5ff", label="field of view", linestyle="dashed")] \
-        if fov is not None and not fov[brain].all() else []
+    fov_layers = (
+        [Layer("outline", fov, colour="#00e5ff", label="field of view", linestyle="dashed")]
+        if fov is not None and not fov[brain].all()
+        else []
+    )
     rep.add_heading("Inputs and brain mask")
-    rep.add_figure(planes_figure(grid, [Row(r, images[r], [brain_layer, *fov_layers]) for r in roles], centre),
-                   "preprocessed (bias-corrected) images on the session grid; red: brain mask" +
-                   ("; cyan dashed: edge of the field of view" if fov_layers else ""), dpi=100)
+    rep.add_figure(
+        planes_figure(grid, [Row(r, images[r], [brain_layer, *fov_layers]) for r in roles], centre),
+        "preprocessed (bias-corrected) images on the session grid; red: brain mask"
+        + ("; cyan dashed: edge of the field of view" if fov_layers else ""),
+        dpi=100,
+    )
 
     shown = ["FLAIR", "T1w"] if "FLAIR" in images else roles
     shown = [r for r in shown if r in images]
@@ -194,13 +212,25 @@ def build_qc_page(session: QcSession) -> HtmlReport:
     where = "through the slices holding most predicted lesion and DAWM" if (pred > 0).any() else "no lesion or DAWM predicted"
     rep.add_heading("Lesions and DAWM")
     labels = [Layer("fill", pred == 1, colour=LESION_COLOUR, label="lesion"), Layer("fill", pred == 2, colour=DAWM_COLOUR, label="DAWM")]
-    rep.add_figure(planes_figure(grid, [Row(r, images[r], labels) for r in shown], hot),
-                   f"predicted labels (argmax of the model's probabilities), {where}", dpi=100)
+    rep.add_figure(
+        planes_figure(grid, [Row(r, images[r], labels) for r in shown], hot),
+        f"predicted labels (argmax of the model's probabilities), {where}",
+        dpi=100,
+    )
     rep.add_heading("Lesion and DAWM probabilities", level=3)
-    rep.add_figure(planes_figure(grid, [Row(f"{shown[0]}: lesion", images[shown[0]], [Layer("heat", probs["lesion"], cmap="autumn")]),
-                                        Row(f"{shown[0]}: DAWM", images[shown[0]], [Layer("heat", probs["DAWM"], cmap="cool")])],
-                                 hot, colorbars={"lesion": "autumn", "DAWM": "cool"}),
-                   "model probabilities (transparent below 0.02, more opaque as they rise), same slices", dpi=100)
+    rep.add_figure(
+        planes_figure(
+            grid,
+            [
+                Row(f"{shown[0]}: lesion", images[shown[0]], [Layer("heat", probs["lesion"], cmap="autumn")]),
+                Row(f"{shown[0]}: DAWM", images[shown[0]], [Layer("heat", probs["DAWM"], cmap="cool")]),
+            ],
+            hot,
+            colorbars={"lesion": "autumn", "DAWM": "cool"},
+        ),
+        "model probabilities (transparent below 0.02, more opaque as they rise), same slices",
+        dpi=100,
+    )
     rep.add_heading("Axial overview", level=3)
     rep.add_figure(axial_mosaic(grid, images[shown[0]], labels), f"predicted lesions (red) and DAWM (yellow) on the {shown[0]}", dpi=100)
 
@@ -210,16 +240,19 @@ def build_qc_page(session: QcSession) -> HtmlReport:
         layers = [Layer("fill", tissues == k, colour=c, label=name) for k, (name, c) in TISSUE_COLOURS.items()]
         xs = np.flatnonzero(brain.any(axis=(1, 2)))  # sagittal through a hemisphere: the midline shows mostly CSF
         lateral = (int(xs[0] + 0.3 * (xs[-1] - xs[0])), centre[1], centre[2]) if xs.size else centre
-        rep.add_figure(planes_figure(grid, [Row(ref, images[ref], layers)], lateral),
-                       f"tissue classes of the preprocessing (EM with MNI priors) on the {ref}; sagittal through the left hemisphere",
-                       dpi=100)
+        rep.add_figure(
+            planes_figure(grid, [Row(ref, images[ref], layers)], lateral),
+            f"tissue classes of the preprocessing (EM with MNI priors) on the {ref}; sagittal through the left hemisphere",
+            dpi=100,
+        )
     else:
         rep.add_text(f"No tissue segmentation found ({session.tissues.name}).")
 
     rep.add_heading("Image quality")
     if iqm is not None:
-        rep.add_table(_iqm_table(iqm), "MRIQC-style metrics of each raw image (in its own space, with the session's masks)",
-                      float_format="{:.3g}")
+        rep.add_table(
+            _iqm_table(iqm), "MRIQC-style metrics of each raw image (in its own space, with the session's masks)", float_format="{:.3g}"
+        )
     else:
         rep.add_text("No image-quality metrics (IQMs disabled in the preprocessing config).")
     rep.add_heading("Preprocessing and registration", level=3)
@@ -230,8 +263,9 @@ def build_qc_page(session: QcSession) -> HtmlReport:
 
     rep.add_heading("Files")
     files = {"raw " + r: p for r, p in (info.get("Inputs") or {}).items()}
-    files.update({"predicted labels": str(session.dseg), "volumes": str(session.volumes),
-                  "preprocessed session": str(session.brain_mask.parent)})
+    files.update(
+        {"predicted labels": str(session.dseg), "volumes": str(session.volumes), "preprocessed session": str(session.brain_mask.parent)}
+    )
     rep.add_text("\n".join(f"- {k}: `{_rel(Path(v), page_dir, session.predict_dir)}`" for k, v in files.items()))
     return rep
 
@@ -245,8 +279,9 @@ def _page_of(key: str, predict_dir: Path, preprocess_roots: tuple[Path, ...]) ->
     return write_qc_page(QcSession.from_key(key, predict_dir, preprocess_roots))
 
 
-def write_qc_pages(predict_dir: str | Path, sessions: Iterable[Outcome | str], *, preprocess_roots: Iterable[str | Path] = (),
-                   jobs: int = 1) -> list[Outcome]:
+def write_qc_pages(
+    predict_dir: str | Path, sessions: Iterable[Outcome | str], *, preprocess_roots: Iterable[str | Path] = (), jobs: int = 1
+) -> list[Outcome]:
     """The QC page of every predicted session of ``predict_dir``. ``sessions``: the outcomes of
     :func:`dawm.model.predict.predict_dataset` (failed ones are passed through untouched) or session
     keys (``sub-X_ses-Y``). Returns the outcomes in the same order: a session whose page cannot be
@@ -255,8 +290,11 @@ def write_qc_pages(predict_dir: str | Path, sessions: Iterable[Outcome | str], *
     items = [s if isinstance(s, Outcome) else Outcome(str(s), result=None) for s in sessions]
     todo = [o for o in items if o.ok]
     fn = functools.partial(_page_of, predict_dir=predict_dir, preprocess_roots=tuple(Path(p) for p in preprocess_roots))
-    done = {o.name: o for o in run_all(fn, [o.name for o in todo], names=[o.name for o in todo], jobs=jobs,
-                                         description="QC pages")} if todo else {}
+    done = (
+        {o.name: o for o in run_all(fn, [o.name for o in todo], names=[o.name for o in todo], jobs=jobs, description="QC pages")}
+        if todo
+        else {}
+    )
     out = []
     for o in items:
         if not o.ok:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from nibabel.affines import voxel_sizes
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
@@ -79,9 +80,9 @@ def acquire(signal: np.ndarray, subject_affine: np.ndarray, grid: Grid, subject_
     The PSF (Gaussian with the acquisition's voxel size as FWHM, less the subject grid's own
     resolution) is applied on the subject grid along the axes closest to the acquisition axes.
     """
-    sub_vox = np.linalg.norm(subject_affine[:3, :3], axis=0)
+    sub_vox = voxel_sizes(subject_affine)
     # Direction of each acquisition axis in subject voxel space.
-    acq_dirs = np.linalg.inv(subject_to_scanner[:3, :3]) @ (grid.affine[:3, :3] / np.linalg.norm(grid.affine[:3, :3], axis=0))
+    acq_dirs = np.linalg.inv(subject_to_scanner[:3, :3]) @ (grid.affine[:3, :3] / voxel_sizes(grid.affine))
     sigma = np.zeros(3)
     for a in range(3):
         sub_axis = int(np.argmax(np.abs(np.linalg.inv(subject_affine[:3, :3] / sub_vox) @ acq_dirs[:, a])))
@@ -102,7 +103,7 @@ def acquire(signal: np.ndarray, subject_affine: np.ndarray, grid: Grid, subject_
 def smooth_field_on_grid(rng: np.random.Generator, grid: Grid, amplitude: float, scale_mm: float = 60.0) -> np.ndarray:
     """A smooth random field exp(amplitude * n) on ``grid`` (n: unit-variance noise smoothed over
     ``scale_mm``), plus a gentle linear gradient, like a receive-coil sensitivity profile."""
-    spacing = np.linalg.norm(grid.affine[:3, :3], axis=0)
+    spacing = voxel_sizes(grid.affine)
     # 1e-6: an oblique affine's column norms are 2.0000000003 mm and the like; the coarse shape (and
     # with it how many random numbers are drawn) must not depend on that rounding.
     coarse = tuple(max(int(np.ceil(s * sp / 16.0 - 1e-6)), 3) for s, sp in zip(grid.shape, spacing))

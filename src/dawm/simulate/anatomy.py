@@ -20,6 +20,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage, special
 
+from dawm.image.components import filter_components
+
 #: Ventricle search box in MNI coordinates (mm), around the lateral and third ventricles.
 _VENTRICLE_BOX_MNI = ((-32.0, 32.0), (-48.0, 30.0), (-12.0, 32.0))
 #: Below this MNI z (mm), or below _INFRA_Z2 behind _INFRA_Y: brainstem and cerebellum.
@@ -111,9 +113,9 @@ def template_space(spacing_mm: float = 1.0) -> TemplateSpace:
     for key, vol in maps.items():
         if spacing_mm > 1.0:
             vol = ndimage.gaussian_filter(vol, sigma=0.4 * spacing_mm)
-        out[key] = ndimage.affine_transform(
-            vol, pull[:3, :3], offset=pull[:3, 3], output_shape=shape, order=1, mode="constant"
-        ).astype(np.float32)
+        out[key] = ndimage.affine_transform(vol, pull[:3, :3], offset=pull[:3, 3], output_shape=shape, order=1, mode="constant").astype(
+            np.float32
+        )
     brain = np.clip(out["brain"], 0, 1)
     gm, wm = np.clip(out["gm"], 0, 1), np.clip(out["wm"], 0, 1)
     csf = np.clip(brain - gm - wm, 0, 1)
@@ -127,11 +129,7 @@ def template_space(spacing_mm: float = 1.0) -> TemplateSpace:
     for axis, (a, b) in enumerate(_VENTRICLE_BOX_MNI):
         box &= (world[axis] >= a) & (world[axis] <= b)
     ventricles = (csf > 0.5) & box
-    labels, n = ndimage.label(ventricles)
-    if n:
-        sizes = ndimage.sum(ventricles, labels, range(1, n + 1))
-        keep = np.flatnonzero(sizes >= max(sizes.max() * 0.02, 1)) + 1
-        ventricles = np.isin(labels, keep)
+    ventricles = filter_components(ventricles, connectivity=1, min_fraction=0.02)
     infra = (world[2] < _INFRA_Z) | ((world[2] < _INFRA_Z2) & (world[1] < _INFRA_Y))
     region = np.where(brain > 0.5, np.where(infra, 2, 1), 0).astype(np.uint8)
     dist_v = ndimage.distance_transform_edt(~ventricles, sampling=spacing_mm).astype(np.float32)
@@ -142,9 +140,16 @@ def template_space(spacing_mm: float = 1.0) -> TemplateSpace:
     cortex = ((gm - deep_gm) > 0.5) & (region == 1)
     dist_c = ndimage.distance_transform_edt(~cortex, sampling=spacing_mm).astype(np.float32)
     return TemplateSpace(
-        gm=(gm - deep_gm).astype(np.float32), wm=wm.astype(np.float32), csf=csf.astype(np.float32),
-        deep_gm=deep_gm.astype(np.float32), brain=brain, ventricles=ventricles, region=region,
-        dist_ventricle_mm=dist_v, dist_cortex_mm=dist_c, affine=affine,
+        gm=(gm - deep_gm).astype(np.float32),
+        wm=wm.astype(np.float32),
+        csf=csf.astype(np.float32),
+        deep_gm=deep_gm.astype(np.float32),
+        brain=brain,
+        ventricles=ventricles,
+        region=region,
+        dist_ventricle_mm=dist_v,
+        dist_cortex_mm=dist_c,
+        affine=affine,
     )
 
 
@@ -153,8 +158,9 @@ def _smooth_noise(rng: np.random.Generator, shape, sigma_vox: float) -> np.ndarr
     return field / (field.std() + 1e-8)
 
 
-def random_velocity(rng: np.random.Generator, shape, spacing_mm: float, *, amplitude_mm: float = 3.0,
-                    control_mm: float = 8.0) -> np.ndarray:
+def random_velocity(
+    rng: np.random.Generator, shape, spacing_mm: float, *, amplitude_mm: float = 3.0, control_mm: float = 8.0
+) -> np.ndarray:
     """A smooth random stationary velocity field (3, X, Y, Z) in voxels of the simulation grid.
 
     Drawn on a coarse grid (``control_mm`` spacing) and upsampled, with about ``amplitude_mm``
@@ -176,8 +182,12 @@ def integrate_velocity(vel_coarse: np.ndarray, shape, steps: int = 6) -> np.ndar
         coords = grid + disp
         disp = disp + np.stack([ndimage.map_coordinates(d, coords, order=1, mode="nearest") for d in disp])
     zoom = [s / c for s, c in zip(shape, coarse_shape)]
-    full = np.stack([ndimage.zoom(d * f, zoom, order=1, mode="nearest", grid_mode=False)[: shape[0], : shape[1], : shape[2]]
-                     for d, f in zip(disp, factors)])
+    full = np.stack(
+        [
+            ndimage.zoom(d * f, zoom, order=1, mode="nearest", grid_mode=False)[: shape[0], : shape[1], : shape[2]]
+            for d, f in zip(disp, factors)
+        ]
+    )
     return full.astype(np.float32)
 
 
@@ -207,7 +217,9 @@ class SubjectWarp:
         """Template voxel coordinates (3, X, Y, Z) pulled by every subject voxel."""
         shape = self.displacement.shape[1:]
         idx = np.indices(shape, dtype=np.float32)
-        lin = np.einsum("ij,jxyz->ixyz", self.affine[:3, :3].astype(np.float32), idx) + self.affine[:3, 3, None, None, None].astype(np.float32)
+        lin = np.einsum("ij,jxyz->ixyz", self.affine[:3, :3].astype(np.float32), idx) + self.affine[:3, 3, None, None, None].astype(
+            np.float32
+        )
         coords = lin + self.displacement
         if extra is not None:
             coords += extra
@@ -226,8 +238,7 @@ def draw_brain_volume_ml(rng: np.random.Generator, age_years: float, sex: str) -
     return float(base * (1.0 + BRAIN_AGEING_PER_YEAR * (age_years - 40.0)) * rng.lognormal(0.0, BRAIN_LOG_SD))
 
 
-def random_subject_warp(rng: np.random.Generator, tpl: TemplateSpace, *, amplitude_mm: float = 3.0,
-                        size_scale: float = 1.0) -> SubjectWarp:
+def random_subject_warp(rng: np.random.Generator, tpl: TemplateSpace, *, amplitude_mm: float = 3.0, size_scale: float = 1.0) -> SubjectWarp:
     """A random head-shape affine (scales about ``size_scale`` x (1 +- 0.04), small shears) and a
     diffeomorphic warp. ``size_scale``: the subject's linear size relative to the template (a brain
     of ``size_scale**3`` times the template's volume)."""
@@ -245,7 +256,9 @@ def random_subject_warp(rng: np.random.Generator, tpl: TemplateSpace, *, amplitu
 
 def pull(volume: np.ndarray, coords: np.ndarray, *, order: int = 1) -> np.ndarray:
     """Sample ``volume`` (template grid) at ``coords`` (3, X, Y, Z template voxels)."""
-    out = ndimage.map_coordinates(volume.astype(np.float32) if order else volume, coords, order=order, mode="constant", cval=0.0, prefilter=False)
+    out = ndimage.map_coordinates(
+        volume.astype(np.float32) if order else volume, coords, order=order, mode="constant", cval=0.0, prefilter=False
+    )
     return out
 
 
@@ -257,7 +270,9 @@ def head_shells(rng: np.random.Generator, brain: np.ndarray, spacing_mm: float) 
     dist = ndimage.distance_transform_edt(brain < 0.5, sampling=spacing_mm).astype(np.float32)
     coarse = tuple(max(s // 4, 2) for s in brain.shape)
     wobble = _smooth_noise(rng, coarse, 3.0 / spacing_mm)
-    wobble = ndimage.zoom(wobble, [s / c for s, c in zip(brain.shape, coarse)], order=1)[: brain.shape[0], : brain.shape[1], : brain.shape[2]]
+    wobble = ndimage.zoom(wobble, [s / c for s, c in zip(brain.shape, coarse)], order=1)[
+        : brain.shape[0], : brain.shape[1], : brain.shape[2]
+    ]
     csf_out = 1.5 + 0.4 * wobble
     skull_out = csf_out + 6.0 + 1.2 * wobble
     scalp_out = skull_out + 5.0 + 1.0 * wobble

@@ -39,7 +39,9 @@ class Participant:
     dawm_present: bool
 
 
-def draw_participant(rng: np.random.Generator, participant_id: str, group: str, scanner: str, dawm_prevalence: dict[str, float]) -> Participant:
+def draw_participant(
+    rng: np.random.Generator, participant_id: str, group: str, scanner: str, dawm_prevalence: dict[str, float]
+) -> Participant:
     age_mu = {"HC": 40.0, "RRMS": 37.0, "SPMS": 52.0, "PPMS": 50.0}[group]
     age = float(np.clip(rng.normal(age_mu, 9.0), 19.0, 70.0))
     female_p = {"HC": 0.6, "RRMS": 0.72, "SPMS": 0.68, "PPMS": 0.5}[group]

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dawm.bids.derivative_files import MaskFiles, TruthFiles
 from dawm.bids.derivatives import atomic_write_text, init_derivative, write_dseg_tsv, write_json, write_tsv
+from dawm.bids.layout import RawFiles, participant_id, session_id
 from dawm.parallel import Outcome, run_all
 from dawm.provenance import provenance
 from dawm.simulate.clinical import EDSS_MODEL, Participant, assign_groups, draw_participant
@@ -18,7 +20,7 @@ from dawm.simulate.config import SimulationConfig
 from dawm.simulate.pathology import TRANSITIONS
 from dawm.simulate.report import simulation_report
 from dawm.simulate.scanners import scanner_profiles
-from dawm.simulate.subject import LESION_MASKS, LOCATION_LABELS, PATHOLOGY_LABELS, TISSUE_LABELS, TRUTH, SubjectSummary, SubjectTask, simulate_subject
+from dawm.simulate.subject import LOCATION_LABELS, PATHOLOGY_LABELS, TISSUE_LABELS, TRUTH, SubjectSummary, SubjectTask, simulate_subject
 
 log = logging.getLogger(__name__)
 
@@ -48,33 +50,69 @@ def draw_participants(config: SimulationConfig) -> list[Participant]:
 
 
 def _dataset_files(root: Path, config: SimulationConfig, people: list[Participant]) -> None:
-    write_json(root / "dataset_description.json", {
-        "Name": "dawm simulated MS cohort", "BIDSVersion": "1.9.0", "DatasetType": "raw", "License": "CC0",
-        "Authors": ["dawm simulate"],
-        "GeneratedBy": [{"Name": "dawm", "Description": "synthetic cohort from the MNI152 2009 template (nilearn)"}],
-    })
-    atomic_write_text(root / "README", (
-        "Synthetic multiple-sclerosis cohort made by `dawm simulate` (no real patient data).\n"
-        "Anatomy: MNI152 2009 templates warped per subject; lesions and diffusely abnormal white matter (DAWM)\n"
-        "with known truth in derivatives/dawm-truth. Images from signal equations per scanner profile.\n"
-        f"Config: {config.model_dump_json()}\n"
-    ))
-    table = pd.DataFrame([{
-        "participant_id": f"sub-{p.participant_id}", "age": p.age, "sex": p.sex, "group": p.group,
-        "disease_duration": p.disease_duration if p.group != "HC" else None, "scanner": p.scanner,
-    } for p in people])
-    write_tsv(root / "participants.tsv", table)
-    write_json(root / "participants.json", {
-        "age": {"Description": "age at the first session", "Units": "year"},
-        "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
-        "group": {"Description": "clinical group", "Levels": {"HC": "healthy control", "RRMS": "relapsing-remitting MS", "SPMS": "secondary progressive MS", "PPMS": "primary progressive MS"}},
-        "disease_duration": {"Description": "years since MS onset at the first session", "Units": "year"},
-        "scanner": {"Description": "scanner profile the participant was scanned on"},
-        "edss": {"Description": "Expanded Disability Status Scale at the first session (simulated: " + ", ".join(f"{k}={v}" for k, v in EDSS_MODEL.items()) + ")"},
-    })
+    raw = RawFiles(root)
+    write_json(
+        raw.description,
+        {
+            "Name": "dawm simulated MS cohort",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "raw",
+            "License": "CC0",
+            "Authors": ["dawm simulate"],
+            "GeneratedBy": [{"Name": "dawm", "Description": "synthetic cohort from the MNI152 2009 template (nilearn)"}],
+        },
+    )
+    atomic_write_text(
+        root / "README",
+        (
+            "Synthetic multiple-sclerosis cohort made by `dawm simulate` (no real patient data).\n"
+            "Anatomy: MNI152 2009 templates warped per subject; lesions and diffusely abnormal white matter (DAWM)\n"
+            f"with known truth in {TRUTH}. Images from signal equations per scanner profile.\n"
+            f"Config: {config.model_dump_json()}\n"
+        ),
+    )
+    table = pd.DataFrame(
+        [
+            {
+                "participant_id": participant_id(p.participant_id),
+                "age": p.age,
+                "sex": p.sex,
+                "group": p.group,
+                "disease_duration": p.disease_duration if p.group != "HC" else None,
+                "scanner": p.scanner,
+            }
+            for p in people
+        ]
+    )
+    write_tsv(raw.participants, table)
+    write_json(
+        raw.participants_json,
+        {
+            "age": {"Description": "age at the first session", "Units": "year"},
+            "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
+            "group": {
+                "Description": "clinical group",
+                "Levels": {
+                    "HC": "healthy control",
+                    "RRMS": "relapsing-remitting MS",
+                    "SPMS": "secondary progressive MS",
+                    "PPMS": "primary progressive MS",
+                },
+            },
+            "disease_duration": {"Description": "years since MS onset at the first session", "Units": "year"},
+            "scanner": {"Description": "scanner profile the participant was scanned on"},
+            "edss": {
+                "Description": "Expanded Disability Status Scale at the first session (simulated: "
+                + ", ".join(f"{k}={v}" for k, v in EDSS_MODEL.items())
+                + ")"
+            },
+        },
+    )
 
 
-def simulate_cohort(config: SimulationConfig, out_dir: str | Path, *, jobs: int = 1, backend: str = "local", address: str | None = None) -> CohortResult:
+def simulate_cohort(
+    config: SimulationConfig, out_dir: str | Path, *, jobs: int = 1, backend: str = "local", address: str | None = None
+) -> CohortResult:
     """Write a BIDS dataset with truth derivatives to ``out_dir``; return tables and failures.
 
     Subjects whose summary already exists (same config) are not recomputed, so an interrupted
@@ -85,30 +123,56 @@ def simulate_cohort(config: SimulationConfig, out_dir: str | Path, *, jobs: int 
     people = draw_participants(config)
     profiles = {p.name: config.headers.apply(config.degrade.apply(p)) for p in scanner_profiles(config.scanners)}
     _dataset_files(root, config, people)
-    truth = init_derivative(root / TRUTH, name="dawm simulation truth", description="ground truth of the simulated cohort", source="../..")
-    init_derivative(root / LESION_MASKS, name="lesion masks", description="rater-style lesion masks on each session's FLAIR grid "
-                    "(simulated: truth lesions >= 50 % in a FLAIR voxel, components under 3 voxels missed)", source="../..")
-    stamp = root / TRUTH / "dawm_simulate_config.json"
+    truth_files = TruthFiles.in_dataset(root)
+    init_derivative(truth_files.root, name="dawm simulation truth", description="ground truth of the simulated cohort", source="../..")
+    init_derivative(
+        MaskFiles.in_dataset(root).root,
+        name="lesion masks",
+        description="rater-style lesion masks on each session's FLAIR grid "
+        "(simulated: truth lesions >= 50 % in a FLAIR voxel, components under 3 voxels missed)",
+        source="../..",
+    )
+    stamp = truth_files.config
     if stamp.exists() and stamp.read_text() != config.model_dump_json(indent=2):
         log.warning("%s holds a cohort made with another config: recomputing every subject", root)
-        for old in (root / TRUTH).glob("sub-*/sub-*_simulation.json"):
+        for old in truth_files.simulations():
             old.unlink()
     atomic_write_text(stamp, config.model_dump_json(indent=2))
-    write_json(truth / "provenance.json", provenance("simulate", config))
-    for name, labels in (("dseg.tsv", TISSUE_LABELS), ("desc-pathology_dseg.tsv", PATHOLOGY_LABELS),
-                         ("desc-location_dseg.tsv", LOCATION_LABELS), ("desc-transition_dseg.tsv", TRANSITIONS)):
-        write_dseg_tsv(truth / name, labels)
+    write_json(truth_files.provenance, provenance("simulate", config))
+    # The EDSS model as data, for ``dawm evaluate`` (participants.json only describes it in words).
+    write_json(
+        truth_files.edss_model,
+        {
+            "Description": "linear model the simulated EDSS was drawn from (plus N(0, noise_sd), "
+            "clipped to 0-9.5, rounded to half points); see dawm.simulate.clinical",
+            "Coefficients": EDSS_MODEL,
+        },
+    )
+    for desc, labels in (
+        (None, TISSUE_LABELS),
+        ("pathology", PATHOLOGY_LABELS),
+        ("location", LOCATION_LABELS),
+        ("transition", TRANSITIONS),
+    ):
+        write_dseg_tsv(truth_files.lut(desc), labels)
 
     todo, summaries = [], {}
     for i, p in enumerate(people):
-        done = truth / f"sub-{p.participant_id}" / f"sub-{p.participant_id}_simulation.json"
+        done = truth_files.simulation(p.participant_id)
         if done.exists():
             summaries[p.participant_id] = SubjectSummary(**json.loads(done.read_text()))
-            log.info("sub-%s already simulated, skipped", p.participant_id)
+            log.info("%s already simulated, skipped", participant_id(p.participant_id))
         else:
             todo.append(SubjectTask(p, i, config, profiles[p.scanner], str(root)))
-    outcomes = run_all(simulate_subject, todo, names=[f"sub-{t.participant.participant_id}" for t in todo], jobs=jobs,
-                       backend=backend, address=address, description="simulating subjects")  # type: ignore[arg-type]
+    outcomes = run_all(
+        simulate_subject,
+        todo,
+        names=[participant_id(t.participant.participant_id) for t in todo],
+        jobs=jobs,
+        backend=backend,
+        address=address,
+        description="simulating subjects",
+    )  # type: ignore[arg-type]
     for t, o in zip(todo, outcomes):
         if o.ok:
             summaries[t.participant.participant_id] = o.result
@@ -117,16 +181,17 @@ def simulate_cohort(config: SimulationConfig, out_dir: str | Path, *, jobs: int 
     rows = []
     for p in people:
         s = summaries.get(p.participant_id)
-        for ses in (s.sessions if s else []):
-            rows.append({"participant_id": f"sub-{p.participant_id}", "group": p.group, **ses})
+        for ses in s.sessions if s else []:
+            rows.append({"participant_id": participant_id(p.participant_id), "group": p.group, **ses})
     volumes = pd.DataFrame(rows)
-    write_tsv(truth / "volumes.tsv", volumes)
+    write_tsv(truth_files.volumes_table, volumes)
     # participants.tsv gets the baseline EDSS once it is known.
-    part = pd.read_csv(root / "participants.tsv", sep="\t", na_values="n/a")
+    raw = RawFiles(root)
+    part = pd.read_csv(raw.participants, sep="\t", na_values="n/a")
     if not volumes.empty:
-        base = volumes[volumes.session_id == "ses-01"].set_index("participant_id")["edss"]
+        base = volumes[volumes.session_id == session_id("01")].set_index("participant_id")["edss"]
         part["edss"] = part.participant_id.map(base)
-    write_tsv(root / "participants.tsv", part)
+    write_tsv(raw.participants, part)
     report = simulation_report([s for s in summaries.values()])
-    write_tsv(truth / "simulation_report.tsv", report)
+    write_tsv(truth_files.report, report)
     return CohortResult(root, part, volumes, report, failures)

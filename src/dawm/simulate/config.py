@@ -25,8 +25,14 @@ class Degradation(BaseModel):
             update["motion_amplitude"] = self.motion
         if self.flair_slice_mm is not None:
             inplane = profile.flair.voxel_mm[0] if profile.flair.dims == "2D" else 0.9
-            update["flair"] = profile.flair.model_copy(update={"dims": "2D", "voxel_mm": (inplane, inplane, self.flair_slice_mm),
-                                                              "slice_gap_mm": 0.0, "tr_ms": max(profile.flair.tr_ms, 9000.0)})
+            update["flair"] = profile.flair.model_copy(
+                update={
+                    "dims": "2D",
+                    "voxel_mm": (inplane, inplane, self.flair_slice_mm),
+                    "slice_gap_mm": 0.0,
+                    "tr_ms": max(profile.flair.tr_ms, 9000.0),
+                }
+            )
         return profile.model_copy(update=update)
 
 
@@ -46,7 +52,7 @@ class HeaderVariant(BaseModel):
     nan_background: bool | None = None
 
     @classmethod
-    def other_converter(cls) -> "HeaderVariant":
+    def other_converter(cls) -> HeaderVariant:
         """LPS, a 12-degree oblique grid, int16 with scl_slope, T1 maps in s, MTR as a fraction, NaN background."""
         return cls(storage="LPS", oblique_deg=12.0, integer_storage=True, t1map_units="s", mtr_units="fraction", nan_background=True)
 
@@ -64,9 +70,13 @@ class SimulationConfig(BaseModel):
     scanners: int = Field(3, ge=1, le=4, description="number of scanner profiles used (round robin)")
     resolution_mm: float = Field(1.0, ge=1.0, le=3.0, description="grid of the truth space; acquisition voxels scale with it")
     seed: int = Field(0, ge=0, description="random seed; same seed, same bytes")
-    followup_years: float = Field(5.0, gt=0, description="mean interval between sessions (years); the literature's DAWM transition fractions are per 5 years")
+    followup_years: float = Field(
+        5.0, gt=0, description="mean interval between sessions (years); the literature's DAWM transition fractions are per 5 years"
+    )
     dawm_visibility: float = Field(
-        1.0, ge=0.0, le=1.0,
+        1.0,
+        ge=0.0,
+        le=1.0,
         description=(
             "fraction of DAWM's T1/T2/PD change rendered on the clinical T1w and FLAIR images. 1 (default) is "
             "physics: every image of a session is made from one set of property maps, so DAWM is subtle on "
@@ -81,16 +91,18 @@ class SimulationConfig(BaseModel):
     )
 
     degrade: Degradation = Field(default_factory=Degradation, description="controlled acquisition degradation (dose-response studies)")
-    headers: HeaderVariant = Field(default_factory=HeaderVariant, description="how every profile stores its files (header twins: same cohort, other headers)")
+    headers: HeaderVariant = Field(
+        default_factory=HeaderVariant, description="how every profile stores its files (header twins: same cohort, other headers)"
+    )
 
     @model_validator(mode="after")
-    def _has_subjects(self) -> "SimulationConfig":
+    def _has_subjects(self) -> SimulationConfig:
         if self.patients + self.controls < 1:
             raise ValueError("a cohort needs at least one patient or control")
         return self
 
     @classmethod
-    def small(cls, **overrides) -> "SimulationConfig":
+    def small(cls, **overrides) -> SimulationConfig:
         """A tiny preset for tests: 2 patients, 1 control, 2 sessions, 2 scanners, 2 mm."""
         base = dict(patients=2, controls=1, sessions=2, scanners=2, resolution_mm=2.0)
         base.update(overrides)

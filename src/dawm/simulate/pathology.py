@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, special
 
-from dawm.longitudinal.transitions import TRANSITION_CODES
+from dawm.labels import DAWM_FATE_5Y, SIMULATED_TRANSITIONS
 from dawm.simulate.anatomy import TemplateSpace, _smooth_noise
 
 LESION_TYPES = ("periventricular", "juxtacortical", "deep", "infratentorial")
@@ -31,16 +31,15 @@ LESION_TYPE_P = (0.45, 0.2, 0.25, 0.1)
 LESION_LOAD_ML = {"RRMS": 5.0, "SPMS": 12.0, "PPMS": 7.0}
 #: Median DAWM volume (ml) when present; log-normal spread 0.6.
 DAWM_LOAD_ML = {"RRMS": 9.0, "SPMS": 16.0, "PPMS": 13.0}
-#: DAWM fate over 5 years: converts to lesion, persists, resolves (Gabr & Narayana 2021).
-DAWM_FATE_5Y = {"lesion": 0.15, "persist": 0.45, "resolve": 0.40}
 #: New lesions per year in an untreated-to-treated mix of patients.
 #: Template WM fraction where DAWM can start / is fully possible (DAWM is a white-matter property).
 WM_PURITY = (0.6, 0.85)
 NEW_LESIONS_PER_YEAR = {"RRMS": 0.8, "SPMS": 0.5, "PPMS": 0.3}
 
 # Transition labels written by the simulator (relative to the previous session): the codes 0-6 of
-# the longitudinal output's (the simulator never removes a lesion, so 7 and 8 do not occur).
-TRANSITIONS = {k: v for k, v in TRANSITION_CODES.items() if k <= 6}
+# :data:`dawm.labels.TRANSITION_CODES` (the simulator never removes a lesion, so 7 and 8 do not occur).
+# DAWM's fate is drawn from :data:`dawm.labels.DAWM_FATE_5Y`.
+TRANSITIONS = SIMULATED_TRANSITIONS
 
 
 @dataclass
@@ -86,8 +85,15 @@ def _orthonormal_from(direction: np.ndarray, rng: np.random.Generator) -> np.nda
     return np.stack([d, u, np.cross(d, u)], axis=1)
 
 
-def draw_lesions(rng: np.random.Generator, tpl: TemplateSpace, total_ml: float = 0.0, *, count: int | None = None,
-                 kinds_p=LESION_TYPE_P, size_scale: float = 1.0) -> list[Lesion]:
+def draw_lesions(
+    rng: np.random.Generator,
+    tpl: TemplateSpace,
+    total_ml: float = 0.0,
+    *,
+    count: int | None = None,
+    kinds_p=LESION_TYPE_P,
+    size_scale: float = 1.0,
+) -> list[Lesion]:
     """Draw lesions whose volumes add up to about ``total_ml`` (or exactly ``count`` lesions),
     placed by location class. Volumes are those of the subject, whose linear size is ``size_scale``
     times the template's: the lesions are drawn ``size_scale**-3`` times as large in template space."""
@@ -119,8 +125,9 @@ def draw_lesions(rng: np.random.Generator, tpl: TemplateSpace, total_ml: float =
     return lesions
 
 
-def render_lesions(lesions: list[Lesion], tpl: TemplateSpace, rng: np.random.Generator,
-                   frac: np.ndarray | None = None, grade: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def render_lesions(
+    lesions: list[Lesion], tpl: TemplateSpace, rng: np.random.Generator, frac: np.ndarray | None = None, grade: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Soft ellipsoids with irregular margins: (lesion fraction, grade) maps on the template grid."""
     shape = tpl.shape
     frac = np.zeros(shape, np.float32) if frac is None else frac.copy()
@@ -146,8 +153,15 @@ def render_lesions(lesions: list[Lesion], tpl: TemplateSpace, rng: np.random.Gen
     return frac, grade
 
 
-def draw_dawm(rng: np.random.Generator, tpl: TemplateSpace, lesion_frac: np.ndarray, volume_ml: float,
-              *, softness: float = 0.05, size_scale: float = 1.0) -> np.ndarray:
+def draw_dawm(
+    rng: np.random.Generator,
+    tpl: TemplateSpace,
+    lesion_frac: np.ndarray,
+    volume_ml: float,
+    *,
+    softness: float = 0.05,
+    size_scale: float = 1.0,
+) -> np.ndarray:
     """DAWM severity in [0, 1]: periventricular and peri-lesional drive plus smooth patchy noise,
     thresholded so that the 0.5 level covers ``volume_ml`` of the subject's white matter outside
     lesions (``volume_ml / size_scale**3`` in template space, see :func:`draw_lesions`).
@@ -163,8 +177,11 @@ def draw_dawm(rng: np.random.Generator, tpl: TemplateSpace, lesion_frac: np.ndar
     lesion_dist = ndimage.distance_transform_edt(lesion_frac < 0.5, sampling=sp)
     halo_weight = rng.uniform(0.5, 1.2)
     purity = np.clip((tpl.wm - WM_PURITY[0]) / (WM_PURITY[1] - WM_PURITY[0]), 0, 1)
-    drive = (1.2 * np.exp(-np.maximum(tpl.dist_ventricle_mm - 3.0, 0) / 12.0)
-             + halo_weight * np.exp(-lesion_dist / 5.0) * (lesion_frac < 0.5) + 0.6 * noise) * purity
+    drive = (
+        1.2 * np.exp(-np.maximum(tpl.dist_ventricle_mm - 3.0, 0) / 12.0)
+        + halo_weight * np.exp(-lesion_dist / 5.0) * (lesion_frac < 0.5)
+        + 0.6 * noise
+    ) * purity
     eligible = (tpl.wm >= WM_PURITY[1]) & (lesion_frac < 0.5) & (tpl.region == 1)
     n_target = int(round(volume_ml * 1000.0 / size_scale**3 / sp**3))
     values = drive[eligible]
@@ -175,8 +192,16 @@ def draw_dawm(rng: np.random.Generator, tpl: TemplateSpace, lesion_frac: np.ndar
     return sev * purity.astype(np.float32) * (tpl.region == 1)
 
 
-def evolve(rng: np.random.Generator, tpl: TemplateSpace, state: PathologyState, *, years: float, group: str,
-           dawm_present: bool, size_scale: float = 1.0) -> tuple[PathologyState, np.ndarray]:
+def evolve(
+    rng: np.random.Generator,
+    tpl: TemplateSpace,
+    state: PathologyState,
+    *,
+    years: float,
+    group: str,
+    dawm_present: bool,
+    size_scale: float = 1.0,
+) -> tuple[PathologyState, np.ndarray]:
     """The next session's pathology and the transition labels (template grid, see ``TRANSITIONS``);
     ``size_scale`` as in :func:`draw_lesions`."""
     lesion0, dawm0 = state.masks(tpl)

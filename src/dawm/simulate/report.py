@@ -36,7 +36,17 @@ def simulation_report(summaries) -> pd.DataFrame:
         stats = stats.dropna(subset=["mean"])
         for (scanner, modality, tissue), grp in stats.groupby(["scanner", "modality", "tissue"]):
             m, sd = _pooled(grp["mean"].to_numpy(float), grp["sd"].to_numpy(float), grp["n"].to_numpy(float))
-            rows.append({"kind": "tissue", "scanner": scanner, "modality": modality, "tissue": tissue, "mean": m, "sd": sd, "n": int(grp["n"].sum())})
+            rows.append(
+                {
+                    "kind": "tissue",
+                    "scanner": scanner,
+                    "modality": modality,
+                    "tissue": tissue,
+                    "mean": m,
+                    "sd": sd,
+                    "n": int(grp["n"].sum()),
+                }
+            )
     pools: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: {"DAWM": [], "NAWM": []})
     for summ in summaries:
         for sam in summ.samples:
@@ -47,11 +57,28 @@ def simulation_report(summaries) -> pd.DataFrame:
         if pool["DAWM"] and pool["NAWM"]:
             y = np.r_[np.ones(len(pool["DAWM"])), np.zeros(len(pool["NAWM"]))]
             x = np.r_[pool["DAWM"], pool["NAWM"]] * DAWM_DIRECTION.get(modality, 1)
-            rows.append({"kind": "auc", "scanner": scanner, "modality": modality, "tissue": "DAWM_vs_NAWM",
-                         "mean": float(roc_auc_score(y, x)), "n": int(len(y))})
+            rows.append(
+                {
+                    "kind": "auc",
+                    "scanner": scanner,
+                    "modality": modality,
+                    "tissue": "DAWM_vs_NAWM",
+                    "mean": float(roc_auc_score(y, x)),
+                    "n": int(len(y)),
+                }
+            )
     vols = pd.DataFrame([s for summ in summaries for s in summ.sessions])
     if not vols.empty:
         for col in ("lesion_ml", "dawm_ml"):
-            rows.append({"kind": "volume", "scanner": "all", "modality": "truth", "tissue": col,
-                         "mean": float(vols[col].mean()), "sd": float(vols[col].std(ddof=0)), "n": int(len(vols))})
+            rows.append(
+                {
+                    "kind": "volume",
+                    "scanner": "all",
+                    "modality": "truth",
+                    "tissue": col,
+                    "mean": float(vols[col].mean()),
+                    "sd": float(vols[col].std(ddof=0)),
+                    "n": int(len(vols)),
+                }
+            )
     return pd.DataFrame(rows, columns=["kind", "scanner", "modality", "tissue", "mean", "sd", "n"])

@@ -90,7 +90,9 @@ class MPRAGESignal:
         """Signed signals per block for arrays of T1 (ms) and relative B1+ (broadcastable), bilinear."""
         t1_ms = np.asarray(t1_ms, dtype=np.float32)
         ft = (np.clip(t1_ms, T1_GRID_MS[0], T1_GRID_MS[-1]) - T1_GRID_MS[0]) / np.float32(T1_GRID_MS[1] - T1_GRID_MS[0])
-        fb = (np.clip(np.broadcast_to(np.asarray(b1, np.float32), t1_ms.shape), B1_GRID[0], B1_GRID[-1]) - B1_GRID[0]) / np.float32(B1_GRID[1] - B1_GRID[0])
+        fb = (np.clip(np.broadcast_to(np.asarray(b1, np.float32), t1_ms.shape), B1_GRID[0], B1_GRID[-1]) - B1_GRID[0]) / np.float32(
+            B1_GRID[1] - B1_GRID[0]
+        )
         it = np.minimum(ft.astype(np.int32), len(T1_GRID_MS) - 2)
         ib = np.minimum(fb.astype(np.int32), len(B1_GRID) - 2)
         wt, wb = (ft - it).astype(np.float32), (fb - ib).astype(np.float32)
@@ -148,8 +150,9 @@ def gre_signal(t1_ms: np.ndarray, pd: np.ndarray, *, tr_ms: float, flip_deg: flo
     return (pd * np.sin(alpha) * (1 - e1) / (1 - np.cos(alpha) * e1)).astype(np.float32)
 
 
-def mt_pair(t1_ms: np.ndarray, pd: np.ndarray, mtr_pu: np.ndarray, *, tr_ms: float, flip_deg: float,
-            b1: np.ndarray | float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def mt_pair(
+    t1_ms: np.ndarray, pd: np.ndarray, mtr_pu: np.ndarray, *, tr_ms: float, flip_deg: float, b1: np.ndarray | float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """(MT-off, MT-on) signals: the MT pulse saturates the free pool by ``MTR`` percent."""
     off = gre_signal(t1_ms, pd, tr_ms=tr_ms, flip_deg=flip_deg, b1=b1)
     on = off * (1 - np.clip(mtr_pu, 0, 100) / 100.0)

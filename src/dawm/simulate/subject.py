@@ -13,10 +13,15 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from dawm.bids.derivative_files import MaskFiles, TruthFiles
 from dawm.bids.derivatives import write_json, write_tsv
-from dawm.bids.entities import BidsName
+from dawm.bids.layout import DERIVATIVES, RawFiles, SessionRef, sidecar_path
+from dawm.bids.layout import session_id as session_id_of
+from dawm.image.components import count_components, filter_components
 from dawm.image.io import save_volume
-from dawm.image.resample import resample_to_grid
+from dawm.image.resample import resample
+from dawm.labels import DAWM_LABELS, LOCATION_LABELS
+from dawm.labels import TISSUE_LABELS as _TISSUE_CLASSES
 from dawm.simulate import acquisition as acq
 from dawm.simulate import anatomy, pathology
 from dawm.simulate.clinical import Participant, draw_edss
@@ -26,14 +31,14 @@ from dawm.simulate.properties import DAWM_EFFECT, SubjectTissueTraits, tissue_pr
 from dawm.simulate.scanners import ScannerProfile
 from dawm.simulate.signal import MPRAGESignal, flair_signal, mt_pair, mtr_map, t1_from_uni, uni
 
-TRUTH = "derivatives/dawm-truth"
+TRUTH = f"{DERIVATIVES}/{TruthFiles.NAME}"
 #: Expert-style lesion masks drawn on each session's FLAIR grid (as research cohorts ship them).
-LESION_MASKS = "derivatives/lesion-masks"
+LESION_MASKS = f"{DERIVATIVES}/{MaskFiles.NAME}"
 #: Lesions smaller than this (FLAIR voxels) are missed by the simulated rater.
 RATER_MIN_VOXELS = 3
-TISSUE_LABELS = {0: "background", 1: "CSF", 2: "GM", 3: "WM"}
-PATHOLOGY_LABELS = {0: "normal", 1: "lesion", 2: "DAWM"}
-LOCATION_LABELS = {0: "none", 1: "periventricular", 2: "juxtacortical", 3: "deep", 4: "infratentorial"}
+#: Look-up tables of the truth's label maps (codes of :mod:`dawm.labels`).
+TISSUE_LABELS = {0: "background", **_TISSUE_CLASSES}
+PATHOLOGY_LABELS = DAWM_LABELS
 SIGNAL_SCALE = 1.0e5  # arbitrary scanner units
 N_SAMPLES = 600  # voxels per class kept per session for the cohort report
 
@@ -95,11 +100,10 @@ def _sidecar(profile: ScannerProfile, **fields) -> dict:
     return base
 
 
-def _store(name: BidsName, root: Path, data: np.ndarray, affine: np.ndarray, sidecar: dict | None, *, integer: bool | None) -> None:
+def _store(path: Path, data: np.ndarray, affine: np.ndarray, sidecar: dict | None, *, integer: bool | None) -> None:
     """Write an image as a scanner would: ``integer=True`` int16 with scl_slope (rescaled),
     ``False`` plain int16 in 12-bit scanner units (99.9th percentile at 4000), ``None`` float32
     (quantitative maps)."""
-    path = root / name.relpath
     if integer is None:
         save_volume(data.astype(np.float32), affine, path)
     elif integer:
@@ -109,7 +113,7 @@ def _store(name: BidsName, root: Path, data: np.ndarray, affine: np.ndarray, sid
         gain = 4000.0 / max(float(np.percentile(np.abs(data), 99.9)), 1e-12)
         save_volume(np.clip(np.round(data * gain), -32768, 32767), affine, path, dtype=np.int16)
     if sidecar is not None:
-        write_json(path.with_name(name.with_(extension=".json").filename), sidecar)
+        write_json(sidecar_path(path), sidecar)
 
 
 def _samples(rng, values: np.ndarray, labels: np.ndarray, wm_mask: np.ndarray, lesion: np.ndarray, norm: float) -> dict:
@@ -161,8 +165,9 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
             interval = float(np.clip(rng_path.normal(cfg.followup_years, 0.5), 0.5, None))
             years += interval
             if patient:
-                state, transitions = pathology.evolve(rng_path, tpl, state, years=interval, group=part.group, dawm_present=part.dawm_present,
-                                                          size_scale=size_scale)
+                state, transitions = pathology.evolve(
+                    rng_path, tpl, state, years=interval, group=part.group, dawm_present=part.dawm_present, size_scale=size_scale
+                )
         atrophy_mm = 0.0
         if patient:
             atrophy_mm = float(min(0.4 + 0.12 * (part.disease_duration + years), 4.0))
@@ -173,8 +178,10 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
             shells = anatomy.head_shells(rng_anat, brain, tpl.spacing_mm)
         fr["csf"] = np.clip(fr["csf"] + shells["csf_rim"], 0, 1)
         fr["skull"], fr["fat"] = shells["skull"], shells["fat"]
-        les_frac, les_grade, dawm_sev = (anatomy.pull(m, coords) if m.any() else np.zeros(tpl.shape, np.float32)
-                                         for m in (state.lesion_frac, state.lesion_grade, state.dawm))
+        les_frac, les_grade, dawm_sev = (
+            anatomy.pull(m, coords) if m.any() else np.zeros(tpl.shape, np.float32)
+            for m in (state.lesion_frac, state.lesion_grade, state.dawm)
+        )
         location = anatomy.pull(location_tpl, coords, order=0)
 
         # Truth masks on the subject grid.
@@ -204,46 +211,77 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
         # Tissue statistics use voxels of (nearly) pure tissue, as literature values are.
         pure_tissue = np.where((stack.max(0) >= 0.85) | lesion, tissue, 0).astype(np.uint8)
         summary_ses = _acquire_session(
-            rng_acq, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2, mpr, wm_pure, pure_tissue, patho, lesion, summary,
+            rng_acq,
+            root,
+            part,
+            prof,
+            cfg,
+            ses,
+            tpl,
+            qmaps,
+            clin,
+            b1,
+            mp2,
+            mpr,
+            wm_pure,
+            pure_tissue,
+            patho,
+            lesion,
+            summary,
         )
 
         # Truth derivatives, subject space.
         vox_ml = tpl.spacing_mm**3 / 1000.0
-        base = BidsName({"sub": part.participant_id, "ses": ses}, "", ".nii.gz").with_(space="subject")
-        troot = root / TRUTH
-        save_volume(tissue, tpl.affine, troot / base.with_(suffix="dseg").relpath)
-        save_volume(patho, tpl.affine, troot / base.with_(desc="pathology", suffix="dseg").relpath)
-        save_volume(location, tpl.affine, troot / base.with_(desc="location", suffix="dseg").relpath)
-        save_volume(lesion & inbrain, tpl.affine, troot / base.with_(label="lesion", suffix="mask").relpath)
-        save_volume(dawm_mask, tpl.affine, troot / base.with_(label="DAWM", suffix="mask").relpath)
-        save_volume(inbrain, tpl.affine, troot / base.with_(label="brain", suffix="mask").relpath)
-        save_volume(np.clip(dawm_sev, 0, 1), tpl.affine, troot / base.with_(label="DAWM", suffix="probseg").relpath)
-        for suffix, arr, unit in (("T1map", qmaps.t1_ms, "ms"), ("T2map", qmaps.t2_ms, "ms"), ("PDmap", qmaps.pd, "arbitrary"), ("MTRmap", qmaps.mtr_pu, "percent")):
-            name = base.with_(suffix=suffix)
-            save_volume(arr, tpl.affine, troot / name.relpath)
-            write_json(troot / name.with_(extension=".json").relpath, {"Units": unit, "Description": "simulation truth property map"})
+        key, truth = SessionRef(part.participant_id, ses), TruthFiles.in_dataset(root)
+        save_volume(tissue, tpl.affine, truth.tissue_dseg(key))
+        save_volume(patho, tpl.affine, truth.pathology_dseg(key))
+        save_volume(location, tpl.affine, truth.location_dseg(key))
+        save_volume(lesion & inbrain, tpl.affine, truth.mask(key, "lesion"))
+        save_volume(dawm_mask, tpl.affine, truth.mask(key, "DAWM"))
+        save_volume(inbrain, tpl.affine, truth.mask(key, "brain"))
+        save_volume(np.clip(dawm_sev, 0, 1), tpl.affine, truth.dawm_probseg(key))
+        for suffix, arr, unit in (
+            ("T1map", qmaps.t1_ms, "ms"),
+            ("T2map", qmaps.t2_ms, "ms"),
+            ("PDmap", qmaps.pd, "arbitrary"),
+            ("MTRmap", qmaps.mtr_pu, "percent"),
+        ):
+            save_volume(arr, tpl.affine, truth.property_map(key, suffix))
+            write_json(truth.sidecar(truth.property_map(key, suffix)), {"Units": unit, "Description": "simulation truth property map"})
         if transitions is not None:
             trans = anatomy.pull(transitions, coords, order=0) * inbrain
-            save_volume(trans.astype(np.uint8), tpl.affine, troot / base.with_(desc="transition", suffix="dseg").relpath)
+            save_volume(trans.astype(np.uint8), tpl.affine, truth.transition_dseg(key))
             summary_ses.update({f"{TRANSITION_KEY[k]}_ml": float((trans == k).sum() * vox_ml) for k in TRANSITION_KEY})
         lesion_ml, dawm_ml = float((patho == 1).sum() * vox_ml), float(dawm_mask.sum() * vox_ml)
         edss = draw_edss(rng_clin, part, years_since_baseline=years, lesion_ml=lesion_ml, dawm_ml=dawm_ml)
-        summary_ses.update({
-            "session_id": f"ses-{ses}", "years_since_baseline": round(years, 2), "age": round(age, 1),
-            "edss": edss, "lesion_ml": lesion_ml, "dawm_ml": dawm_ml,
-            "wm_ml": float((tissue == 3).sum() * vox_ml), "brain_ml": float(inbrain.sum() * vox_ml),
-            "n_lesions": int(_count_components(patho == 1)), "atrophy_mm": round(atrophy_mm, 2),
-        })
+        summary_ses.update(
+            {
+                "session_id": session_id_of(ses),
+                "years_since_baseline": round(years, 2),
+                "age": round(age, 1),
+                "edss": edss,
+                "lesion_ml": lesion_ml,
+                "dawm_ml": dawm_ml,
+                "wm_ml": float((tissue == 3).sum() * vox_ml),
+                "brain_ml": float(inbrain.sum() * vox_ml),
+                "n_lesions": int(_count_components(patho == 1)),
+                "atrophy_mm": round(atrophy_mm, 2),
+            }
+        )
         for k, name in LOCATION_LABELS.items():
             if k:
                 summary_ses[f"dawm_{name}_ml"] = float(((patho == 2) & (location == k)).sum() * vox_ml)
                 summary_ses[f"lesion_{name}_ml"] = float(((patho == 1) & (location == k)).sum() * vox_ml)
         summary.sessions.append(summary_ses)
 
-    sessions_tsv = [{k: v for k, v in row.items() if k in ("session_id", "acq_time", "age", "edss", "years_since_baseline", "scanner")} for row in summary.sessions]
-    write_tsv(root / f"sub-{part.participant_id}" / f"sub-{part.participant_id}_sessions.tsv", pd.DataFrame(sessions_tsv))
-    write_json(root / f"sub-{part.participant_id}" / f"sub-{part.participant_id}_sessions.json", SESSIONS_JSON)
-    write_json(root / TRUTH / f"sub-{part.participant_id}" / f"sub-{part.participant_id}_simulation.json", asdict(summary))
+    sessions_tsv = [
+        {k: v for k, v in row.items() if k in ("session_id", "acq_time", "age", "edss", "years_since_baseline", "scanner")}
+        for row in summary.sessions
+    ]
+    raw = RawFiles(root)
+    write_tsv(raw.sessions_table(part.participant_id), pd.DataFrame(sessions_tsv))
+    write_json(raw.sessions_json(part.participant_id), SESSIONS_JSON)
+    write_json(TruthFiles.in_dataset(root).simulation(part.participant_id), asdict(summary))
     return summary
 
 
@@ -259,18 +297,15 @@ TRANSITION_KEY = {k: v for k, v in pathology.TRANSITIONS.items() if k}
 
 
 def _count_components(mask: np.ndarray) -> int:
-    return int(ndimage.label(mask)[1])
+    return count_components(mask, connectivity=1)
 
 
-def _rater_lesion_mask(root: Path, base: BidsName, lesion: np.ndarray, tpl, g: "acq.Grid", s2s: np.ndarray) -> None:
+def _rater_lesion_mask(root: Path, key: SessionRef, lesion: np.ndarray, tpl, g: acq.Grid, s2s: np.ndarray) -> None:
     """The lesion mask a rater draws on the FLAIR: the truth lesions seen through the FLAIR's PSF
     (>= 50 %), without components under ``RATER_MIN_VOXELS`` voxels (``space-FLAIR``, FLAIR grid)."""
     seen = acq.acquire(lesion.astype(np.float32), tpl.affine, g, s2s) >= 0.5
-    labels, n = ndimage.label(seen)
-    if n:
-        sizes = ndimage.sum(seen, labels, range(1, n + 1))
-        seen = np.isin(labels, np.flatnonzero(sizes >= RATER_MIN_VOXELS) + 1)
-    save_volume(seen.astype(np.uint8), g.affine, root / LESION_MASKS / base.with_(space="FLAIR", label="lesion", suffix="mask").relpath, dtype=np.uint8)
+    seen = filter_components(seen, connectivity=1, min_voxels=RATER_MIN_VOXELS)
+    save_volume(seen.astype(np.uint8), g.affine, MaskFiles.in_dataset(root).lesion_mask(key, "FLAIR"), dtype=np.uint8)
 
 
 def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2, mpr, wm_pure, tissue, patho, lesion, summary) -> dict:
@@ -280,7 +315,7 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     quality = float(rng.lognormal(0.0, 0.2))
     motion = float(rng.uniform(0.15, 0.5)) if rng.random() < prof.motion_probability else 0.0
     motion = prof.motion_amplitude if prof.motion_amplitude is not None else motion  # drawn anyway: same random stream
-    base = BidsName({"sub": part.participant_id, "ses": ses}, "", ".nii.gz")
+    key, raw, truth = SessionRef(part.participant_id, ses), RawFiles(root), TruthFiles.in_dataset(root)
     poses: dict[str, list] = {}
 
     def grid(kind: str) -> acq.Grid:
@@ -294,7 +329,9 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
         vox = (f.voxel_mm[0] * r, f.voxel_mm[1] * r, max(f.voxel_mm[2], r) if f.dims == "2D" else f.voxel_mm[2] * r)
         orient = "axial" if f.dims == "2D" else "sagittal"
         fov = (230.0, 230.0, 156.0) if f.dims == "2D" else (240.0, 240.0, 176.0)
-        return acq.make_grid(vox, fov, orientation=orient, storage=prof.storage, oblique_deg=tilt, slice_gap_mm=f.slice_gap_mm if f.dims == "2D" else 0.0)
+        return acq.make_grid(
+            vox, fov, orientation=orient, storage=prof.storage, oblique_deg=tilt, slice_gap_mm=f.slice_gap_mm if f.dims == "2D" else 0.0
+        )
 
     def motion_of(kind: str) -> np.ndarray:
         m = np.eye(4) if kind == "T1w" else acq.rigid_matrix(rng.normal(0, 1.0, 3), rng.normal(0, 1.0, 3))
@@ -314,32 +351,62 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     stats_targets = []
 
     # T1w (MPRAGE).
-    g = grid("T1w"); s2s = motion_of("T1w")
+    g = grid("T1w")
+    s2s = motion_of("T1w")
     (s,) = mpr(clin.t1_ms, b1)
     sig = clin.pd * s * SIGNAL_SCALE
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     t1w = np.abs(noisy(sig, g, s2s, field, wm_level(sig) / (prof.snr * quality), motion))
-    save_volume(field, g.affine, root / TRUTH / base.with_(desc="biasfield", suffix="T1w").relpath, dtype=np.int16, scaled=True)
-    _store(base.with_(suffix="T1w"), root, t1w, g.affine, _sidecar(prof, RepetitionTime=prof.mprage.tr_ms / 1000, InversionTime=prof.mprage.ti_ms[0] / 1000,
-           FlipAngle=prof.mprage.flip_deg[0], EchoTime=0.003, SliceThickness=g.psf_fwhm_mm[2], MRAcquisitionType="3D", PulseSequenceType="MPRAGE"), integer=prof.integer_storage)
+    save_volume(field, g.affine, truth.bias_field(key, "T1w"), dtype=np.int16, scaled=True)
+    _store(
+        raw.image(key, "T1w"),
+        t1w,
+        g.affine,
+        _sidecar(
+            prof,
+            RepetitionTime=prof.mprage.tr_ms / 1000,
+            InversionTime=prof.mprage.ti_ms[0] / 1000,
+            FlipAngle=prof.mprage.flip_deg[0],
+            EchoTime=0.003,
+            SliceThickness=g.psf_fwhm_mm[2],
+            MRAcquisitionType="3D",
+            PulseSequenceType="MPRAGE",
+        ),
+        integer=prof.integer_storage,
+    )
     stats_targets.append(("T1w", t1w, g, s2s, "normalised"))
 
     # FLAIR.
-    g = grid("FLAIR"); s2s = motion_of("FLAIR")
+    g = grid("FLAIR")
+    s2s = motion_of("FLAIR")
     f = prof.flair
     sig = flair_signal(clin.t1_ms, clin.t2_ms, clin.pd, tr_ms=f.tr_ms, ti_ms=f.ti_ms, te_ms=f.te_ms) * SIGNAL_SCALE
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     snr = prof.snr * 0.8 * (1.3 if f.dims == "2D" else 1.0) * quality
     flair = np.abs(noisy(sig, g, s2s, field, wm_level(sig) / snr, motion))
-    save_volume(field, g.affine, root / TRUTH / base.with_(desc="biasfield", suffix="FLAIR").relpath, dtype=np.int16, scaled=True)
-    _store(base.with_(suffix="FLAIR"), root, flair, g.affine, _sidecar(prof, RepetitionTime=f.tr_ms / 1000, EchoTime=f.te_ms / 1000, InversionTime=f.ti_ms / 1000,
-           SliceThickness=f.voxel_mm[2] if f.dims == "2D" else g.psf_fwhm_mm[2], SpacingBetweenSlices=(f.voxel_mm[2] + f.slice_gap_mm) if f.dims == "2D" else None,
-           MRAcquisitionType=f.dims, FlipAngle=90.0 if f.dims == "2D" else 120.0), integer=prof.integer_storage)
+    save_volume(field, g.affine, truth.bias_field(key, "FLAIR"), dtype=np.int16, scaled=True)
+    _store(
+        raw.image(key, "FLAIR"),
+        flair,
+        g.affine,
+        _sidecar(
+            prof,
+            RepetitionTime=f.tr_ms / 1000,
+            EchoTime=f.te_ms / 1000,
+            InversionTime=f.ti_ms / 1000,
+            SliceThickness=f.voxel_mm[2] if f.dims == "2D" else g.psf_fwhm_mm[2],
+            SpacingBetweenSlices=(f.voxel_mm[2] + f.slice_gap_mm) if f.dims == "2D" else None,
+            MRAcquisitionType=f.dims,
+            FlipAngle=90.0 if f.dims == "2D" else 120.0,
+        ),
+        integer=prof.integer_storage,
+    )
     stats_targets.append(("FLAIR", flair, g, s2s, "normalised"))
-    _rater_lesion_mask(root, base, lesion, tpl, g, s2s)
+    _rater_lesion_mask(root, key, lesion, tpl, g, s2s)
 
     # MP2RAGE: complex inversions share coil field and phase; UNI and the scanner's T1 map.
-    g = grid("MP2RAGE"); s2s = motion_of("MP2RAGE")
+    g = grid("MP2RAGE")
+    s2s = motion_of("MP2RAGE")
     s1, s2 = mp2(qmaps.t1_ms, b1)
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     phase = np.exp(1j * acq.smooth_field_on_grid(rng, g, 0.5)).astype(np.complex64)
@@ -350,23 +417,48 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     u = uni(c1, c2)
     t1_ms = t1_from_uni(u, prof.mp2rage)
     p = prof.mp2rage
-    mp_side = dict(RepetitionTimePreparation=p.tr_ms / 1000, RepetitionTimeExcitation=p.echo_spacing_ms / 1000, NumberShots=p.n_excitations,
-                   InversionTime=None, FlipAngle=None, EchoTime=0.003, MRAcquisitionType="3D", SliceThickness=g.psf_fwhm_mm[2])
+    mp_side = dict(
+        RepetitionTimePreparation=p.tr_ms / 1000,
+        RepetitionTimeExcitation=p.echo_spacing_ms / 1000,
+        NumberShots=p.n_excitations,
+        InversionTime=None,
+        FlipAngle=None,
+        EchoTime=0.003,
+        MRAcquisitionType="3D",
+        SliceThickness=g.psf_fwhm_mm[2],
+    )
     for inv, c in ((1, c1), (2, c2)):
         side = dict(mp_side, InversionTime=p.ti_ms[inv - 1] / 1000, FlipAngle=p.flip_deg[inv - 1])
-        _store(base.with_(inv=str(inv), part="mag", suffix="MP2RAGE"), root, np.abs(c), g.affine, _sidecar(prof, **side), integer=prof.integer_storage)
+        _store(raw.image(key, f"inv{inv}"), np.abs(c), g.affine, _sidecar(prof, **side), integer=prof.integer_storage)
     uni_img = ((u + 0.5) * 4095.0).astype(np.float32)
-    _store(base.with_(suffix="UNIT1"), root, uni_img, g.affine, _sidecar(prof, **dict(mp_side, InversionTime=list(np.array(p.ti_ms) / 1000), FlipAngle=list(p.flip_deg))), integer=True if prof.integer_storage else None)
+    _store(
+        raw.image(key, "UNIT1"),
+        uni_img,
+        g.affine,
+        _sidecar(prof, **dict(mp_side, InversionTime=list(np.array(p.ti_ms) / 1000), FlipAngle=list(p.flip_deg))),
+        integer=True if prof.integer_storage else None,
+    )
     t1_out = t1_ms.copy()
     if prof.nan_background:
         t1_out[np.abs(c2) < 3 * sigma] = np.nan
     scale = 1000.0 if prof.t1map_units == "s" else 1.0
-    _store(base.with_(suffix="T1map"), root, t1_out / scale, g.affine, _sidecar(prof, Units=prof.t1map_units, EstimationMethod="MP2RAGE lookup table (scanner)",
-           **dict(mp_side, InversionTime=list(np.array(p.ti_ms) / 1000), FlipAngle=list(p.flip_deg))), integer=None)
+    _store(
+        raw.image(key, "T1map"),
+        t1_out / scale,
+        g.affine,
+        _sidecar(
+            prof,
+            Units=prof.t1map_units,
+            EstimationMethod="MP2RAGE lookup table (scanner)",
+            **dict(mp_side, InversionTime=list(np.array(p.ti_ms) / 1000), FlipAngle=list(p.flip_deg)),
+        ),
+        integer=None,
+    )
     stats_targets.append(("T1map", t1_ms, g, s2s, "raw"))
 
     # MT pair and MTR map.
-    g = grid("MT"); s2s = motion_of("MT")
+    g = grid("MT")
+    s2s = motion_of("MT")
     off, on = mt_pair(qmaps.t1_ms, qmaps.pd, qmaps.mtr_pu, tr_ms=prof.mt_tr_ms, flip_deg=prof.mt_flip_deg, b1=b1)
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     sig_off = off * SIGNAL_SCALE
@@ -374,34 +466,65 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     m_off = np.abs(acq.add_complex_noise(rng, acq.acquire(sig_off, tpl.affine, g, s2s) * field, sigma))
     m_on = np.abs(acq.add_complex_noise(rng, acq.acquire(on * SIGNAL_SCALE, tpl.affine, g, s2s) * field, sigma))
     for state, img in (("on", m_on), ("off", m_off)):
-        _store(base.with_(flip="1", mt=state, suffix="MTS"), root, img, g.affine, _sidecar(prof, MTState=state == "on", FlipAngle=prof.mt_flip_deg,
-               RepetitionTime=prof.mt_tr_ms / 1000, EchoTime=0.004, MRAcquisitionType="3D", SliceThickness=g.psf_fwhm_mm[2]), integer=prof.integer_storage)
+        _store(
+            raw.image(key, f"mt{state}"),
+            img,
+            g.affine,
+            _sidecar(
+                prof,
+                MTState=state == "on",
+                FlipAngle=prof.mt_flip_deg,
+                RepetitionTime=prof.mt_tr_ms / 1000,
+                EchoTime=0.004,
+                MRAcquisitionType="3D",
+                SliceThickness=g.psf_fwhm_mm[2],
+            ),
+            integer=prof.integer_storage,
+        )
     mtr = mtr_map(m_off, m_on, min_signal=4 * sigma)
     mtr_scale = 100.0 if prof.mtr_units == "fraction" else 1.0
-    _store(base.with_(suffix="MTRmap"), root, mtr / mtr_scale, g.affine, _sidecar(prof, Units=prof.mtr_units), integer=None)
+    _store(raw.image(key, "MTRmap"), mtr / mtr_scale, g.affine, _sidecar(prof, Units=prof.mtr_units), integer=None)
     stats_targets.append(("MTR", mtr, g, s2s, "raw"))
 
-    write_json(root / TRUTH / base.with_(from_="subject", to="scanner", mode="image", suffix="xfm", extension=".json").relpath,
-               {"Description": "4x4 matrices mapping subject-space world mm to each acquisition's scanner world mm", "SubjectToScanner": poses,
-                "Scanner": prof.name, "QualityFactor": quality, "MotionGhosting": motion})
+    write_json(
+        truth.subject_to_scanner(key),
+        {
+            "Description": "4x4 matrices mapping subject-space world mm to each acquisition's scanner world mm",
+            "SubjectToScanner": poses,
+            "Scanner": prof.name,
+            "QualityFactor": quality,
+            "MotionGhosting": motion,
+        },
+    )
 
     # Stats and samples on each image's own grid (truth brought there with nearest neighbour).
     # The report's voxel samples draw from their own stream (one fixed draw from ``rng``): how many
     # voxels they pick from depends on the grid, and the next session's pose and noise must not.
     sample_rng = np.random.default_rng(int(rng.integers(2**63)))
     for modality, img, g, s2s, mode in stats_targets:
-        to_grid = lambda lab: resample_to_grid(lab, tpl.affine, g.shape, g.affine, interpolation="nearest", transform_ras=np.linalg.inv(s2s))
-        tis, pat = to_grid(tissue), to_grid(patho)
+        tis, pat = (
+            resample(lab, tpl.affine, g.shape, g.affine, interpolation="nearest", transform=np.linalg.inv(s2s)) for lab in (tissue, patho)
+        )
         wm_nawm = (tis == 3) & (pat == 0)
         norm = float(np.median(img[wm_nawm])) if mode == "normalised" and wm_nawm.any() else 1.0
         for name, mask in (("CSF", tis == 1), ("GM", tis == 2), ("NAWM", wm_nawm), ("lesion", pat == 1), ("DAWM", pat == 2)):
             vals = img[mask] / norm
-            summary.stats.append({"session_id": f"ses-{ses}", "scanner": prof.name, "group": part.group, "modality": modality, "tissue": name,
-                                  "mean": float(vals.mean()) if vals.size else None, "sd": float(vals.std()) if vals.size else None, "n": int(vals.size)})
+            summary.stats.append(
+                {
+                    "session_id": session_id_of(ses),
+                    "scanner": prof.name,
+                    "group": part.group,
+                    "modality": modality,
+                    "tissue": name,
+                    "mean": float(vals.mean()) if vals.size else None,
+                    "sd": float(vals.std()) if vals.size else None,
+                    "n": int(vals.size),
+                }
+            )
         # Samples are relative to the session's NAWM median for every modality, so the pooled AUC
         # measures within-session separability (T1 in ms differs between 1.5 T and 3 T).
         nawm_median = float(np.median(img[wm_nawm])) if wm_nawm.any() else 1.0
         sam = _samples(sample_rng, img, pat, tis == 3, pat == 1, nawm_median)
         if "DAWM" in sam:
-            summary.samples.append({"session_id": f"ses-{ses}", "scanner": prof.name, "modality": modality, **sam})
+            summary.samples.append({"session_id": session_id_of(ses), "scanner": prof.name, "modality": modality, **sam})
     return row

@@ -4,8 +4,8 @@ Conventions
 -----------
 * Images are ``(array, affine)`` pairs: arrays indexed ``[i, j, k]``, affines voxel -> RAS+ mm.
 * Every transform here is a *pull* transform: it maps points of the FIXED (reference, output) world
-  to points of the MOVING world, as SimpleITK/ITK and :func:`dawm.image.resample.resample_to_grid`
-  expect. ``LinearRegistration.matrix_ras`` is the 4x4 RAS version of that map.
+  to points of the MOVING world, as SimpleITK/ITK and :func:`dawm.image.resample.resample` (the
+  one resampler, which applies all of them) expect. ``LinearRegistration.matrix_ras`` is the 4x4 RAS version of that map.
 * Deformable transforms are SimpleITK transforms (ITK/LPS convention internally, which is also what
   the ITK ``.h5`` transform files used for BIDS ``_xfm.h5`` derivatives store).
 
@@ -18,20 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import SimpleITK as sitk
 
-from dawm.image.resample import isotropic_grid, voxel_sizes
-from dawm.image.sitk_bridge import ras_transform_to_sitk, sitk_transform_to_ras, to_sitk
-
-Interpolation = Literal["nearest", "linear", "cubic"]
-_INTERPOLATORS = {
-    "nearest": sitk.sitkNearestNeighbor,
-    "linear": sitk.sitkLinear,
-    "cubic": sitk.sitkBSpline,
-}
+from dawm.image.resample import Interpolation, isotropic_grid, resample, voxel_sizes
+from dawm.image.sitk_bridge import as_sitk_transform, ras_transform_to_sitk, sitk_transform_to_ras, to_sitk
+from dawm.image.sitk_bridge import reference_image as _reference
 
 
 @dataclass(frozen=True)
@@ -51,7 +44,7 @@ class LinearRegistration:
         """The same transform as a SimpleITK ``AffineTransform`` (LPS, fixed -> moving points)."""
         return ras_transform_to_sitk(self.matrix_ras)
 
-    def inverse(self) -> "LinearRegistration":
+    def inverse(self) -> LinearRegistration:
         """The inverse registration (moving world -> fixed world)."""
         return LinearRegistration(np.linalg.inv(self.matrix_ras), self.metric, self.dof)
 
@@ -75,6 +68,10 @@ class NonlinearRegistration:
     mean_abs_diff: float
     inverse_error_mm: float
     info: dict = field(default_factory=dict)
+
+    def to_sitk(self) -> sitk.Transform:
+        """The pull transform of the moving image onto the fixed grid (``forward``)."""
+        return self.forward
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,18 +140,6 @@ def _working_image(
         lo, hi = float(values.min()), float(values.max())
     work = sitk.ShiftScale(work, -float(lo), 1.0 / float(hi - lo))
     return sitk.Cast(work, sitk.sitkFloat32), work_mask
-
-
-def _reference(shape: tuple[int, int, int], affine: np.ndarray) -> sitk.Image:
-    """An empty SimpleITK image with the grid ``(shape, affine)``."""
-    ref = sitk.Image([int(s) for s in shape], sitk.sitkUInt8)
-    lps = np.eye(4)
-    lps[:3, :] = np.diag([-1.0, -1.0, 1.0, 1.0])[:3] @ np.asarray(affine, dtype=float)
-    spacing = np.linalg.norm(lps[:3, :3], axis=0)
-    ref.SetSpacing([float(s) for s in spacing])
-    ref.SetDirection([float(v) for v in (lps[:3, :3] / spacing).ravel()])
-    ref.SetOrigin([float(v) for v in lps[:3, 3]])
-    return ref
 
 
 def _foreground_for_moments(img: sitk.Image, mask: sitk.Image | None) -> sitk.Image:
@@ -250,7 +235,7 @@ def rigid_register(
     Returns
     -------
     LinearRegistration whose ``matrix_ras`` maps fixed-world RAS mm to moving-world RAS mm, so
-    ``resample_to_grid(moving, moving_affine, fixed.shape, fixed_affine, transform_ras=m)`` aligns
+    ``resample(moving, moving_affine, fixed.shape, fixed_affine, m)`` aligns
     the moving image onto the fixed grid.
     """
     if dof not in (6, 7, 12):
@@ -294,8 +279,14 @@ def rigid_register(
     return LinearRegistration(matrix_ras=sitk_transform_to_ras(final), metric=metric, dof=dof)
 
 
-def _start_transform(f_img: sitk.Image, f_mask: sitk.Image | None, m_img: sitk.Image, m_mask: sitk.Image | None,
-                     dof: int, initial: LinearRegistration | np.ndarray | None) -> sitk.Transform:
+def _start_transform(
+    f_img: sitk.Image,
+    f_mask: sitk.Image | None,
+    m_img: sitk.Image,
+    m_mask: sitk.Image | None,
+    dof: int,
+    initial: LinearRegistration | np.ndarray | None,
+) -> sitk.Transform:
     """The rigid (or similarity, dof 7) transform a linear registration starts from: centres of mass
     when ``initial`` is None, else the best rigid approximation of ``initial``."""
     if initial is not None:
@@ -336,8 +327,15 @@ def rigid_approximation(matrix_ras: np.ndarray, centre_lps, *, dof: int = 6) -> 
 
 
 def best_start(
-    f_img: sitk.Image, m_img: sitk.Image, f_mask: sitk.Image | None, m_mask: sitk.Image | None,
-    candidates: list, *, dof: int = 6, seed: int = 0, margin: float = 0.25,
+    f_img: sitk.Image,
+    m_img: sitk.Image,
+    f_mask: sitk.Image | None,
+    m_mask: sitk.Image | None,
+    candidates: list,
+    *,
+    dof: int = 6,
+    seed: int = 0,
+    margin: float = 0.25,
 ) -> tuple[np.ndarray, list[float]]:
     """Multi-start: run a coarse rigid (``dof`` 7: similarity) stage (working grid shrunk 4x, i.e. 8 mm for the default
     2 mm) from each candidate start (fixed -> moving RAS 4x4 matrices or LinearRegistrations) and
@@ -355,8 +353,19 @@ def best_start(
     results = []
     for i, cand in enumerate(candidates):
         tx = _start_transform(f_img, f_mask, m_img, m_mask, dof, cand)
-        metric = _run_stage(f_img, m_img, tx, f_mask, m_mask, shrink=[4], sigmas_vox=[2.0], sampling=[0.5],
-                            iterations=100, learning_rate_mm=4.0, seed=seed + i)
+        metric = _run_stage(
+            f_img,
+            m_img,
+            tx,
+            f_mask,
+            m_mask,
+            shrink=[4],
+            sigmas_vox=[2.0],
+            sampling=[0.5],
+            iterations=100,
+            learning_rate_mm=4.0,
+            seed=seed + i,
+        )
         results.append((metric, sitk_transform_to_ras(tx)))
     best = min(range(len(results)), key=lambda i: results[i][0])
     if results[best][0] >= results[0][0] * (1.0 + margin):  # metrics are negative: not clearly better
@@ -368,25 +377,6 @@ def best_start(
 # transforms: conversion, application, I/O
 # --------------------------------------------------------------------------------------------
 
-def as_sitk_transform(transform) -> sitk.Transform:
-    """Any supported transform as a SimpleITK pull transform (fixed/target -> moving/source points).
-
-    Accepts a SimpleITK transform, a :class:`LinearRegistration`, a
-    :class:`NonlinearRegistration` (its ``forward``), a 4x4 RAS matrix, or None (identity).
-    """
-    if transform is None:
-        return sitk.Transform()
-    if isinstance(transform, sitk.Transform):
-        return transform
-    if isinstance(transform, LinearRegistration):
-        return transform.to_sitk()
-    if isinstance(transform, NonlinearRegistration):
-        return transform.forward
-    matrix = np.asarray(transform, dtype=float)
-    if matrix.shape != (4, 4):
-        raise ValueError(f"expected a 4x4 RAS matrix or a transform, got shape {matrix.shape}")
-    return ras_transform_to_sitk(matrix)
-
 
 def warp(
     array: np.ndarray,
@@ -397,33 +387,10 @@ def warp(
     interpolation: Interpolation = "linear",
     fill_value: float = 0.0,
 ) -> np.ndarray:
-    """Pull ``array`` (on ``affine``) through ``transform`` onto the grid (target_shape, target_affine).
-
-    ``transform`` maps target-world points to source-world points (see :func:`as_sitk_transform`).
-    Use ``interpolation="nearest"`` for labels: the output keeps the input dtype (bool stays bool);
-    otherwise float32 is returned.
-    """
-    array = np.asarray(array)
-    if array.ndim != 3:
-        raise ValueError(f"warp expects a 3D array, got shape {array.shape}")
-    if len(tuple(target_shape)) != 3:
-        raise ValueError(f"target_shape must have 3 entries, got {target_shape}")
-    if interpolation not in _INTERPOLATORS:
-        raise ValueError(f"unknown interpolation {interpolation!r}")
-    if interpolation == "nearest":
-        dtype = array.dtype
-        data = array.astype(np.uint8) if dtype == bool else array
-    else:
-        dtype = np.dtype(np.float32)
-        data = array.astype(np.float32)
-    src = to_sitk(data, affine)
-    ref = _reference(tuple(int(s) for s in target_shape), np.asarray(target_affine, dtype=float))
-    out = sitk.Resample(
-        src, ref, as_sitk_transform(transform), _INTERPOLATORS[interpolation], float(fill_value),
-        src.GetPixelID(),
-    )  # fmt: skip
-    result = sitk.GetArrayFromImage(out).transpose(2, 1, 0)
-    return result.astype(dtype, copy=False)
+    """:func:`dawm.image.resample.resample` through ITK's resampler whatever ``transform`` is (a 4x4
+    matrix or None too; :func:`~dawm.image.sitk_bridge.as_sitk_transform`). Kept for existing
+    callers: new code calls :func:`~dawm.image.resample.resample`."""
+    return resample(array, affine, target_shape, target_affine, as_sitk_transform(transform), interpolation, fill_value)
 
 
 def transform_points(transform, points_ras: np.ndarray) -> np.ndarray:
@@ -618,9 +585,7 @@ def nonlinear_register(
 
     # forward: x -> A(x + d(x)); ITK composites apply the LAST transform added first.
     forward = sitk.CompositeTransform([linear_tx, sitk.DisplacementFieldTransform(disp)])
-    inverse = sitk.CompositeTransform(
-        [sitk.DisplacementFieldTransform(inv), linear_tx.GetInverse()]
-    )
+    inverse = sitk.CompositeTransform([sitk.DisplacementFieldTransform(inv), linear_tx.GetInverse()])
     return NonlinearRegistration(
         forward=forward,
         inverse=inverse,

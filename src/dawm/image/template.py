@@ -2,7 +2,9 @@
 
 nilearn bundles a skull-stripped T1 template (intensities 0..1), grey/white-matter probability maps
 and a brain mask, at 1 mm (197 x 233 x 189) or 2 mm (99 x 117 x 95). A CSF probability is derived as
-``clip(brain_mask - gm - wm, 0, 1)``. Nothing is downloaded.
+``clip(brain_mask - gm - wm, 0, 1)``. Nothing is downloaded. :func:`mni_coordinates` and
+:func:`mni_wm_prior` pull the template's coordinates and WM prior onto a session grid (the label
+stage's infratentorial class and WM-prior restriction, the model's volumes per location).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+from nibabel.affines import voxel_sizes
 
 TEMPLATE_NAME = "MNI152NLin2009cSym"
 
@@ -34,7 +37,7 @@ class Template:
     @property
     def spacing_mm(self) -> np.ndarray:
         """Voxel edge lengths in mm."""
-        return np.linalg.norm(self.affine[:3, :3], axis=0)
+        return voxel_sizes(self.affine)
 
 
 @functools.lru_cache(maxsize=2)
@@ -64,3 +67,26 @@ def load_template(resolution_mm: int = 2) -> Template:
         a.setflags(write=False)
     affine.setflags(write=False)
     return Template(t1=t1, gm=gm, wm=wm, csf=csf, brain_mask=brain_mask, affine=affine)
+
+
+def mni_coordinates(transform, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """(3, X, Y, Z) float32 MNI mm of every voxel of the grid (shape, affine), through the loaded
+    ``from-MNI_to-session`` transform (which pulls MNI-grid images onto the session grid): the
+    coordinate maps of the 2 mm template grid, linearly interpolated. NaN outside the template grid."""
+    from dawm.image.resample import resample
+
+    tpl = load_template(2)
+    ijk = np.indices(tpl.t1.shape, dtype=np.float32).reshape(3, -1)
+    world = (tpl.affine[:3, :3] @ ijk + tpl.affine[:3, 3:4]).reshape((3, *tpl.t1.shape))
+    inside = resample(np.ones(tpl.t1.shape, np.float32), tpl.affine, shape, affine, transform, "linear", 0.0) > 0.999
+    out = np.stack([resample(w, tpl.affine, shape, affine, transform, "linear", 0.0) for w in world])
+    return np.where(inside, out, np.nan).astype(np.float32)
+
+
+def mni_wm_prior(transform, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """The MNI152 WM prior (0..1, float32) pulled onto the grid (shape, affine) through the loaded
+    ``from-MNI_to-session`` transform (0 outside the template)."""
+    from dawm.image.resample import resample
+
+    tpl = load_template(2)
+    return resample(tpl.wm, tpl.affine, shape, affine, transform, "linear", 0.0).astype(np.float32)

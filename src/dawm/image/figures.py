@@ -1,6 +1,7 @@
-"""Three-plane panels and an axial mosaic of one session grid (Matplotlib Agg figures, no pyplot).
+"""Three-plane panels and an axial mosaic of one image grid (Matplotlib Agg figures, no pyplot): the
+one figure code of the preprocessing QC image, the QC page and the evaluation report's examples.
 
-Arrays are put in RAS order (:func:`dawm.preprocess.qc._to_ras`) and cropped to the brain with a
+Arrays are put in RAS order (:func:`dawm.image.orientation.to_canonical`) and cropped to the brain with a
 margin, so every panel is shown in the neurological convention (the subject's left on the left,
 ``L``/``R`` marked) at the voxel aspect of the grid. A :class:`Row` is one image with its layers:
 outlines (brain mask, field of view), translucent label fills (tissues, lesions, DAWM) or
@@ -18,8 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from nibabel.orientations import io_orientation
 
+from dawm.image.orientation import to_canonical
 from dawm.image.resample import voxel_sizes
-from dawm.preprocess.qc import _to_ras
 
 LESION_COLOUR = "#ff2d2d"
 DAWM_COLOUR = "#ffd21f"
@@ -57,7 +58,7 @@ class Grid:
         spacing = np.empty(3)
         spacing[ornt[:, 0].astype(int)] = voxel_sizes(affine)
         self.affine, self.spacing = affine, spacing
-        mask = _to_ras(np.asarray(brain, dtype=np.uint8), affine) > 0
+        mask = to_canonical(np.asarray(brain, dtype=np.uint8), affine)[0] > 0
         if mask.any():
             idx = np.argwhere(mask)
             pad = np.ceil(margin_mm / spacing).astype(int)
@@ -68,7 +69,7 @@ class Grid:
         self.brain = mask[self.box]
 
     def view(self, array: np.ndarray) -> np.ndarray:
-        return _to_ras(np.asarray(array), self.affine)[self.box]
+        return to_canonical(np.asarray(array), self.affine)[0][self.box]
 
     def centre(self, weights: np.ndarray | None = None) -> tuple[int, int, int]:
         """Per plane, the slice holding most of ``weights`` (a viewed bool/float map: where the
@@ -95,24 +96,44 @@ def _window(image: np.ndarray, brain: np.ndarray) -> tuple[float, float]:
 
 
 def _draw(ax, image2d: np.ndarray, window, layers: list[tuple[Layer, np.ndarray]], aspect: float) -> None:
-    ax.imshow(np.nan_to_num(image2d), cmap="gray", vmin=window[0], vmax=window[1], origin="lower", aspect=aspect,
-              interpolation="nearest")
+    ax.imshow(np.nan_to_num(image2d), cmap="gray", vmin=window[0], vmax=window[1], origin="lower", aspect=aspect, interpolation="nearest")
     for layer, sl in layers:
         if layer.kind == "heat":
             p = np.clip(np.nan_to_num(sl.astype(float)), 0, 1)
             if (p > 0.02).any():
-                ax.imshow(np.ma.masked_where(p <= 0.02, p), cmap=layer.cmap, vmin=0, vmax=1, origin="lower", aspect=aspect,
-                          interpolation="nearest", alpha=np.clip(0.25 + p, 0, 0.95))
+                ax.imshow(
+                    np.ma.masked_where(p <= 0.02, p),
+                    cmap=layer.cmap,
+                    vmin=0,
+                    vmax=1,
+                    origin="lower",
+                    aspect=aspect,
+                    interpolation="nearest",
+                    alpha=np.clip(0.25 + p, 0, 0.95),
+                )
             continue
         m = sl > 0
         if not m.any():
             continue
         if layer.kind == "fill":
-            ax.imshow(np.ma.masked_where(~m, m.astype(float)), cmap=ListedColormap([layer.colour]), vmin=0, vmax=1,
-                      origin="lower", aspect=aspect, interpolation="nearest", alpha=0.45)
+            ax.imshow(
+                np.ma.masked_where(~m, m.astype(float)),
+                cmap=ListedColormap([layer.colour]),
+                vmin=0,
+                vmax=1,
+                origin="lower",
+                aspect=aspect,
+                interpolation="nearest",
+                alpha=0.45,
+            )
         if not m.all():
-            ax.contour(m.astype(float), levels=[0.5], colors=[layer.colour], linewidths=0.6 if layer.kind == "fill" else 0.9,
-                       linestyles=layer.linestyle)
+            ax.contour(
+                m.astype(float),
+                levels=[0.5],
+                colors=[layer.colour],
+                linewidths=0.6 if layer.kind == "fill" else 0.9,
+                linestyles=layer.linestyle,
+            )
 
 
 def _orientation_marks(ax, plane: str) -> None:
@@ -140,8 +161,11 @@ def planes_figure(grid: Grid, rows: list[Row], centre: tuple[int, int, int], *, 
     for r, row in enumerate(rows):
         image = row.image.astype(np.float32)
         window = _window(image, grid.brain)
-        cuts = list(zip(_slices(image, centre), *[_slices(layer.data, centre) for layer in row.layers])) if row.layers else \
-            [(s,) for s in _slices(image, centre)]
+        cuts = (
+            list(zip(_slices(image, centre), *[_slices(layer.data, centre) for layer in row.layers]))
+            if row.layers
+            else [(s,) for s in _slices(image, centre)]
+        )
         for c, plane in enumerate(PLANES):
             ax = axes[r, c]
             parts = cuts[c]
@@ -164,8 +188,15 @@ def planes_figure(grid: Grid, rows: list[Row], centre: tuple[int, int, int], *, 
             heat = next((layer for layer in row.layers if layer.kind == "heat"), None)
             if heat is not None:
                 label = next((lab for lab, cmap in colorbars.items() if cmap == heat.cmap), "")
-                fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=heat.cmap), ax=axes[r, :], location="right", shrink=0.8,
-                             aspect=15, label=f"{label} probability".strip(), pad=0.01)
+                fig.colorbar(
+                    ScalarMappable(Normalize(0, 1), cmap=heat.cmap),
+                    ax=axes[r, :],
+                    location="right",
+                    shrink=0.8,
+                    aspect=15,
+                    label=f"{label} probability".strip(),
+                    pad=0.01,
+                )
     return fig
 
 

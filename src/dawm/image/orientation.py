@@ -1,5 +1,6 @@
 """Canonical (closest RAS) voxel order, so a network sees the same array whatever the storage
-orientation of the input (RAS, LPS, ...): a permutation/flip of axes, exact, no interpolation."""
+orientation of the input (RAS, LPS, ...) and a figure shows every grid the same way round (the
+subject's left on the left): a permutation/flip of axes, exact, no interpolation."""
 
 from __future__ import annotations
 
