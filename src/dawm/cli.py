@@ -78,6 +78,13 @@ def _log_note(path: Path) -> None:
         console.print(f"log: {path}", soft_wrap=True)
 
 
+def _volume_cells(volumes, pct_wm: bool = False) -> tuple[str, ...]:
+    """The summary cells of one session's volume table: lesion and DAWM ml (and DAWM % of WM)."""
+    row = volumes[volumes.location == "all"].iloc[0]
+    cells = (f"{row.lesion_ml:.1f}", f"{row.dawm_ml:.1f}")
+    return (*cells, f"{row.dawm_pct_wm:.2f}") if pct_wm else cells
+
+
 def _report_outcomes(
     title: str, columns: tuple[str, ...], outcomes, row_of, footer: str | None = None, logfile: Path | None = None
 ) -> None:
@@ -143,16 +150,11 @@ def run(
         _fail(exc)
     seconds = time.perf_counter() - start
     if analysis_level == "participant":
-
-        def cells(volumes):
-            row = volumes[volumes.location == "all"].iloc[0]
-            return f"{row.lesion_ml:.1f}", f"{row.dawm_ml:.1f}"
-
         _report_outcomes(
             f"dawm run participant: {len(outcomes)} session(s) in {seconds:.0f} s",
             ("lesion ml", "DAWM ml"),
             outcomes,
-            cells,
+            _volume_cells,
             footer=f"outputs: {output_dir}; QC pages: {PredictFiles(Path()).qc_page(SessionRef('X', 'Y'))}; "
             f"next: dawm run {bids_dir} {output_dir} group",
             logfile=logfile,
@@ -577,6 +579,7 @@ def predict(
     qc: bool = typer.Option(True, "--qc/--no-qc", help="Write each session's QC page (sub-X/ses-Y/sub-X_ses-Y_desc-qc_report.html)."),
 ) -> None:
     """Segment lesions and DAWM with a trained model (default: the bundled one); preprocesses T1w/FLAIR first where needed."""
+    from dawm.bids.derivative_files import PredictFiles
     from dawm.model.predict import predict_dataset
     from dawm.qc.page import write_qc_pages
 
@@ -598,16 +601,12 @@ def predict(
     except (DawmError, ValueError) as exc:
         _fail(exc)
 
-    def cells(volumes):
-        row = volumes[volumes.location == "all"].iloc[0]
-        return f"{row.lesion_ml:.1f}", f"{row.dawm_ml:.1f}", f"{row.dawm_pct_wm:.2f}"
-
     _report_outcomes(
         f"dawm predict: {len(outcomes)} session(s) in {time.perf_counter() - start:.0f} s",
         ("lesion ml", "DAWM ml", "DAWM % WM"),
         outcomes,
-        cells,
-        footer=f"outputs: {out_dir}; volumes: {out_dir / 'volumes.tsv'}",
+        lambda volumes: _volume_cells(volumes, pct_wm=True),
+        footer=f"outputs: {out_dir}; volumes: {PredictFiles(out_dir).volumes_table}",
         logfile=logfile,
     )
 
