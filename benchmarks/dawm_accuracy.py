@@ -186,10 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
+    from dawm.bids.derivative_files import LabelFiles, SegmentationFiles
     from dawm.evaluate.baselines import BaselineSession, FlairThreshold, VoxelLogistic
     from dawm.image.io import load_volume
     from dawm.model.bundled import bundled_model_dir
     from dawm.model.data import discover_cases
+    from dawm.model.decision import labels_from_probabilities
     from dawm.model.predict import predict_dataset
     from dawm.simulate.truth import truth_dseg_on_session_grid
 
@@ -214,21 +216,19 @@ def main(argv: list[str] | None = None) -> int:
     subject = {c.key: c.subject for c in cases}
     voxel_ml = {c.key: float(np.prod(load_volume(c.brain).spacing_mm)) / 1000 for c in cases}
     refs = {"truth": {c.key: truth_dseg_on_session_grid(args.test, c.preproc_log)[0] for c in cases}}
-    qmri_root = args.test / "derivatives" / "dawm-label"
+    qmri_root = LabelFiles.in_dataset(args.test).root
 
-    def label_file(root: Path, c, **entities) -> Path:
-        return root / c.base().with_(**entities).relpath
-
-    methods: dict[str, tuple[dict, dict | None]] = {}
-    for name, out in pred_dirs.items():
-        preds, expected = {}, {}
+    def segmentations(root: Path) -> tuple[dict, dict]:
+        """The label maps of a ``dawm predict``/``dawm label`` folder and their expected DAWM ml."""
+        files = SegmentationFiles(root)
+        maps, expected = {}, {}
         for c in cases:
-            dseg = label_file(out, c, space="session", desc="dawm", suffix="dseg")
-            if dseg.exists():
-                preds[c.key] = read_dseg(dseg)
-                prob = load_volume(label_file(out, c, space="session", label="DAWM", suffix="probseg")).data
-                expected[c.key] = float(prob.sum()) * voxel_ml[c.key]
-        methods[f"model: {name}"] = (preds, expected)
+            if files.dseg(c).exists():
+                maps[c.key] = read_dseg(files.dseg(c))
+                expected[c.key] = float(load_volume(files.probseg(c, "DAWM")).data.sum()) * voxel_ml[c.key]
+        return maps, expected
+
+    methods: dict[str, tuple[dict, dict | None]] = {f"model: {name}": segmentations(out) for name, out in pred_dirs.items()}
     # baselines, fitted on the training cohort against its qMRI labels
     train_cases = discover_cases(args.train, labels="dawm-label")
     train_sessions = [BaselineSession.from_case(c, c.label) for c in train_cases]
@@ -239,19 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     for c in cases:
         s = BaselineSession.from_case(c)
         p = logistic.predict_proba(s)
-        log_preds[c.key] = logistic.predict(s)
+        log_preds[c.key] = labels_from_probabilities(p, logistic.dawm_threshold_)
         log_exp[c.key] = float(p[2].sum()) * voxel_ml[c.key]
         fl_preds[c.key] = flair.predict(s)
     methods["voxel logistic (T1w+FLAIR)"] = (log_preds, log_exp)
     methods["FLAIR threshold"] = (fl_preds, None)
     if qmri_root.is_dir():
-        q, q_exp = {}, {}
-        for c in cases:
-            dseg = label_file(qmri_root, c, space="session", desc="dawm", suffix="dseg")
-            if dseg.exists():
-                q[c.key] = read_dseg(dseg)
-                prob = load_volume(label_file(qmri_root, c, space="session", label="DAWM", suffix="probseg")).data
-                q_exp[c.key] = float(prob.sum()) * voxel_ml[c.key]
+        q, q_exp = segmentations(qmri_root)
         methods["qMRI labels"] = (q, q_exp)
         refs["qMRI labels"] = q
     rows = []

@@ -18,6 +18,7 @@ Spearman [95 % CI], DAWM Dice, lesion Dice per method and level, and one plot
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from harness import RESULTS, Run, benchmark_parser, fmt, fmt_ci, markdown_table, result_path, write_results
@@ -115,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run = Run.start(argv, script=__file__)
     sources = {float(v): n for v, n in (s.split("=", 1) for s in args.run)}
+    missing = [str(args.runs_dir / f"{n}.json") for n in sources.values() if not (args.runs_dir / f"{n}.json").exists()]
+    if missing:
+        print(f"error: no dawm_accuracy results {', '.join(missing)} (run benchmarks/dawm_accuracy.py --name NAME first)", file=sys.stderr)
+        return 2
     runs = {v: json.loads((args.runs_dir / f"{n}.json").read_text()) for v, n in sources.items()}
     rename = dict(s.split("=", 1) for s in args.model)
     rename = {k: (v if v.startswith("model: ") else f"model: {v}") for k, v in rename.items()}

@@ -358,3 +358,20 @@ def test_brain_extraction_markdown() -> None:
         "# Brain extraction against the simulator's truth (`/c/bids`)\n\n| subject | session | dice | affine_metric | seconds |\n|---|---|---|---|---|\n"
         "| hc001 | 01 | 0.938 | -0.309 | 23.6 |\n| ms002 | 01 | 0.900 | -0.300 | 20.0 |\n\n2 sessions: Dice min 0.900, median 0.919\n"
     )
+
+
+def test_dawm_visibility_lines_up_runs_and_names_missing_results(tmp_path: Path, capsys) -> None:
+    """The sweep table has one row per (level, method), a renamed model row and the baselines, and
+    a missing run is a clear error (exit 2), not a traceback."""
+    mod = _bench("dawm_visibility")
+    record = json.loads((RESULTS / "dawm_accuracy.json").read_text())
+    (tmp_path / "v1.json").write_text(json.dumps(record))
+    assert (
+        mod.main(["--run", "1.0=v1", "--model", "model: new=candidate", "--runs-dir", str(tmp_path), "--results-dir", str(tmp_path)]) == 0
+    )
+    out = json.loads((tmp_path / "dawm_visibility.json").read_text())
+    assert [r["method"] for r in out["rows"]] == ["model: candidate", "voxel logistic (T1w+FLAIR)", "FLAIR threshold"]
+    assert out["rows"][0]["rho"] == pytest.approx(next(r for r in record["rows"] if r["method"] == "model: new")["thresholded"]["spearman"])
+    assert (tmp_path / "dawm_visibility.png").stat().st_size > 0
+    assert mod.main(["--run", "0.5=absent", "--runs-dir", str(tmp_path), "--results-dir", str(tmp_path)]) == 2
+    assert "absent.json" in capsys.readouterr().err
