@@ -9,9 +9,12 @@ Usage::
 preprocess``, ``dawm label``): the baselines are fitted on it, against its qMRI labels (the
 model's own targets). ``TEST_BIDS``: a cohort simulated with another seed; it needs only
 ``dawm simulate`` - every model predicts it from T1w + FLAIR as a lab would (``dawm predict``
-preprocesses the clinical images), and the first model's preprocessing is reused by the others
-(linked as the test cohort's preprocess derivative when it has none). When the test cohort has
-qMRI labels (``derivatives/dawm-label``) they are scored too, and as a reference.
+preprocesses the clinical images), from a view of the raw cohort without its derivatives
+(``WORK/test_view``: links, the test cohort is never written to), so that a qMRI preprocessing of
+the cohort is not used; the first model's preprocessing is reused by the others. When the test
+cohort also has qMRI labels (``dawm preprocess`` + ``dawm label``: ``derivatives/dawm-label``),
+they are scored against the truth on their own grid, and every method is scored against them too
+(taken onto each session grid, nearest neighbour).
 
 Rows: each model (``--model``, default the bundled one), the voxel-logistic and FLAIR-threshold
 baselines (:mod:`dawm.evaluate.baselines`), and the qMRI labels when present. Columns, against the
@@ -21,7 +24,9 @@ volume Spearman and ICC(A,1) with 95 % percentile-bootstrap CIs over subjects (a
 sessions resampled together, :func:`dawm.evaluate.metrics.agreement_table`), for the thresholded
 volume and, where a method has probabilities, the expected volume (sum of P(DAWM)). Evolution: the
 DAWM transitions between the two predicted sessions (:func:`dawm.longitudinal.longitudinal_outputs`)
-against the simulator's recorded transitions, as Spearman rho over subjects per transition.
+against the simulator's recorded transitions, as Spearman rho over subjects per transition. Lesion
+recall by lesion volume (:func:`dawm.evaluate.metrics.lesion_recall_by_size`; every reference
+lesion, one overlapping voxel detects) says which lesion sizes a method finds.
 Writes ``benchmarks/results/<name>.{json,md}``.
 """
 
@@ -32,7 +37,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from harness import Run, benchmark_parser, fmt_ci, markdown_table, read_dseg, write_results
+from harness import Run, benchmark_parser, fmt_ci, markdown_table, read_dseg, recall_cell, write_results
 
 TRANSITIONS = ("dawm_to_lesion", "dawm_to_normal", "dawm_persistent", "new_dawm", "new_lesion")
 
@@ -45,7 +50,7 @@ def score(
     expected_ml: dict[str, float] | None = None,
 ) -> dict:
     """One table row: pooled Dice, lesion F1, DAWM volume agreement (with CIs) of ``preds`` vs ``refs``."""
-    from dawm.evaluate.metrics import agreement_table, lesion_detection
+    from dawm.evaluate.metrics import agreement_table, lesion_detection, lesion_recall_by_size
     from dawm.model.metrics import class_counts, pooled_dice
 
     keys = sorted(k for k in preds if k in refs)
@@ -55,6 +60,12 @@ def score(
         r = lesion_detection(preds[k] == 1, refs[k] == 1, 1.0, min_volume_mm3=3.0)  # spacing 1: 3 voxels
         for n in det:
             det[n] += r[n]
+    by_size: dict[str, dict[str, int]] = {}
+    for k in keys:  # the reference's lesions per volume bin (mm3), all of them (no 3-voxel minimum)
+        for b, n in lesion_recall_by_size(preds[k] == 1, refs[k] == 1, np.cbrt(voxel_ml[k] * 1000.0)).items():
+            acc = by_size.setdefault(b, {"n_ref": 0, "detected": 0})
+            acc["n_ref"] += n["n_ref"]
+            acc["detected"] += n["detected"]
     rec = det["tp_ref"] / det["n_ref"] if det["n_ref"] else float("nan")
     prec = det["tp_pred"] / det["n_pred"] if det["n_pred"] else float("nan")
     ref_ml = np.array([float((refs[k] == 2).sum()) * voxel_ml[k] for k in keys])
@@ -68,6 +79,7 @@ def score(
         "lesion_precision": prec,
         "lesion_f1": 2 * rec * prec / (rec + prec) if rec + prec > 0 else 0.0,
         "dawm_ml_ref": float(ref_ml.sum()),
+        "lesion_recall_by_size": {b: {**n, "recall": n["detected"] / n["n_ref"] if n["n_ref"] else None} for b, n in by_size.items()},
     }
     volumes = {"thresholded": np.array([float((preds[k] == 2).sum()) * voxel_ml[k] for k in keys])}
     if expected_ml is not None:
@@ -84,10 +96,37 @@ def score(
     return row
 
 
+def clinical_view(test: Path, view: Path) -> Path:
+    """``view``: the raw test cohort without its derivatives (links to its files), so that every
+    model preprocesses T1w/FLAIR as a lab would, even when the cohort was also preprocessed with its
+    qMRI for the labels. The test cohort itself is never written to."""
+    view.mkdir(parents=True, exist_ok=True)
+    (view / "derivatives").mkdir(exist_ok=True)
+    for entry in test.iterdir():
+        link = view / entry.name
+        if entry.name != "derivatives" and not link.exists():
+            link.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+    return view
+
+
+def onto_grid(dseg: np.ndarray, from_brain: Path, to_brain: Path) -> np.ndarray:
+    """A label map on the grid of the brain mask ``from_brain`` taken onto that of ``to_brain``
+    (nearest neighbour, same world space): identity when the two grids are the same."""
+    from dawm.image.io import load_volume
+    from dawm.image.resample import resample_to_grid
+
+    src, dst = load_volume(from_brain), load_volume(to_brain)
+    if src.data.shape == dst.data.shape and np.allclose(src.affine, dst.affine, atol=1e-4):
+        return dseg
+    return resample_to_grid(dseg, src.affine, dst.data.shape, dst.affine, interpolation="nearest")
+
+
 def evolution(pred_dir: Path, test: Path) -> dict:
     """Spearman rho over subjects of each transition volume, predicted vs the simulator's truth."""
     from scipy import stats
 
+    from dawm.bids.derivative_files import TruthFiles
+    from dawm.bids.layout import SessionRef
     from dawm.evaluate.evolution import transitions_from_truth_map
     from dawm.image.io import load_volume
     from dawm.longitudinal import longitudinal_outputs
@@ -97,15 +136,7 @@ def evolution(pred_dir: Path, test: Path) -> dict:
     pred, true = {t: [] for t in TRANSITIONS}, {t: [] for t in TRANSITIONS}
     for _, row in table.iterrows():
         sub, fu = row.participant_id.removeprefix("sub-"), row.followup.removeprefix("ses-")
-        path = (
-            test
-            / "derivatives"
-            / "dawm-truth"
-            / f"sub-{sub}"
-            / f"ses-{fu}"
-            / "anat"
-            / f"sub-{sub}_ses-{fu}_space-subject_desc-transition_dseg.nii.gz"
-        )
+        path = TruthFiles.in_dataset(test).transition_dseg(SessionRef(sub, fu))
         if not path.exists():
             continue
         vol = load_volume(path, allow_empty=True)
@@ -163,6 +194,16 @@ def markdown(result: dict) -> str:
             markdown_table(table, formats=dict.fromkeys(("lesion Dice", "lesion F1", "DAWM Dice"), ".2f")),
             "",
         ]
+        sized = [r for r in result["rows"] if r["reference"] == ref and r.get("lesion_recall_by_size")]
+        if sized:
+            bins = list(sized[0]["lesion_recall_by_size"])
+            table = [{"method": r["method"], **{f"{b} mm3": recall_cell(r["lesion_recall_by_size"][b]) for b in bins}} for r in sized]
+            lines += [
+                f"Lesion-wise recall against {ref} by lesion volume on the session grid (detected / lesions; one overlapping voxel detects):",
+                "",
+                markdown_table(table),
+                "",
+            ]
     if result.get("evolution"):
         table = [
             {"model": name, "subjects": ev["subjects"], **{t: ev[t]["spearman"] for t in TRANSITIONS}}
@@ -186,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    from dawm.bids.derivative_files import LabelFiles, SegmentationFiles
+    from dawm.bids.derivative_files import LabelFiles, PredictFiles, PreprocessFiles, SegmentationFiles
     from dawm.evaluate.baselines import BaselineSession, FlairThreshold, VoxelLogistic
     from dawm.image.io import load_volume
     from dawm.model.bundled import bundled_model_dir
@@ -201,34 +242,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.test}: no derivatives/dawm-truth (simulate it with dawm simulate)", file=sys.stderr)
         return 2
     work = args.work or Path(tempfile.mkdtemp(prefix="dawm-accuracy-"))
-    pp_test = args.test / "derivatives" / "dawm-preprocess"
+    view = clinical_view(args.test, work / "test_view")
     pred_dirs = {}
     for name, model_dir in models:
         out = work / f"pred_{name}"
         if not (out / "provenance.json").exists():
-            predict_dataset(args.test, out, Path(model_dir), jobs=args.jobs)
-        nested = out / "derivatives" / "dawm-preprocess"
-        if not pp_test.exists() and nested.is_dir():
-            pp_test.symlink_to(nested.resolve(), target_is_directory=True)
+            predict_dataset(view, out, Path(model_dir), jobs=args.jobs)
+        own, nested = PreprocessFiles.in_dataset(view).root, PredictFiles(out).preprocess.root
+        if not own.exists() and nested.is_dir():  # the first model's T1w/FLAIR preprocessing serves the others
+            own.symlink_to(nested.resolve(), target_is_directory=True)
         pred_dirs[name] = out
         print(f"predicted with {name}", flush=True)
-    cases = discover_cases(args.test, labels=None)
+    cases = discover_cases(view, labels=None)
     subject = {c.key: c.subject for c in cases}
     voxel_ml = {c.key: float(np.prod(load_volume(c.brain).spacing_mm)) / 1000 for c in cases}
-    refs = {"truth": {c.key: truth_dseg_on_session_grid(args.test, c.preproc_log)[0] for c in cases}}
-    qmri_root = LabelFiles.in_dataset(args.test).root
+    truth = {c.key: truth_dseg_on_session_grid(args.test, c.preproc_log)[0] for c in cases}
 
-    def segmentations(root: Path) -> tuple[dict, dict]:
+    def segmentations(root: Path, cases, voxel_ml) -> tuple[dict, dict]:
         """The label maps of a ``dawm predict``/``dawm label`` folder and their expected DAWM ml."""
         files = SegmentationFiles(root)
         maps, expected = {}, {}
         for c in cases:
             if files.dseg(c).exists():
                 maps[c.key] = read_dseg(files.dseg(c))
-                expected[c.key] = float(load_volume(files.probseg(c, "DAWM")).data.sum()) * voxel_ml[c.key]
+                expected[c.key] = float(load_volume(files.probseg(c, "DAWM"), allow_empty=True).data.sum()) * voxel_ml[c.key]
         return maps, expected
 
-    methods: dict[str, tuple[dict, dict | None]] = {f"model: {name}": segmentations(out) for name, out in pred_dirs.items()}
+    methods: dict[str, tuple[dict, dict | None]] = {
+        f"model: {name}": segmentations(out, cases, voxel_ml) for name, out in pred_dirs.items()
+    }
     # baselines, fitted on the training cohort against its qMRI labels
     train_cases = discover_cases(args.train, labels="dawm-label")
     train_sessions = [BaselineSession.from_case(c, c.label) for c in train_cases]
@@ -244,18 +286,25 @@ def main(argv: list[str] | None = None) -> int:
         fl_preds[c.key] = flair.predict(s)
     methods["voxel logistic (T1w+FLAIR)"] = (log_preds, log_exp)
     methods["FLAIR threshold"] = (fl_preds, None)
+    # (reference, method, predictions, reference maps, voxel ml, expected DAWM ml): one table row each
+    scored = [("truth", name, preds, truth, voxel_ml, expected) for name, (preds, expected) in methods.items()]
+    qmri_root = LabelFiles.in_dataset(args.test).root
     if qmri_root.is_dir():
-        q, q_exp = segmentations(qmri_root)
-        methods["qMRI labels"] = (q, q_exp)
-        refs["qMRI labels"] = q
+        # The qMRI labels lie on the grid of the test cohort's own (qMRI) preprocessing: scored there
+        # against the truth, and taken onto each model's session grid (nearest) as a reference.
+        label_cases = [c for c in discover_cases(args.test, labels=None) if c.key in truth]
+        label_ml = {c.key: float(np.prod(load_volume(c.brain).spacing_mm)) / 1000 for c in label_cases}
+        q, q_exp = segmentations(qmri_root, label_cases, label_ml)
+        truth_q = {c.key: truth_dseg_on_session_grid(args.test, c.preproc_log)[0] for c in label_cases if c.key in q}
+        scored.append(("truth", "qMRI labels", q, truth_q, label_ml, q_exp))
+        grid = {c.key: c for c in cases}
+        q_here = {c.key: onto_grid(q[c.key], c.brain, grid[c.key].brain) for c in label_cases if c.key in q}
+        scored += [("qMRI labels", name, preds, q_here, voxel_ml, expected) for name, (preds, expected) in methods.items()]
     rows = []
-    for ref_name, ref in refs.items():
-        for name, (preds, expected) in methods.items():
-            if name == ref_name:
-                continue
-            row = {"reference": ref_name, "method": name, **score(preds, ref, voxel_ml, subject, expected)}
-            rows.append(row)
-            print(ref_name, name, {k: v for k, v in row.items() if not isinstance(v, dict)}, flush=True)
+    for ref_name, name, preds, ref, vml, expected in scored:
+        row = {"reference": ref_name, "method": name, **score(preds, ref, vml, subject, expected)}
+        rows.append(row)
+        print(ref_name, name, {k: v for k, v in row.items() if not isinstance(v, dict)}, flush=True)
     evo = {}
     for name, out in pred_dirs.items():
         evo[name] = evolution(out, args.test)
@@ -271,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             "flair_threshold": {"z_dawm": flair.z_dawm_, "z_lesion": flair.z_lesion_},
             "voxel_logistic": {"dawm_threshold": logistic.dawm_threshold_, "sigmas_mm": list(logistic.sigmas_mm)},
         },
-        "references": list(refs),
+        "references": list(dict.fromkeys(r[0] for r in scored)),
         "rows": rows,
         "evolution": evo,
         "seconds": run.elapsed(),

@@ -300,6 +300,13 @@ def fmt_ci(value: Any, low: Any, high: Any, spec: CellFormat = ".2f", na: str = 
     return f"{fmt(value, spec, na)} [{fmt(low, spec, na)}, {fmt(high, spec, na)}]"
 
 
+def recall_cell(counts: Mapping[str, int]) -> str:
+    """``'0.42 (5/12)'`` from ``{"detected": 5, "n_ref": 12}`` (``'-'`` when there is nothing to detect):
+    one cell of a lesion-recall-by-size table (:func:`dawm.evaluate.metrics.lesion_recall_by_size`)."""
+    n, k = int(counts["n_ref"]), int(counts["detected"])
+    return "-" if not n else f"{k / n:.2f} ({k}/{n})"
+
+
 def markdown_table(
     rows: Iterable[Mapping[str, Any]] | Any,
     columns: Sequence[str] | Mapping[str, str] | None = None,

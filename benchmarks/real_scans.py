@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from harness import REAL_MS, Run, benchmark_parser, markdown_table, write_results
+from harness import REAL_MS, Run, benchmark_parser, markdown_table, recall_cell, write_results
 
 THRESHOLDS_Z = np.round(np.arange(1.0, 6.01, 0.1), 2)
 
@@ -97,12 +97,18 @@ def qc_overlay(background: np.ndarray, brain: np.ndarray, dseg: np.ndarray, path
 
 
 def mask_scores(mask: np.ndarray, expert: np.ndarray, spacing_mm) -> dict:
-    """Dice, lesion-wise F1 (lesions of 3 voxels or more) and volume of a lesion mask against the expert's."""
-    from dawm.evaluate.metrics import lesion_detection, overlap_metrics
+    """Dice, lesion-wise F1 (lesions of 3 voxels or more), volume, and the expert lesions found per
+    lesion volume (every lesion, any overlap) of a lesion mask against the expert's."""
+    from dawm.evaluate.metrics import lesion_detection, lesion_recall_by_size, overlap_metrics
 
     ov = overlap_metrics(mask, expert, spacing_mm)
     det = lesion_detection(mask, expert, spacing_mm, min_volume_mm3=3 * float(np.prod(spacing_mm)))
-    return {"dice": round(ov.dice, 3), "lesion_f1": round(det["lesion_f1"], 3), "volume_ml": round(ov.volume_pred_ml, 2)}
+    return {
+        "dice": round(ov.dice, 3),
+        "lesion_f1": round(det["lesion_f1"], 3),
+        "volume_ml": round(ov.volume_pred_ml, 2),
+        "recall_by_size": lesion_recall_by_size(mask, expert, spacing_mm),
+    }
 
 
 def expert_scores(pred_lesion: np.ndarray, flair: np.ndarray, brain: np.ndarray, expert: np.ndarray, spacing_mm) -> dict:
@@ -267,7 +273,16 @@ def markdown(result: dict) -> str:
                 (f"ceiling: the expert mask itself through the {e['session_grid_mm']} mm session grid and back", e["session_grid_ceiling"]),
                 (f"best FLAIR threshold (z > {e['flair_threshold']['z']}, chosen knowing the mask)", e["flair_threshold"]),
             ]
-            table = [{"method": name, "Dice": m["dice"], "lesion F1": m["lesion_f1"], "volume ml": m["volume_ml"]} for name, m in methods]
+            table = [
+                {
+                    "method": name,
+                    "Dice": m["dice"],
+                    "lesion F1": m["lesion_f1"],
+                    "volume ml": m["volume_ml"],
+                    **{f"found {b} mm3": recall_cell(n) for b, n in m.get("recall_by_size", {}).items()},
+                }
+                for name, m in methods
+            ]
             lines += [
                 "",
                 f"## {r['session']}: lesions against the expert mask ({e['expert_ml']} ml)",

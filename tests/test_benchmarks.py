@@ -225,7 +225,10 @@ def _preprocess(data: dict, text: str) -> str:
 
 
 BUILDERS = {
-    "dawm_accuracy": lambda d, t: _bench("dawm_accuracy").markdown(d),
+    **{
+        n: (lambda d, t: _bench("dawm_accuracy").markdown(d))
+        for n in ("dawm_accuracy", "dawm_accuracy_vis1.0", "dawm_accuracy_vis0.75", "dawm_accuracy_vis0.5", "dawm_accuracy_vis0.25")
+    },
     **{
         n: (lambda d, t: _bench("label_benchmark").markdown(d["summary"], d["meta"]))
         for n in ("label_1p5mm", "label_2mm_demo_full", "label_2mm_seed11")
@@ -258,7 +261,7 @@ BUILDERS = {
         )
     },
     **{n: (lambda d, t: _bench("model_speed").markdown(d)) for n in ("model_speed", "model_speed_gpu")},
-    **{n: (lambda d, t: _bench("real_scans").markdown(d)) for n in ("real_scans", "real_scans_candidate")},
+    **{n: (lambda d, t: _bench("real_scans").markdown(d)) for n in ("real_scans", "real_scans_candidate", "real_scans_lesionwise")},
     "real_longitudinal": lambda d, t: _bench("real_longitudinal").markdown(d),
     "dose_response": lambda d, t: _bench("dose_response").markdown(d["meta"], *_bench("dose_response").summarise(d["rows"])),
     **{n: _preprocess for n in ("preprocess_2mm_jobs1", "preprocess_2mm_jobs2")},
@@ -364,7 +367,7 @@ def test_dawm_visibility_lines_up_runs_and_names_missing_results(tmp_path: Path,
     """The sweep table has one row per (level, method), a renamed model row and the baselines, and
     a missing run is a clear error (exit 2), not a traceback."""
     mod = _bench("dawm_visibility")
-    record = json.loads((RESULTS / "dawm_accuracy.json").read_text())
+    record = json.loads((RESULTS / "dawm_accuracy_vis1.0.json").read_text())
     (tmp_path / "v1.json").write_text(json.dumps(record))
     assert (
         mod.main(["--run", "1.0=v1", "--model", "model: new=candidate", "--runs-dir", str(tmp_path), "--results-dir", str(tmp_path)]) == 0
@@ -375,3 +378,32 @@ def test_dawm_visibility_lines_up_runs_and_names_missing_results(tmp_path: Path,
     assert (tmp_path / "dawm_visibility.png").stat().st_size > 0
     assert mod.main(["--run", "0.5=absent", "--runs-dir", str(tmp_path), "--results-dir", str(tmp_path)]) == 2
     assert "absent.json" in capsys.readouterr().err
+
+
+def test_dawm_accuracy_predicts_from_a_view_without_derivatives(tmp_path: Path) -> None:
+    """The models see the raw test cohort only (a qMRI preprocessing beside it is not theirs to use),
+    and nothing is written into the test cohort; a label map on another grid is taken across."""
+    import nibabel as nib
+
+    mod = _bench("dawm_accuracy")
+    test = tmp_path / "test"
+    (test / "sub-ms001" / "anat").mkdir(parents=True)
+    (test / "derivatives" / "dawm-preprocess").mkdir(parents=True)
+    (test / "dataset_description.json").write_text("{}")
+    before = sorted(p.relative_to(test) for p in test.rglob("*"))
+    view = mod.clinical_view(test, tmp_path / "work" / "view")
+    assert sorted(p.name for p in view.iterdir()) == ["dataset_description.json", "derivatives", "sub-ms001"]
+    assert (view / "sub-ms001").resolve() == (test / "sub-ms001").resolve() and not any((view / "derivatives").iterdir())
+    assert mod.clinical_view(test, view) == view  # again: nothing to redo
+    assert sorted(p.relative_to(test) for p in test.rglob("*")) == before
+
+    dseg = np.zeros((4, 4, 4), np.uint8)
+    dseg[1, 2, 3] = 2
+    a, b = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.eye(4)), a)
+    shifted = np.eye(4)
+    shifted[0, 3] = 1.0  # b's voxel i is a's voxel i + 1
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), shifted), b)
+    assert mod.onto_grid(dseg, a, a) is dseg
+    moved = mod.onto_grid(dseg, a, b)
+    assert moved[0, 2, 3] == 2 and moved.sum() == 2 and moved.dtype == np.uint8

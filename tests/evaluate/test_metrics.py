@@ -18,7 +18,9 @@ from dawm.evaluate.metrics import (
     icc_a1,
     icc_c1,
     lesion_detection,
+    lesion_recall_by_size,
     overlap_metrics,
+    size_bin_names,
     surface_distances,
 )
 
@@ -159,6 +161,21 @@ def test_lesion_detection_on_constructed_components(no_warnings) -> None:
 
     det = lesion_detection(pred, ref, (1, 1, 2), min_overlap_voxels=2)  # A's single shared voxel no longer counts
     assert (det["tp_ref"], det["tp_pred"]) == (1, 1)
+
+
+def test_lesion_recall_by_size_counts_each_bin(no_warnings) -> None:
+    pred, ref = _lesion_scene()  # voxels of 2 mm3: A 16 mm3 and B 16 mm3 found, C 36 mm3 and E 2 mm3 missed
+    assert size_bin_names((10, 20)) == ["<10", "10-20", ">=20"]
+    by_size = lesion_recall_by_size(pred, ref, (1, 1, 2), edges_mm3=(10, 20))
+    assert by_size == {"<10": {"n_ref": 1, "detected": 0}, "10-20": {"n_ref": 2, "detected": 2}, ">=20": {"n_ref": 1, "detected": 0}}
+    assert sum(b["n_ref"] for b in by_size.values()) == lesion_detection(pred, ref, (1, 1, 2))["n_ref"]
+    # a lesion exactly on an edge belongs to the bin above it; two overlapping voxels are needed for A now
+    by_size = lesion_recall_by_size(pred, ref, (1, 1, 2), edges_mm3=(16,), min_overlap_voxels=2)
+    assert by_size == {"<16": {"n_ref": 1, "detected": 0}, ">=16": {"n_ref": 3, "detected": 1}}
+    empty = lesion_recall_by_size(pred, np.zeros_like(ref), 1.0)
+    assert list(empty) == size_bin_names() and all(b == {"n_ref": 0, "detected": 0} for b in empty.values())
+    with pytest.raises(ValueError):
+        lesion_recall_by_size(pred, ref[:-1], 1.0)
 
 
 def test_lesion_detection_empty(no_warnings) -> None:

@@ -11,7 +11,7 @@ import torch
 from dawm.image.io import load_volume
 from dawm.image.orientation import from_canonical, to_canonical
 from dawm.model.augment import RandThickSliced, augment_patch, modality_dropout, training_transforms
-from dawm.model.cache import build_cache, fingerprint, normalise
+from dawm.model.cache import CachedCase, build_cache, class_locations, fingerprint, normalise
 from dawm.model.data import discover_cases
 from dawm.model.sampling import PatchSampler, crop
 
@@ -74,6 +74,40 @@ def test_sampler_hits_classes_at_requested_rates(cached) -> None:
     again = sampler.sample(17, epoch=0)
     np.testing.assert_array_equal(again.image, patches[17].image)
     assert sampler.sample(17, epoch=1).centre != again.centre or sampler.sample(17, epoch=1).case != again.case
+
+
+def _case_with_lesions(key: str, lesions: list[tuple[slice, slice, slice]], shape=(30, 30, 30)) -> CachedCase:
+    label = np.zeros(shape, np.uint8)
+    for box in lesions:
+        label[box] = 1
+    brain = np.ones(shape, np.uint8)
+    locations = class_locations(label, brain, np.random.default_rng(0))
+    z = np.zeros(shape, np.float32)
+    return CachedCase(key, z[None], label, z.astype(np.float16), label * 0, brain, locations, np.eye(4))
+
+
+def test_lesion_wise_sampling_shows_small_lesions_as_often_as_large_ones() -> None:
+    big = (slice(2, 14), slice(2, 14), slice(2, 14))  # 1728 voxels
+    small = (slice(20, 21), slice(20, 22), slice(20, 21))  # 2 voxels
+    cases = [_case_with_lesions("a", [big, small]), _case_with_lesions("b", [small])]
+    n = 400
+
+    def share_small(sampler: PatchSampler) -> float:
+        centres = [sampler.sample(i).centre for i in range(n)]
+        return float(np.mean([c[0] >= 20 for c in centres]))
+
+    voxel = PatchSampler(cases, (8, 8, 8), fractions=(1, 0, 0), seed=1)
+    lesion = PatchSampler(cases, (8, 8, 8), fractions=(1, 0, 0), seed=1, lesion_sampling="lesion")
+    # voxel-wise: case b half of the time (its only lesion is small), in case a the 2 voxels of 1730
+    assert abs(share_small(voxel) - 0.5) < 0.08
+    # lesion-wise: 3 lesions, 2 of them small, each drawn equally often
+    assert abs(share_small(lesion) - 2 / 3) < 0.08
+    single = PatchSampler(cases[:1], (8, 8, 8), fractions=(1, 0, 0), seed=1, lesion_sampling="lesion")
+    assert abs(share_small(single) - 0.5) < 0.08 and share_small(PatchSampler(cases[:1], (8, 8, 8), fractions=(1, 0, 0))) < 0.02
+    assert all(lesion.sample(i).label[4, 4, 4] == 1 for i in range(20))
+    assert lesion.sample(5, epoch=2).centre == lesion.sample(5, epoch=2).centre  # deterministic
+    with pytest.raises(ValueError, match="lesion_sampling"):
+        PatchSampler(cases, (8, 8, 8), lesion_sampling="component")
 
 
 def test_crop_pads_outside_the_volume() -> None:

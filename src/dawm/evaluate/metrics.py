@@ -2,7 +2,8 @@
 
 Voxel overlap (:func:`overlap_metrics`; its Dice is :func:`dawm.metrics.dice`, one session's, which
 the report averages over sessions: :func:`dawm.metrics.mean_dice`), lesion-wise detection
-(:func:`lesion_detection`, components of :func:`dawm.image.components.components`) and agreement of
+(:func:`lesion_detection`, components of :func:`dawm.image.components.components`; its recall per
+lesion size: :func:`lesion_recall_by_size`) and agreement of
 per-subject volumes (ICC, correlations, Bland-Altman, bootstrap CIs). Pure numpy/scipy.
 
 Surface distances follow MONAI's definition (``compute_hausdorff_distance`` /
@@ -159,6 +160,45 @@ def lesion_detection(
         "lesion_precision": precision,
         "lesion_f1": f1,
     }
+
+
+#: Upper edges (mm³) of the lesion-size bins of :func:`lesion_recall_by_size`: about 3.9, 5.8 and
+#: 8.3 mm equivalent diameters; the last bin is open.
+SIZE_BIN_EDGES_MM3 = (30.0, 100.0, 300.0)
+
+
+def size_bin_names(edges_mm3: Sequence[float] = SIZE_BIN_EDGES_MM3) -> list[str]:
+    """Names of the bins cut at ``edges_mm3``: ``'<30'``, ``'30-100'``, ..., ``'>=300'`` (mm³)."""
+    e = [f"{x:g}" for x in edges_mm3]
+    return [f"<{e[0]}"] + [f"{a}-{b}" for a, b in zip(e, e[1:])] + [f">={e[-1]}"]
+
+
+def lesion_recall_by_size(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing_mm: Sequence[float] | float,
+    *,
+    edges_mm3: Sequence[float] = SIZE_BIN_EDGES_MM3,
+    min_overlap_voxels: int = 1,
+) -> dict[str, dict[str, int]]:
+    """Reference lesions (26-connected components of the boolean ``ref`` (X, Y, Z)) counted per
+    volume bin (mm³, cut at ``edges_mm3``; names from :func:`size_bin_names`) and how many of them
+    ``pred`` detects (at least ``min_overlap_voxels`` predicted voxels inside, as in
+    :func:`lesion_detection`). Returns ``{bin: {"n_ref": n, "detected": k}}`` for every bin, so
+    that counts of several sessions can be added before the recall is taken."""
+    pred, ref, spacing = _check_pair(pred, ref, spacing_mm)
+    lab, n = components(ref, 0)
+    names = size_bin_names(edges_mm3)
+    out = {name: {"n_ref": 0, "detected": 0} for name in names}
+    if n == 0:
+        return out
+    volume_mm3 = np.bincount(lab.ravel(), minlength=n + 1)[1:] * float(np.prod(spacing))
+    hits = np.bincount(lab[pred], minlength=n + 1)[1:]
+    which = np.searchsorted(np.asarray(edges_mm3, float), volume_mm3, side="right")
+    for b, name in enumerate(names):
+        in_bin = which == b
+        out[name] = {"n_ref": int(in_bin.sum()), "detected": int((in_bin & (hits >= min_overlap_voxels)).sum())}
+    return out
 
 
 # ----------------------------------------------------------------------------- agreement

@@ -61,6 +61,11 @@ class TrainConfig(StageConfig):
     class_fractions: tuple[float, float, float] = Field(
         (1 / 3, 1 / 3, 1 / 3), description="patches centred on lesion, DAWM, any brain voxel"
     )
+    lesion_sampling: Literal["voxel", "lesion"] = Field(
+        "voxel",
+        description="centre of a lesion patch: a lesion voxel drawn uniformly ('voxel': large lesions dominate) or a lesion "
+        "drawn uniformly, then one of its voxels ('lesion': small lesions as often as large ones; dawm.model.sampling)",
+    )
     augment: bool = Field(True, description="spatial and intensity augmentation (see dawm.model.augment)")
     domain_randomization: bool = Field(
         True,

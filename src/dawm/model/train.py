@@ -340,7 +340,7 @@ def train_fold(
     deep = config.preset == "gpu" and config.deep_supervision
 
     region = tuple(int(round(p * 1.25 / 2) * 2) for p in config.patch_size) if config.augment else tuple(config.patch_size)
-    sampler = PatchSampler(train_cases, region, fractions=config.class_fractions, seed=seed)
+    sampler = PatchSampler(train_cases, region, fractions=config.class_fractions, seed=seed, lesion_sampling=config.lesion_sampling)
     per_rank = config.iterations_per_epoch * config.batch_size
     dataset = PatchDataset(
         sampler,
