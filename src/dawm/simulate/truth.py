@@ -72,20 +72,37 @@ def truth_dseg_on_session_grid(bids_dir: str | Path, preproc_log: str | Path) ->
     return dseg.astype(np.uint8), affine
 
 
-def write_truth_labels(bids_dir: str | Path, *, name: str = LabelFiles.NAME, preprocess: str = PreprocessFiles.NAME) -> Path:
+def write_truth_labels(
+    bids_dir: str | Path, *, name: str = LabelFiles.NAME, preprocess: str = PreprocessFiles.NAME, dawm_from: str | None = None
+) -> Path:
     """Write ``derivatives/<name>`` with every preprocessed session's true pathology dseg
-    (:func:`truth_dseg_on_session_grid`)."""
+    (:func:`truth_dseg_on_session_grid`).
+
+    ``dawm_from``: another label folder (e.g. ``dawm-label``, the qMRI labels) whose DAWM is kept:
+    its dseg with its lesions replaced by the true lesions (DAWM under a true lesion becomes lesion),
+    and a copy of its ``label-DAWM_probseg``. Training targets whose lesions hold the small lesions
+    that a rater's mask leaves out, and whose DAWM is still the labels'. Sessions it lacks are skipped."""
     bids_dir = Path(bids_dir)
     labels = LabelFiles.in_dataset(bids_dir, name)
+    source = LabelFiles.in_dataset(bids_dir, dawm_from) if dawm_from else None
     root = init_derivative(
         labels.root,
         name=f"simulator truth as {LabelFiles.NAME} targets",
-        description="true pathology of dawm simulate pulled onto the preprocess session grids",
+        description="true pathology of dawm simulate pulled onto the preprocess session grids"
+        + (f", with the DAWM of {dawm_from}" if dawm_from else ""),
         source="../..",
     )
     write_dseg_tsv(labels.dawm_lut, DAWM_LABELS)
     pre = PreprocessFiles.in_dataset(bids_dir, preprocess)
     for session in pre.sessions():
         dseg, affine = truth_dseg_on_session_grid(bids_dir, pre.log(session))
+        if source is not None:
+            if not source.dseg(session).exists():
+                continue
+            kept = np.rint(load_volume(source.dseg(session), allow_empty=True).data).astype(np.uint8)
+            dseg = np.where(dseg == 1, 1, np.where(kept == 2, 2, 0)).astype(np.uint8)
+            if source.dawm_probseg(session).exists():
+                prob = load_volume(source.dawm_probseg(session), allow_empty=True)
+                save_volume(prob.data.astype(np.float32), prob.affine, labels.dawm_probseg(session), dtype=np.float32)
         save_volume(dseg, affine, labels.dseg(session), dtype=np.uint8)
     return root
