@@ -167,3 +167,28 @@ def test_tissue_contrast_scales_grey_matter_against_white_matter() -> None:
     torch.testing.assert_close(out[:, 3, 3, 3], image[:, 3, 3, 3], atol=0.05, rtol=0)  # the lesion is left alone
     no_tissue = t({"image": image, "label": label[:2]})["image"]  # without the tissue channel: unchanged
     torch.testing.assert_close(no_tissue, image)
+
+
+def test_tissue_contrast_moves_deep_grey_nuclei_by_an_offset() -> None:
+    from dawm.model.augment import RandTissueContrastd
+
+    image = torch.full((1, 20, 20, 20), 1.0)  # deep GM as bright as WM (the simulator's FLAIR)
+    label = torch.zeros((3, 20, 20, 20))
+    label[2] = 3
+    label[2, 6:14, 6:14, 6:14] = 4  # deep nuclei in the middle
+    t = RandTissueContrastd("image", "label", prob=1.0, deep_offsets=(0.8, 0.8), sigma=0.5)
+    t.set_random_state(seed=0)
+    out = t({"image": image, "label": label})["image"]
+    torch.testing.assert_close(out[0, 8:12, 8:12, 8:12], torch.full((4, 4, 4), 1.8))  # a scale of 0 difference could not move them
+    torch.testing.assert_close(out[0, :4], image[0, :4])  # WM unchanged
+
+
+def test_tissue_classes_mark_deep_grey_nuclei_on_grey_and_white_matter() -> None:
+    from dawm.model.cache import DEEP_GM_PRIOR_MIN, tissue_classes
+
+    dseg = np.array([[[1, 2, 3, 3, 0]]], np.float32)
+    brain = dseg > 0
+    prior = np.full(dseg.shape, DEEP_GM_PRIOR_MIN, np.float32)
+    np.testing.assert_array_equal(tissue_classes(dseg, brain, prior), [[[1, 4, 4, 4, 0]]])  # CSF stays CSF
+    np.testing.assert_array_equal(tissue_classes(dseg, brain, prior * 0.9), [[[1, 2, 3, 3, 0]]])
+    np.testing.assert_array_equal(tissue_classes(dseg, brain), [[[1, 2, 3, 3, 0]]])

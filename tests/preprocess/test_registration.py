@@ -197,3 +197,23 @@ def test_multi_start_escapes_the_basin_of_a_ghost():
     assert error_mm(single.matrix_ras) > 100.0  # the trap is real
     assert error_mm(multi.matrix_ras) < 2.0
     assert multi.metric < single.metric
+
+
+def test_deep_gm_prior_marks_the_nuclei_not_the_cortex_or_white_matter() -> None:
+    """The template deep-GM prior (the model's deep-nuclei randomisation) is high in the thalamus
+    and putamen, 0 in the cortex and the centrum semiovale; the simulator's anatomy uses the same rule."""
+    from dawm.image.template import deep_gm_weight, load_template, mni_deep_gm_prior
+
+    tpl = load_template(2)
+    prior = mni_deep_gm_prior(None, tpl.t1.shape, tpl.affine)
+    inv = np.linalg.inv(tpl.affine)
+
+    def at(x: float, y: float, z: float) -> float:
+        i, j, k = np.rint(inv[:3, :3] @ [x, y, z] + inv[:3, 3]).astype(int)
+        return float(prior[i - 1 : i + 2, j - 1 : j + 2, k - 1 : k + 2].max())
+
+    assert at(-11, -18, 7) > 0.5 and at(12, -18, 7) > 0.5  # thalami
+    assert at(-25, 2, 0) > 0.5 and at(26, 2, 0) > 0.5  # putamina
+    assert at(-40, -20, 60) < 0.05 and at(-26, -10, 34) < 0.05  # precentral cortex, centrum semiovale
+    assert prior.max() <= 1.0 and prior.min() >= 0.0
+    np.testing.assert_array_equal(deep_gm_weight(np.array([0.0, 18.0, 21.0, 24.0, 40.0])), np.array([0, 0, 0.5, 1, 1], np.float32))

@@ -16,6 +16,17 @@ import numpy as np
 from nibabel.affines import voxel_sizes
 
 TEMPLATE_NAME = "MNI152NLin2009cSym"
+#: Grey matter deeper than this from the brain surface (mm) is deep grey matter (thalamus, basal
+#: ganglia), fully so from ``DEEP_GM_DEPTH_MM + DEEP_GM_RAMP_MM`` on.
+DEEP_GM_DEPTH_MM = 18.0
+DEEP_GM_RAMP_MM = 6.0
+
+
+def deep_gm_weight(depth_mm: np.ndarray) -> np.ndarray:
+    """The share (0..1, float32) of a voxel's grey matter that is deep grey matter, from its
+    distance to the brain surface ``depth_mm``: 0 up to :data:`DEEP_GM_DEPTH_MM`, then a linear
+    ramp over :data:`DEEP_GM_RAMP_MM`."""
+    return np.clip((np.asarray(depth_mm, np.float64) - DEEP_GM_DEPTH_MM) / DEEP_GM_RAMP_MM, 0.0, 1.0).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -90,3 +101,24 @@ def mni_wm_prior(transform, shape: tuple[int, int, int], affine: np.ndarray) -> 
 
     tpl = load_template(2)
     return resample(tpl.wm, tpl.affine, shape, affine, transform, "linear", 0.0).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _deep_gm_2mm() -> np.ndarray:
+    from scipy import ndimage
+
+    tpl = load_template(2)
+    depth = ndimage.distance_transform_edt(tpl.brain_mask > 0.5, sampling=tpl.spacing_mm)
+    out = (tpl.gm * deep_gm_weight(depth)).astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def mni_deep_gm_prior(transform, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """The MNI152 deep grey matter (0..1, float32: template GM times :func:`deep_gm_weight` of its
+    depth) pulled onto the grid (shape, affine) through the loaded ``from-MNI_to-session``
+    transform (0 outside the template)."""
+    from dawm.image.resample import resample
+
+    tpl = load_template(2)
+    return resample(_deep_gm_2mm(), tpl.affine, shape, affine, transform, "linear", 0.0).astype(np.float32)

@@ -14,7 +14,8 @@ tissue is scaled by a random factor per class and channel (:class:`RandLabelCont
 FLAIR a lesion stood about 1.4 brain SDs above white matter, on the simulator's 2.0-2.6), so is the
 contrast of grey matter and CSF to white matter (:class:`RandTissueContrastd`, with the preprocess
 tissue classes: deep and cortical grey matter of a real FLAIR need not stand where the simulator's
-do, and must not be taken for lesions when they do not), every channel can get its own thick slices (2D
+do, and must not be taken for lesions when they do not; the deep grey nuclei, from the template,
+get a random offset to WM of up to 1.5 brain SDs either way), every channel can get its own thick slices (2D
 acquisitions of both T1w and FLAIR), and the scale range reaches real brain sizes (simulated heads
 are MNI-sized, 1.8-2.3 L; real adult brains 1.1-1.6 L, a linear factor down to about 0.8).
 """
@@ -152,9 +153,15 @@ class RandTissueContrastd(Randomizable, MapTransform):
     """With probability ``prob`` per channel, scale the contrast of CSF and grey matter to white
     matter by a random factor in ``factors`` each: ``x + (a - 1) * w * (x - m)``, with ``m`` the
     channel's median over the patch's normal WM and ``w`` the tissue's normal voxels (label 0)
-    smoothed by a Gaussian of ``sigma`` voxels. Tissues come from channel ``tissue_channel`` of
-    ``label_key`` (1 CSF, 2 GM, 3 WM); lesions and DAWM are left to :class:`RandLabelContrastd`.
-    SynthSeg's random intensity per label, kept within a factor so that tissue order survives."""
+    smoothed by a Gaussian of ``sigma`` voxels; and move the deep grey nuclei by a random offset
+    in ``deep_offsets`` (units of the channel's brain SD, the images being z-scored):
+    ``x + b * w``. Tissues come from channel ``tissue_channel`` of ``label_key`` (1 CSF, 2 GM,
+    3 WM, 4 deep GM: :func:`dawm.model.cache.tissue_classes`); lesions and DAWM are left to
+    :class:`RandLabelContrastd`. SynthSeg's random intensity per label, kept within a factor so
+    that tissue order survives - except for the deep nuclei: the simulator renders them within
+    a few % of WM on FLAIR, while on clinical FLAIR (TI, TE, iron) they can stand well above WM,
+    where a model that never saw them so calls them lesions or DAWM; a scale of their small
+    difference to WM could not move them there."""
 
     def __init__(
         self,
@@ -164,10 +171,11 @@ class RandTissueContrastd(Randomizable, MapTransform):
         factors: tuple[float, float] = (0.6, 1.6),
         sigma: float = 1.0,
         tissue_channel: int = 2,
+        deep_offsets: tuple[float, float] = (-1.5, 1.5),
     ) -> None:
         MapTransform.__init__(self, (image_key,))
         self.image_key, self.label_key, self.prob, self.factors = image_key, label_key, prob, factors
-        self.sigma, self.tissue_channel = sigma, tissue_channel
+        self.sigma, self.tissue_channel, self.deep_offsets = sigma, tissue_channel, deep_offsets
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
@@ -182,15 +190,19 @@ class RandTissueContrastd(Randomizable, MapTransform):
             return d
         weights = {
             t: torch.from_numpy(ndimage.gaussian_filter(((tissue == t) & normal).numpy().astype(np.float32), self.sigma)).to(img.dtype)
-            for t in (1, 2)
+            for t in (1, 2, 4)
             if ((tissue == t) & normal).any()
         }
         for c in chosen:
             m = img[c][wm].median()
             x = img[c]
-            for w in weights.values():
-                a = float(self.R.uniform(*self.factors))
-                x = torch.where(img[c] != 0, x + (a - 1.0) * w * (img[c] - m), x)
+            for t, w in weights.items():
+                if t == 4:
+                    b = float(self.R.uniform(*self.deep_offsets))
+                    x = torch.where(img[c] != 0, x + b * w, x)
+                else:
+                    a = float(self.R.uniform(*self.factors))
+                    x = torch.where(img[c] != 0, x + (a - 1.0) * w * (img[c] - m), x)
             img[c] = x
         d[self.image_key] = img
         return d

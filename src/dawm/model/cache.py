@@ -11,7 +11,9 @@ Layout: ``<cache_dir>/<fingerprint>/<case key>/``
   ``label-DAWM_probseg`` with ``dawm_target="soft"`` where the session has one, else label == 2;
   0 on lesions and outside the brain);
 * ``tissue.npy`` (X, Y, Z) uint8: the preprocess tissue dseg (1 CSF, 2 GM, 3 WM; 0 outside the
-  brain), for the per-tissue contrast randomisation of :mod:`dawm.model.augment`;
+  brain) and 4 for the deep grey nuclei (and the deepest cortex: insula, medial wall; GM or WM voxels where the MNI deep-GM prior pulled through
+  the session's template transform is >= :data:`DEEP_GM_PRIOR_MIN`; :func:`tissue_classes`), for
+  the per-tissue contrast randomisation of :mod:`dawm.model.augment`;
 * ``brain.npy`` (X, Y, Z) uint8; ``locations.npz``: up to ``max_locations`` voxel indices (N, 3)
   per class (``lesion``, ``DAWM``, ``brain``) for the class-aware sampler; ``meta.json``.
 
@@ -33,10 +35,14 @@ from dawm.bids.derivatives import write_json
 from dawm.errors import InputError
 from dawm.image.io import load_volume
 from dawm.image.orientation import to_canonical
+from dawm.image.registration import load_transform
+from dawm.image.template import mni_deep_gm_prior
 from dawm.model import MODALITIES
 from dawm.model.data import Case
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
+#: Template deep-GM prior from which a GM/WM voxel is cached as deep grey matter (tissue 4).
+DEEP_GM_PRIOR_MIN = 0.5
 NORMALISATION = {
     "method": "zscore-in-brain",
     "outside_brain": 0.0,
@@ -57,6 +63,25 @@ def normalise(channels: list[np.ndarray | None], brain: np.ndarray) -> np.ndarra
         mean, sd = (values.mean(), values.std()) if values.size else (0.0, 1.0)
         out[i][brain] = ((values - mean) / max(sd, 1e-6)).astype(np.float32)
     return out
+
+
+def tissue_classes(dseg: np.ndarray, brain: np.ndarray, deep_gm_prior: np.ndarray | None = None) -> np.ndarray:
+    """(X, Y, Z) uint8 tissue classes: the preprocess ``dseg`` (1 CSF, 2 GM, 3 WM) inside ``brain``,
+    and 4 (deep grey nuclei) where ``deep_gm_prior`` (0-1, same grid; none: no class 4) is at
+    least :data:`DEEP_GM_PRIOR_MIN` on GM or WM voxels (the simulator's and many clinical
+    sequences' deep nuclei are close to WM, so the EM may call them either)."""
+    tissue = np.rint(np.nan_to_num(np.asarray(dseg, np.float32))).astype(np.uint8) * np.asarray(brain, bool)
+    if deep_gm_prior is not None:
+        tissue[(np.asarray(deep_gm_prior) >= DEEP_GM_PRIOR_MIN) & ((tissue == 2) | (tissue == 3))] = 4
+    return tissue
+
+
+def _deep_gm_prior(case: Case, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray | None:
+    """The template deep-GM prior on the case's session grid, or None without a template transform."""
+    xfm = PreprocessFiles.of_file(case.preproc_log).from_template_xfm(case)
+    if not xfm.exists():
+        return None
+    return mni_deep_gm_prior(load_transform(xfm), shape, affine)
 
 
 def dawm_target(label: np.ndarray, prob: np.ndarray | None) -> np.ndarray:
@@ -140,7 +165,7 @@ def build_case(case: Case, channels: list[str], folder: Path, *, max_locations: 
             raise InputError(f"{case.dawm_prob}: not on the session grid of {case.brain}")
     target = dawm_target(label, prob)
     target[~brain] = 0.0
-    tissue = np.rint(load_volume(case.dseg, allow_empty=True).data).astype(np.uint8) * brain
+    tissue = tissue_classes(load_volume(case.dseg, allow_empty=True).data, brain, _deep_gm_prior(case, brain.shape, brain_vol.affine))
     image, affine = to_canonical(image, brain_vol.affine)
     label, _ = to_canonical(label, brain_vol.affine)
     target, _ = to_canonical(target, brain_vol.affine)

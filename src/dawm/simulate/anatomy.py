@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage, special
 
 from dawm.image.components import filter_components
+from dawm.image.template import deep_gm_weight
 
 #: Ventricle search box in MNI coordinates (mm), around the lateral and third ventricles.
 _VENTRICLE_BOX_MNI = ((-32.0, 32.0), (-48.0, 30.0), (-12.0, 32.0))
@@ -135,8 +136,7 @@ def template_space(spacing_mm: float = 1.0) -> TemplateSpace:
     dist_v = ndimage.distance_transform_edt(~ventricles, sampling=spacing_mm).astype(np.float32)
     depth = ndimage.distance_transform_edt(brain > 0.5, sampling=spacing_mm)
     # Deep grey matter (thalamus, basal ganglia): GM far from the brain surface.
-    deep_weight = np.clip((depth - 18.0) / 6.0, 0, 1).astype(np.float32)
-    deep_gm = gm * deep_weight
+    deep_gm = gm * deep_gm_weight(depth)
     cortex = ((gm - deep_gm) > 0.5) & (region == 1)
     dist_c = ndimage.distance_transform_edt(~cortex, sampling=spacing_mm).astype(np.float32)
     return TemplateSpace(
