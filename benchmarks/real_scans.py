@@ -9,7 +9,9 @@ Usage::
 Each session runs alone through ``dawm predict`` (a fresh process on a one-session view of the
 dataset, so the time and peak memory are that session's, preprocessing included). Per session it
 records status (and the reason of a failure), wall time, peak resident memory, brain volume, the
-share of the expected brain inside each image's field of view, lesion and DAWM volumes, the
+share of the expected brain inside each image's field of view, lesion and DAWM volumes (and those
+inside the deep grey nuclei of the MNI template, where simulator-trained models put false
+positives), the
 warnings of preprocessing, and a QC overlay PNG (brain mask outline, lesions red, DAWM yellow on
 the session-grid FLAIR or T1w). On subjects with an expert lesion mask in
 ``derivatives/expert-lesions`` (sub-x07) it scores, on the mask's grid: lesion Dice, lesion-wise F1
@@ -124,6 +126,27 @@ def expert_scores(pred_lesion: np.ndarray, flair: np.ndarray, brain: np.ndarray,
     }
 
 
+def deep_gm_volumes(dseg: np.ndarray, affine: np.ndarray, pre_dir: Path) -> dict:
+    """Lesion and DAWM ml of the session-grid ``dseg`` inside the deep grey nuclei (the MNI
+    deep-GM prior >= ``DEEP_GM_PRIOR_MIN`` pulled through the session's template transform; it also
+    holds the deepest cortex): where simulator-trained models put false positives on real FLAIR.
+    Empty without a template transform."""
+    from dawm.image.registration import load_transform
+    from dawm.image.resample import voxel_sizes
+    from dawm.image.template import mni_deep_gm_prior
+    from dawm.model.cache import DEEP_GM_PRIOR_MIN
+
+    xfm = sorted(pre_dir.glob("*_from-MNI*_to-session_mode-image_xfm.h5"))
+    if not xfm:
+        return {}
+    deep = mni_deep_gm_prior(load_transform(xfm[0]), dseg.shape, affine) >= DEEP_GM_PRIOR_MIN
+    voxel_ml = float(np.prod(voxel_sizes(affine))) / 1000.0
+    return {
+        "lesion_ml_deep_gm": round(float(((dseg == 1) & deep).sum()) * voxel_ml, 2),
+        "dawm_ml_deep_gm": round(float(((dseg == 2) & deep).sum()) * voxel_ml, 2),
+    }
+
+
 def session_row(bids: Path, subject: str, session: str | None, work: Path, model: Path | None, figures: Path) -> dict:
     from dawm.image.io import load_volume
     from dawm.image.resample import resample_to_grid, voxel_sizes
@@ -160,6 +183,7 @@ def session_row(bids: Path, subject: str, session: str | None, work: Path, model
     )
     brain_img = load_volume(next(pre_dir.glob("*_space-session_desc-brain_mask.nii.gz")))
     dseg = np.rint(load_volume(next(pred_dir.glob("*_space-session_desc-dawm_dseg.nii.gz")), allow_empty=True).data).astype(np.uint8)
+    row.update(deep_gm_volumes(dseg, brain_img.affine, pre_dir))
     shown = next(
         iter(
             sorted(pre_dir.glob("*_space-session_desc-preproc_FLAIR.nii.gz"))
@@ -238,6 +262,7 @@ def markdown(result: dict) -> str:
                     "coverage": "",
                     "lesion ml": "",
                     "DAWM ml": "",
+                    "in deep GM: lesion / DAWM ml": "",
                     "notes": r.get("reason", ""),
                 }
             )
@@ -253,9 +278,12 @@ def markdown(result: dict) -> str:
                 "coverage": min(r["brain_coverage"].values()) if r.get("brain_coverage") else float("nan"),
                 "lesion ml": r["lesion_ml"],
                 "DAWM ml": r["dawm_ml"],
+                "in deep GM: lesion / DAWM ml": f"{r['lesion_ml_deep_gm']} / {r['dawm_ml_deep_gm']}" if "dawm_ml_deep_gm" in r else "-",
                 "notes": "; ".join(r["warnings"]) if r["warnings"] else "",
             }
         )
+    if not any("dawm_ml_deep_gm" in r for r in result["sessions"]):  # recorded before the column existed
+        rows = [{k: v for k, v in row.items() if k != "in deep GM: lesion / DAWM ml"} for row in rows]
     lines = [
         f"# dawm on real clinical scans ({result['model']})",
         "",

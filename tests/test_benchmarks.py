@@ -263,7 +263,7 @@ BUILDERS = {
     **{n: (lambda d, t: _bench("model_speed").markdown(d)) for n in ("model_speed", "model_speed_gpu")},
     **{
         n: (lambda d, t: _bench("real_scans").markdown(d))
-        for n in ("real_scans", "real_scans_candidate", "real_scans_lesionwise", "real_scans_truelesion")
+        for n in ("real_scans", "real_scans_candidate", "real_scans_lesionwise", "real_scans_truelesion", "real_scans_deepgm")
     },
     "real_longitudinal": lambda d, t: _bench("real_longitudinal").markdown(d),
     "dose_response": lambda d, t: _bench("dose_response").markdown(d["meta"], *_bench("dose_response").summarise(d["rows"])),
@@ -410,3 +410,22 @@ def test_dawm_accuracy_predicts_from_a_view_without_derivatives(tmp_path: Path) 
     assert mod.onto_grid(dseg, a, a) is dseg
     moved = mod.onto_grid(dseg, a, b)
     assert moved[0, 2, 3] == 2 and moved.sum() == 2 and moved.dtype == np.uint8
+
+
+def test_real_scans_counts_lesion_and_dawm_inside_the_deep_grey_nuclei(tmp_path) -> None:
+    """real_scans' deep-GM columns: a label in the thalamus counts, one in the centrum semiovale
+    does not; without a template transform the columns are left out."""
+    from dawm.image.registration import save_transform
+    from dawm.image.template import load_template
+
+    rs = _bench("real_scans")
+    tpl = load_template(2)
+    inv = np.linalg.inv(tpl.affine)
+    dseg = np.zeros(tpl.t1.shape, np.uint8)
+    thalamus = np.rint(inv[:3, :3] @ [-11, -18, 7] + inv[:3, 3]).astype(int)
+    semiovale = np.rint(inv[:3, :3] @ [-26, -10, 34] + inv[:3, 3]).astype(int)
+    dseg[tuple(thalamus)] = 2
+    dseg[tuple(semiovale)] = 1
+    assert rs.deep_gm_volumes(dseg, tpl.affine, tmp_path) == {}
+    save_transform(np.eye(4), tmp_path / "sub-a_from-MNI152NLin2009cSym_to-session_mode-image_xfm.h5")
+    assert rs.deep_gm_volumes(dseg, tpl.affine, tmp_path) == {"lesion_ml_deep_gm": 0.0, "dawm_ml_deep_gm": 0.01}
