@@ -227,7 +227,14 @@ def _preprocess(data: dict, text: str) -> str:
 BUILDERS = {
     **{
         n: (lambda d, t: _bench("dawm_accuracy").markdown(d))
-        for n in ("dawm_accuracy", "dawm_accuracy_vis1.0", "dawm_accuracy_vis0.75", "dawm_accuracy_vis0.5", "dawm_accuracy_vis0.25")
+        for n in (
+            "dawm_accuracy",
+            "dawm_accuracy_deepgm",
+            "dawm_accuracy_vis1.0",
+            "dawm_accuracy_vis0.75",
+            "dawm_accuracy_vis0.5",
+            "dawm_accuracy_vis0.25",
+        )
     },
     **{
         n: (lambda d, t: _bench("label_benchmark").markdown(d["summary"], d["meta"]))
