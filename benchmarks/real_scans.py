@@ -27,7 +27,6 @@ Writes ``benchmarks/results/<name>.{json,md}`` and ``benchmarks/results/<name>/*
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -126,20 +125,19 @@ def expert_scores(pred_lesion: np.ndarray, flair: np.ndarray, brain: np.ndarray,
     }
 
 
-def deep_gm_volumes(dseg: np.ndarray, affine: np.ndarray, pre_dir: Path) -> dict:
+def deep_gm_volumes(dseg: np.ndarray, affine: np.ndarray, from_template_xfm: Path | None) -> dict:
     """Lesion and DAWM ml of the session-grid ``dseg`` inside the deep grey nuclei (the MNI
     deep-GM prior >= ``DEEP_GM_PRIOR_MIN`` pulled through the session's template transform; it also
     holds the deepest cortex): where simulator-trained models put false positives on real FLAIR.
-    Empty without a template transform."""
+    Empty without a template transform (``from_template_xfm`` None)."""
     from dawm.image.registration import load_transform
     from dawm.image.resample import voxel_sizes
     from dawm.image.template import mni_deep_gm_prior
     from dawm.model.cache import DEEP_GM_PRIOR_MIN
 
-    xfm = sorted(pre_dir.glob("*_from-MNI*_to-session_mode-image_xfm.h5"))
-    if not xfm:
+    if from_template_xfm is None:
         return {}
-    deep = mni_deep_gm_prior(load_transform(xfm[0]), dseg.shape, affine) >= DEEP_GM_PRIOR_MIN
+    deep = mni_deep_gm_prior(load_transform(from_template_xfm), dseg.shape, affine) >= DEEP_GM_PRIOR_MIN
     voxel_ml = float(np.prod(voxel_sizes(affine))) / 1000.0
     return {
         "lesion_ml_deep_gm": round(float(((dseg == 1) & deep).sum()) * voxel_ml, 2),
@@ -148,25 +146,26 @@ def deep_gm_volumes(dseg: np.ndarray, affine: np.ndarray, pre_dir: Path) -> dict
 
 
 def session_row(bids: Path, subject: str, session: str | None, work: Path, model: Path | None, figures: Path) -> dict:
+    from dawm.bids.derivative_files import PredictFiles
+    from dawm.bids.layout import SessionRef
     from dawm.image.io import load_volume
     from dawm.image.resample import resample_to_grid, voxel_sizes
 
-    key = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+    ref = SessionRef(subject, session)
+    key = ref.key
     out = work / key
     run = run_session(bids, subject, session, out, model)
     row: dict = {"session": key, **run}
-    anat = Path("sub-" + subject) / (f"ses-{session}" if session else "") / "anat"
-    pred_dir, pre_dir = out / "predict" / anat, out / "predict" / "derivatives" / "dawm-preprocess" / anat
-    logs = sorted(pre_dir.glob("*_desc-preproc_log.json"))
-    volumes = sorted(pred_dir.glob("*_desc-dawm_volumes.tsv"))
-    if run["rc"] != 0 or not logs or not volumes:
+    pred = PredictFiles(out / "predict")
+    pre = pred.preprocess
+    if run["rc"] != 0 or not pre.log(ref).exists() or not pred.volumes(ref).exists():
         tail = (out / "predict.log").read_text().strip().splitlines()[-6:]
         row.update(status="failed", reason=" ".join(t.strip() for t in tail))
         return row
     import pandas as pd
 
-    info = json.loads(logs[0].read_text())
-    vol = pd.read_csv(volumes[0], sep="\t")
+    info = pre.read_log(ref)
+    vol = pd.read_csv(pred.volumes(ref), sep="\t")
     allrow = vol[vol.location == "all"].iloc[0]
     row.update(
         status="ok",
@@ -181,15 +180,10 @@ def session_row(bids: Path, subject: str, session: str | None, work: Path, model
         dawm_ml=round(float(allrow.dawm_ml), 2),
         warnings=info.get("Warnings", []),
     )
-    brain_img = load_volume(next(pre_dir.glob("*_space-session_desc-brain_mask.nii.gz")))
-    dseg = np.rint(load_volume(next(pred_dir.glob("*_space-session_desc-dawm_dseg.nii.gz")), allow_empty=True).data).astype(np.uint8)
-    row.update(deep_gm_volumes(dseg, brain_img.affine, pre_dir))
-    shown = next(
-        iter(
-            sorted(pre_dir.glob("*_space-session_desc-preproc_FLAIR.nii.gz"))
-            or sorted(pre_dir.glob("*_space-session_desc-preproc_T1w.nii.gz"))
-        )
-    )
+    brain_img = load_volume(pre.brain_mask(ref))
+    dseg = np.rint(load_volume(pred.dseg(ref), allow_empty=True).data).astype(np.uint8)
+    row.update(deep_gm_volumes(dseg, brain_img.affine, pre.find_from_template_xfm(ref)))
+    shown = pre.image(ref, "FLAIR") if pre.image(ref, "FLAIR").exists() else pre.image(ref, "T1w")
     row["qc_png"] = str(
         qc_overlay(
             load_volume(shown).data,
@@ -199,7 +193,7 @@ def session_row(bids: Path, subject: str, session: str | None, work: Path, model
             f"{key}: lesion {row['lesion_ml']} ml, DAWM {row['dawm_ml']} ml",
         ).relative_to(figures.parent)
     )
-    expert_path = bids / "derivatives" / "expert-lesions" / anat / f"{key}_label-lesion_mask.nii.gz"
+    expert_path = bids / "derivatives" / "expert-lesions" / ref.base().subject_dir() / f"{key}_label-lesion_mask.nii.gz"
     if expert_path.exists():
         expert = load_volume(expert_path, allow_empty=True)
         # The expert mask lies on a raw image grid: the reference's (session grid in its world) or the FLAIR's.
@@ -215,24 +209,20 @@ def session_row(bids: Path, subject: str, session: str | None, work: Path, model
         if role is None or "FLAIR" not in grids:
             row["expert"] = f"{expert_path.name}: on no raw image grid of this session (or no FLAIR), not scored"
             return row
-        pull = (
-            np.eye(4)
-            if role == info["Reference"]
-            else np.asarray(json.loads(next(pre_dir.glob("*_from-FLAIR_to-session_mode-image_xfm.json")).read_text())["InverseMatrixRAS"])
-        )
+        pull = np.eye(4) if role == info["Reference"] else np.asarray(pre.read_json(pre.acquisition_xfm(ref, "FLAIR"))["InverseMatrixRAS"])
         session_affine = brain_img.affine
         on_raw = dict(interpolation="nearest", transform_ras=pull)
-        native = sorted(pred_dir.glob(f"*_space-{role}_desc-dawm_dseg.nii.gz"))
+        native = pred.native_dseg(ref, role)
         pred_raw = (
-            np.rint(load_volume(native[0], allow_empty=True).data).astype(np.uint8)
-            if native
+            np.rint(load_volume(native, allow_empty=True).data).astype(np.uint8)
+            if native.exists()
             else resample_to_grid(dseg, session_affine, expert.shape, expert.affine, **on_raw)
         )
         brain_raw = resample_to_grid(brain_img.data.astype(np.uint8), session_affine, expert.shape, expert.affine, **on_raw) > 0
         if grids["FLAIR"].shape == expert.shape and np.allclose(grids["FLAIR"].affine, expert.affine, atol=1e-3):
             flair = grids["FLAIR"].data  # the raw FLAIR at its own resolution: the fairest baseline
         else:
-            flair_session = load_volume(next(pre_dir.glob("*_space-session_desc-preproc_FLAIR.nii.gz"))).data
+            flair_session = load_volume(pre.image(ref, "FLAIR")).data
             flair = resample_to_grid(flair_session, session_affine, expert.shape, expert.affine, transform_ras=pull)
         row["expert"] = expert_scores(pred_raw == 1, flair, brain_raw, expert.data > 0.5, voxel_sizes(expert.affine))
         # What a perfect model on the session grid could reach: the expert mask taken to that grid

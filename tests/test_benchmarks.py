@@ -433,6 +433,7 @@ def test_real_scans_counts_lesion_and_dawm_inside_the_deep_grey_nuclei(tmp_path)
     semiovale = np.rint(inv[:3, :3] @ [-26, -10, 34] + inv[:3, 3]).astype(int)
     dseg[tuple(thalamus)] = 2
     dseg[tuple(semiovale)] = 1
-    assert rs.deep_gm_volumes(dseg, tpl.affine, tmp_path) == {}
-    save_transform(np.eye(4), tmp_path / "sub-a_from-MNI152NLin2009cSym_to-session_mode-image_xfm.h5")
-    assert rs.deep_gm_volumes(dseg, tpl.affine, tmp_path) == {"lesion_ml_deep_gm": 0.0, "dawm_ml_deep_gm": 0.01}
+    assert rs.deep_gm_volumes(dseg, tpl.affine, None) == {}
+    xfm = tmp_path / "sub-a_from-MNI152NLin2009cSym_to-session_mode-image_xfm.h5"
+    save_transform(np.eye(4), xfm)
+    assert rs.deep_gm_volumes(dseg, tpl.affine, xfm) == {"lesion_ml_deep_gm": 0.0, "dawm_ml_deep_gm": 0.01}
