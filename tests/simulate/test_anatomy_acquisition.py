@@ -57,3 +57,21 @@ def test_noise_is_rician_and_ghosting_keeps_energy():
     assert np.sum(np.abs(ghosted) ** 2) == pytest.approx(np.sum(np.abs(img) ** 2), rel=1e-4)
     outside = np.abs(ghosted)[:, :8].sum()
     assert outside > 0.01, "ghosts appear outside the object along the phase axis"
+
+
+def test_deep_grey_matter_splits_into_thalamus_and_striatum():
+    """The template's deep GM is thalamic inside the thalamus box and striatal in the caudate and
+    putamen; cortex has neither."""
+    tpl = anatomy.template_space(2.0)
+    inv = np.linalg.inv(tpl.affine)
+
+    def at(mm):
+        return tuple(np.rint(inv[:3, :3] @ np.asarray(mm, float) + inv[:3, 3]).astype(int))
+
+    thalamus, putamen, caudate, cortex = at([-11, -18, 7]), at([-25, 2, 0]), at([-13, 12, 10]), at([-40, -20, 55])
+    assert tpl.deep_gm[thalamus] > 0.3 and tpl.striatum[thalamus] == 0
+    assert tpl.striatum[putamen] > 0.3 and tpl.deep_gm[putamen] == 0
+    assert tpl.striatum[caudate] > 0.3
+    assert tpl.striatum[cortex] == 0 and tpl.deep_gm[cortex] == 0 and tpl.gm[cortex] > 0.3
+    total = tpl.gm + tpl.wm + tpl.csf + tpl.deep_gm + tpl.striatum
+    assert float(total.max()) <= 1.0 + 1e-4

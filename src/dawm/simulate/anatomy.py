@@ -25,6 +25,10 @@ from dawm.image.template import deep_gm_weight
 
 #: Ventricle search box in MNI coordinates (mm), around the lateral and third ventricles.
 _VENTRICLE_BOX_MNI = ((-32.0, 32.0), (-48.0, 30.0), (-12.0, 32.0))
+#: MNI box (x, y, z mm) of the thalami (and pallidum's posterior half): deep grey matter inside it
+#: keeps the thalamic properties; deep grey matter outside it (caudate, putamen, the deepest
+#: insular cortex) is striatum, closer to cortex on T1 and T2.
+_THALAMUS_BOX_MNI = ((-24.0, 24.0), (-40.0, -6.0), (-6.0, 20.0))
 #: Below this MNI z (mm), or below _INFRA_Z2 behind _INFRA_Y: brainstem and cerebellum.
 _INFRA_Z, _INFRA_Z2, _INFRA_Y = -24.0, -8.0, -40.0
 _PAD_MM = 16.0
@@ -47,6 +51,8 @@ class TemplateSpace:
     """The MNI template on the simulation grid. Fractions in [0, 1]; ``affine`` voxel -> MNI mm.
 
     ``region``: 0 outside, 1 supratentorial, 2 infratentorial. ``ventricles``: bool.
+    ``deep_gm`` (thalami) and ``striatum`` (caudate, putamen) split the deep grey matter; ``gm`` is
+    the rest (cortex).
     ``dist_ventricle_mm`` / ``dist_cortex_mm``: distance of each voxel to the ventricles / cortical GM.
     """
 
@@ -54,6 +60,7 @@ class TemplateSpace:
     wm: np.ndarray
     csf: np.ndarray
     deep_gm: np.ndarray
+    striatum: np.ndarray
     brain: np.ndarray
     ventricles: np.ndarray
     region: np.ndarray
@@ -138,12 +145,17 @@ def template_space(spacing_mm: float = 1.0) -> TemplateSpace:
     # Deep grey matter (thalamus, basal ganglia): GM far from the brain surface.
     deep_gm = gm * deep_gm_weight(depth)
     cortex = ((gm - deep_gm) > 0.5) & (region == 1)
+    thalamic = np.ones(shape, bool)
+    for axis, (a, b) in enumerate(_THALAMUS_BOX_MNI):
+        thalamic &= (world[axis] >= a) & (world[axis] <= b)
+    striatum = np.where(thalamic, 0.0, deep_gm)
     dist_c = ndimage.distance_transform_edt(~cortex, sampling=spacing_mm).astype(np.float32)
     return TemplateSpace(
         gm=(gm - deep_gm).astype(np.float32),
         wm=wm.astype(np.float32),
         csf=csf.astype(np.float32),
-        deep_gm=deep_gm.astype(np.float32),
+        deep_gm=(deep_gm - striatum).astype(np.float32),
+        striatum=striatum.astype(np.float32),
         brain=brain,
         ventricles=ventricles,
         region=region,

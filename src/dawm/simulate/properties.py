@@ -11,6 +11,16 @@ Values at 3 T (see ``shared/reference/literature.md``):
 - MS NAWM: MTR 1-3 pu lower than control WM, T1 distribution wider and right-skewed.
 - Ageing: WM T1 rises and MTR falls by a small amount per decade.
 - Field strength: tissue T1 scales as B0^0.35 (Rooney et al., MRM 2007); CSF is unchanged.
+- Deep grey nuclei: the striatum (caudate, putamen) is close to cortex, the thalamus closer to WM
+  (more myelinated fibres): at 3 T, T1 of the caudate lies near cortex and the thalamus and
+  pallidum nearer WM (Gelman et al., MRM 2001, R1 by region), and caudate T2 falls in the same
+  group as neocortex (Georgiades et al., AJNR 2001). So on FLAIR and T2w the striatum reads
+  near cortex (a few % above WM), the thalamus between.
+
+Partial volume: CSF and tissue are separate water compartments on the time scale of a TR (slow
+exchange), so a voxel's signal is the sum of its compartments' signals, not the signal of averaged
+relaxation times (averaging T2 over 20 % CSF gives ~370 ms, a FLAIR-bright rim at every CSF
+border that no scanner shows). :func:`signal_compartments` returns the two compartments.
 """
 
 from __future__ import annotations
@@ -23,7 +33,8 @@ import numpy as np
 TISSUE = {
     "wm": (850.0, 75.0, 0.69, 40.0),
     "gm": (1400.0, 90.0, 0.80, 28.0),
-    "deep_gm": (1150.0, 78.0, 0.78, 32.0),
+    "deep_gm": (1150.0, 78.0, 0.78, 32.0),  # thalamus
+    "striatum": (1300.0, 88.0, 0.80, 29.0),  # caudate, putamen
     "csf": (4000.0, 1500.0, 1.00, 1.0),
     "fat": (380.0, 70.0, 0.90, 8.0),
     "skull": (500.0, 5.0, 0.05, 15.0),
@@ -122,3 +133,22 @@ def tissue_properties(
     t2 = np.where(head, t2, 0).astype(np.float32)
     mtr = np.where(head, np.clip(mtr, 0, 100), 0).astype(np.float32)
     return PropertyMaps(t1_ms=t1, t2_ms=t2, pd=pd_out.astype(np.float32), mtr_pu=mtr)
+
+
+def signal_compartments(fractions: dict[str, np.ndarray], *, lesion_frac: np.ndarray, **kwargs) -> tuple[PropertyMaps, PropertyMaps]:
+    """The voxel's two signal compartments ``(tissue, fluid)``: its non-CSF tissues (parenchyma
+    with lesions and DAWM, the head's fat and skull) and its CSF, each from :func:`tissue_properties`
+    with PD carrying the compartment's volume share. Any signal linear in PD then adds:
+    ``S = S(tissue) + S(fluid)`` (e.g. a FLAIR voxel of 20 % CSF reads as 80 % tissue, CSF nulled).
+
+    ``lesion_frac`` is the lesion's share of the voxel, taken as its share of the tissue
+    compartment; ``kwargs`` are :func:`tissue_properties`'s (``dawm`` acts on tissue only).
+    """
+    tissue_fr = {k: v for k, v in fractions.items() if k != "csf"}
+    tissue_total = sum(tissue_fr.values()) if tissue_fr else np.zeros_like(lesion_frac)
+    lesion_share = np.clip(lesion_frac / np.maximum(tissue_total, 1e-3), 0.0, 1.0).astype(np.float32)
+    tissue = tissue_properties(tissue_fr, lesion_frac=lesion_share, **kwargs)
+    none = np.zeros_like(lesion_frac, dtype=np.float32)
+    fluid_kwargs = {**kwargs, "lesion_grade": none, "dawm": none}
+    fluid = tissue_properties({"csf": fractions.get("csf", none)}, lesion_frac=none, **fluid_kwargs)
+    return tissue, fluid

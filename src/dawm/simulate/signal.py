@@ -135,12 +135,15 @@ def flair_null_ti(tr_ms: float, t1_csf_ms: float = 4000.0) -> float:
     return float(t1_csf_ms * np.log(2.0 / (1.0 + np.exp(-tr_ms / t1_csf_ms))))
 
 
-def flair_signal(t1_ms: np.ndarray, t2_ms: np.ndarray, pd: np.ndarray, *, tr_ms: float, ti_ms: float, te_ms: float) -> np.ndarray:
-    """Inversion-recovery spin-echo magnitude: PD |1 - 2 e^{-TI/T1} + e^{-TR/T1}| e^{-TE/T2}."""
+def flair_signal(
+    t1_ms: np.ndarray, t2_ms: np.ndarray, pd: np.ndarray, *, tr_ms: float, ti_ms: float, te_ms: float, magnitude: bool = True
+) -> np.ndarray:
+    """Inversion-recovery spin-echo magnitude: PD |1 - 2 e^{-TI/T1} + e^{-TR/T1}| e^{-TE/T2}
+    (signed without the ``| |`` when ``magnitude`` is False, so compartments add before it)."""
     t1 = np.maximum(t1_ms, 1.0)
     t2 = np.maximum(t2_ms, 1.0)
     mz = 1 - 2 * np.exp(-ti_ms / t1) + np.exp(-tr_ms / t1)
-    return (pd * np.abs(mz) * np.exp(-te_ms / t2)).astype(np.float32)
+    return (pd * (np.abs(mz) if magnitude else mz) * np.exp(-te_ms / t2)).astype(np.float32)
 
 
 def gre_signal(t1_ms: np.ndarray, pd: np.ndarray, *, tr_ms: float, flip_deg: float, b1: np.ndarray | float = 1.0) -> np.ndarray:

@@ -27,7 +27,7 @@ from dawm.simulate import anatomy, pathology
 from dawm.simulate.clinical import Participant, draw_edss
 from dawm.simulate.config import SimulationConfig
 from dawm.simulate.pathology import DAWM_LOAD_ML, LESION_LOAD_ML
-from dawm.simulate.properties import DAWM_EFFECT, SubjectTissueTraits, tissue_properties
+from dawm.simulate.properties import DAWM_EFFECT, SubjectTissueTraits, signal_compartments, tissue_properties
 from dawm.simulate.scanners import ScannerProfile
 from dawm.simulate.signal import MPRAGESignal, flair_signal, mt_pair, mtr_map, t1_from_uni, uni
 
@@ -172,8 +172,8 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
         if patient:
             atrophy_mm = float(min(0.4 + 0.12 * (part.disease_duration + years), 4.0))
         coords = warp.coordinates(anatomy.atrophy_displacement(tpl, atrophy_mm))
-        fr = {k: np.clip(anatomy.pull(getattr(tpl, k), coords), 0, 1) for k in ("wm", "gm", "deep_gm", "csf")}
-        brain = fr["wm"] + fr["gm"] + fr["deep_gm"] + fr["csf"]  # = the template brain mask, warped
+        fr = {k: np.clip(anatomy.pull(getattr(tpl, k), coords), 0, 1) for k in ("wm", "gm", "deep_gm", "striatum", "csf")}
+        brain = fr["wm"] + fr["gm"] + fr["deep_gm"] + fr["striatum"] + fr["csf"]  # = the template brain mask, warped
         if shells is None:
             shells = anatomy.head_shells(rng_anat, brain, tpl.spacing_mm)
         fr["csf"] = np.clip(fr["csf"] + shells["csf_rim"], 0, 1)
@@ -187,7 +187,7 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
         # Truth masks on the subject grid.
         lesion = les_frac >= 0.5
         tissue = np.zeros(tpl.shape, np.uint8)
-        stack = np.stack([fr["csf"] * (brain >= 0.5), (fr["gm"] + fr["deep_gm"]) * (brain >= 0.5), fr["wm"] * (brain >= 0.5)])
+        stack = np.stack([fr["csf"] * (brain >= 0.5), (fr["gm"] + fr["deep_gm"] + fr["striatum"]) * (brain >= 0.5), fr["wm"] * (brain >= 0.5)])
         inbrain = (brain >= 0.5) & (stack.sum(0) > 0.05)
         tissue[inbrain] = (np.argmax(stack, axis=0) + 1)[inbrain].astype(np.uint8)
         tissue[lesion & inbrain] = 3
@@ -199,10 +199,12 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
 
         age = part.age + years
         common = dict(lesion_frac=les_frac, lesion_grade=les_grade, dawm=dawm_sev, traits=traits, age_years=age, field_t=prof.field_t)
-        qmaps = tissue_properties(fr, dawm_scale=1.0, **common)
-        # One physics: the clinical images see the same property maps, unless a study lowers the
-        # experimental dawm_visibility knob.
-        clin = qmaps if cfg.dawm_visibility == 1.0 else tissue_properties(fr, dawm_scale=cfg.dawm_visibility, **common)
+        qmaps = tissue_properties(fr, dawm_scale=1.0, **common)  # the truth maps: voxel averages
+        # Images sum the signals of the tissue and CSF compartments. One physics: the clinical
+        # images see the same compartments, unless a study lowers the experimental
+        # dawm_visibility knob.
+        q_comp = signal_compartments(fr, dawm_scale=1.0, **common)
+        clin = q_comp if cfg.dawm_visibility == 1.0 else signal_compartments(fr, dawm_scale=cfg.dawm_visibility, **common)
 
         # Transmit field (subject grid, smooth) and signals.
         b1 = (1 + prof.b1_amplitude * anatomy._smooth_noise(b1_rng, tuple(max(n // 8, 2) for n in tpl.shape), 1.0)).astype(np.float32)
@@ -218,7 +220,7 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
             cfg,
             ses,
             tpl,
-            qmaps,
+            q_comp,
             clin,
             b1,
             mp2,
@@ -309,7 +311,10 @@ def _rater_lesion_mask(root: Path, key: SessionRef, lesion: np.ndarray, tpl, g: 
 
 
 def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2, mpr, wm_pure, tissue, patho, lesion, summary) -> dict:
-    """Make and write the session's images; record stats and samples. Returns the session row start."""
+    """Make and write the session's images; record stats and samples. Returns the session row start.
+
+    ``qmaps`` (quantitative images) and ``clin`` (T1w, FLAIR) are the signal compartments of
+    :func:`signal_compartments`; each image sums their signals."""
     r = cfg.resolution_mm
     pose = acq.rigid_matrix(rng.normal(0, 4.0, 3), rng.normal(0, 5.0, 3))
     quality = float(rng.lognormal(0.0, 0.2))
@@ -353,8 +358,7 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     # T1w (MPRAGE).
     g = grid("T1w")
     s2s = motion_of("T1w")
-    (s,) = mpr(clin.t1_ms, b1)
-    sig = clin.pd * s * SIGNAL_SCALE
+    sig = sum(c.pd * mpr(c.t1_ms, b1)[0] for c in clin) * SIGNAL_SCALE
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     t1w = np.abs(noisy(sig, g, s2s, field, wm_level(sig) / (prof.snr * quality), motion))
     save_volume(field, g.affine, truth.bias_field(key, "T1w"), dtype=np.int16, scaled=True)
@@ -380,7 +384,8 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     g = grid("FLAIR")
     s2s = motion_of("FLAIR")
     f = prof.flair
-    sig = flair_signal(clin.t1_ms, clin.t2_ms, clin.pd, tr_ms=f.tr_ms, ti_ms=f.ti_ms, te_ms=f.te_ms) * SIGNAL_SCALE
+    sig = np.abs(sum(flair_signal(c.t1_ms, c.t2_ms, c.pd, tr_ms=f.tr_ms, ti_ms=f.ti_ms, te_ms=f.te_ms, magnitude=False) for c in clin))
+    sig = sig * SIGNAL_SCALE
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     snr = prof.snr * 0.8 * (1.3 if f.dims == "2D" else 1.0) * quality
     flair = np.abs(noisy(sig, g, s2s, field, wm_level(sig) / snr, motion))
@@ -407,12 +412,12 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     # MP2RAGE: complex inversions share coil field and phase; UNI and the scanner's T1 map.
     g = grid("MP2RAGE")
     s2s = motion_of("MP2RAGE")
-    s1, s2 = mp2(qmaps.t1_ms, b1)
+    blocks = [(c.pd, mp2(c.t1_ms, b1)) for c in qmaps]
+    sig1, sig2 = (sum(pd * s[i] for pd, s in blocks) * SIGNAL_SCALE for i in (0, 1))
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     phase = np.exp(1j * acq.smooth_field_on_grid(rng, g, 0.5)).astype(np.complex64)
-    sig2 = qmaps.pd * s2 * SIGNAL_SCALE
     sigma = wm_level(sig2) / (prof.snr * 1.2 * quality)
-    c1 = acq.add_complex_noise(rng, acq.acquire(qmaps.pd * s1 * SIGNAL_SCALE, tpl.affine, g, s2s) * field * phase, sigma)
+    c1 = acq.add_complex_noise(rng, acq.acquire(sig1, tpl.affine, g, s2s) * field * phase, sigma)
     c2 = acq.add_complex_noise(rng, acq.acquire(sig2, tpl.affine, g, s2s) * field * phase, sigma)
     u = uni(c1, c2)
     t1_ms = t1_from_uni(u, prof.mp2rage)
@@ -459,7 +464,8 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     # MT pair and MTR map.
     g = grid("MT")
     s2s = motion_of("MT")
-    off, on = mt_pair(qmaps.t1_ms, qmaps.pd, qmaps.mtr_pu, tr_ms=prof.mt_tr_ms, flip_deg=prof.mt_flip_deg, b1=b1)
+    pairs = [mt_pair(c.t1_ms, c.pd, c.mtr_pu, tr_ms=prof.mt_tr_ms, flip_deg=prof.mt_flip_deg, b1=b1) for c in qmaps]
+    off, on = (sum(pair[i] for pair in pairs) for i in (0, 1))
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     sig_off = off * SIGNAL_SCALE
     sigma = wm_level(sig_off) / (prof.snr * 1.1 * quality)
