@@ -187,7 +187,9 @@ def simulate_subject(task: SubjectTask) -> SubjectSummary:
         # Truth masks on the subject grid.
         lesion = les_frac >= 0.5
         tissue = np.zeros(tpl.shape, np.uint8)
-        stack = np.stack([fr["csf"] * (brain >= 0.5), (fr["gm"] + fr["deep_gm"] + fr["striatum"]) * (brain >= 0.5), fr["wm"] * (brain >= 0.5)])
+        stack = np.stack(
+            [fr["csf"] * (brain >= 0.5), (fr["gm"] + fr["deep_gm"] + fr["striatum"]) * (brain >= 0.5), fr["wm"] * (brain >= 0.5)]
+        )
         inbrain = (brain >= 0.5) & (stack.sum(0) > 0.05)
         tissue[inbrain] = (np.argmax(stack, axis=0) + 1)[inbrain].astype(np.uint8)
         tissue[lesion & inbrain] = 3
