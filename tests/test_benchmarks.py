@@ -270,7 +270,14 @@ BUILDERS = {
     **{n: (lambda d, t: _bench("model_speed").markdown(d)) for n in ("model_speed", "model_speed_gpu")},
     **{
         n: (lambda d, t: _bench("real_scans").markdown(d))
-        for n in ("real_scans", "real_scans_candidate", "real_scans_lesionwise", "real_scans_truelesion", "real_scans_deepgm")
+        for n in (
+            "real_scans",
+            "real_scans_candidate",
+            "real_scans_lesionwise",
+            "real_scans_truelesion",
+            "real_scans_deepgm",
+            "real_scans_physics",
+        )
     },
     "real_longitudinal": lambda d, t: _bench("real_longitudinal").markdown(d),
     "dose_response": lambda d, t: _bench("dose_response").markdown(d["meta"], *_bench("dose_response").summarise(d["rows"])),
