@@ -230,6 +230,7 @@ BUILDERS = {
         for n in (
             "dawm_accuracy",
             "dawm_accuracy_deepgm",
+            "dawm_accuracy_physics",
             "dawm_accuracy_vis1.0",
             "dawm_accuracy_vis0.75",
             "dawm_accuracy_vis0.5",
