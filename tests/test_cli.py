@@ -127,3 +127,28 @@ def test_log_file_in_the_output_folder_and_a_quiet_console(clinical: Path, tmp_p
     res = runner.invoke(app, ["-v", "preprocess", str(clinical), "--output", str(out), "--config", str(tmp_path / "config.json")])
     assert res.exit_code == 0, res.output
     assert "already pre-processed, skipped" in " ".join(res.output.split())  # the INFO details, on the console with -v
+
+
+@pytest.mark.parametrize(
+    ("command", "target"),
+    [
+        ("preprocess", "dawm.preprocess.pipeline.preprocess_dataset"),
+        ("label", "dawm.label.pipeline.label_dataset"),
+        ("predict", "dawm.model.predict.predict_dataset"),
+    ],
+)
+def test_participant_labels_after_one_flag_as_bids_apps_spell_them(command, target, tmp_path, monkeypatch) -> None:
+    """``--participant-label l04 l20`` (BIDS-App style) and the repeated flag give the same subjects;
+    a stray argument without the flag is a usage error, not a silently ignored word."""
+    import importlib
+
+    seen: list = []
+    module, name = target.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module), name, lambda *a, **k: seen.append(k["participant_label"]) or [])
+    head = [command, str(tmp_path / "bids")] + ([str(tmp_path / "out")] if command == "predict" else [])
+    runner = CliRunner()
+    for args in (["--participant-label", "l04", "l20"], ["--participant-label", "l04", "--participant-label", "l20"]):
+        runner.invoke(app, head + args)
+    assert seen == [["l04", "l20"], ["l04", "l20"]]
+    res = runner.invoke(app, [*head, "l20"])
+    assert res.exit_code != 0 and "unexpected argument" in res.output and len(seen) == 2

@@ -112,15 +112,27 @@ def _report_outcomes(
         raise typer.Exit(code=1)
 
 
-@app.command(context_settings={"allow_extra_args": True})
+#: ``--participant-label`` as the BIDS-Apps spell it: several labels after one flag, or the flag repeated.
+LABEL_HELP = "several after one flag (BIDS-App style) or the flag repeated; with or without sub-"
+#: Context of the commands that take ``--participant-label a b c`` (the labels after the first arrive as extra arguments).
+LABELS_CONTEXT = {"allow_extra_args": True}
+
+
+def _labels(ctx: typer.Context, participant_label: list[str] | None) -> list[str] | None:
+    """The subjects of ``--participant-label l04 l20`` (``l20`` arrives as an extra argument) or of a
+    repeated flag; ``DawmError`` for extra arguments without the flag."""
+    if ctx.args and not participant_label:
+        raise DawmError(f"unexpected argument(s): {' '.join(ctx.args)}")
+    return [*(participant_label or []), *ctx.args] or None
+
+
+@app.command(context_settings=LABELS_CONTEXT)
 def run(
     ctx: typer.Context,
     bids_dir: Path = typer.Argument(..., help="BIDS dataset (raw; T1w and/or FLAIR per session are enough)."),
     output_dir: Path = typer.Argument(..., help="Output folder: predictions, preprocessing, a QC page per session, cohort tables."),
     analysis_level: str = typer.Argument(..., help="participant (preprocess, predict, QC pages) or group (cohort tables and page)."),
-    participant_label: list[str] | None = typer.Option(
-        None, "--participant-label", help="Subjects to process (with or without sub-; several after one flag, or the flag repeated)."
-    ),
+    participant_label: list[str] | None = typer.Option(None, "--participant-label", help=f"Subjects to process ({LABEL_HELP})."),
     model: Path | None = typer.Option(None, "--model", "-m", help="Model folder (default: the model bundled with dawm)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Sessions preprocessed in parallel."),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 mirrored predictions (slower, slightly better)."),
@@ -138,9 +150,7 @@ def run(
     start = time.perf_counter()
     try:
         check_analysis_level(analysis_level)
-        if ctx.args and not participant_label:
-            raise DawmError(f"unexpected argument(s): {' '.join(ctx.args)}")
-        labels = [*(participant_label or []), *ctx.args] or None  # --participant-label l04 l20
+        labels = _labels(ctx, participant_label)
         with log_to_folder(output_dir, f"run-{analysis_level}") as logfile:
             if analysis_level == "participant":
                 outcomes = run_participant(bids_dir, output_dir, participant_label=labels, model_dir=model, jobs=jobs, tta=tta)
@@ -334,13 +344,12 @@ def demo(
         raise typer.Exit(code=1)
 
 
-@app.command()
+@app.command(context_settings=LABELS_CONTEXT)
 def preprocess(
+    ctx: typer.Context,
     bids_dir: Path = typer.Argument(..., help="BIDS dataset (raw) to pre-process."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Derivatives folder (default BIDS_DIR/derivatives/dawm-preprocess)."),
-    participant_label: list[str] | None = typer.Option(
-        None, "--participant-label", help="Subjects to process (repeatable; with or without sub-)."
-    ),
+    participant_label: list[str] | None = typer.Option(None, "--participant-label", help=f"Subjects to process ({LABEL_HELP})."),
     config_file: Path | None = typer.Option(None, "--config", help="PreprocessConfig JSON (e.g. a saved preprocess_config.json)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Sessions processed in parallel."),
     backend: str = typer.Option("local", callback=_backend, help="local (process pool) or dask (a LocalCluster, or --address)."),
@@ -360,7 +369,7 @@ def preprocess(
                 bids_dir,
                 output=output,
                 config=config,
-                participant_label=participant_label,
+                participant_label=_labels(ctx, participant_label),
                 jobs=jobs,
                 backend=backend,
                 address=address,
@@ -377,8 +386,9 @@ def preprocess(
     )
 
 
-@app.command()
+@app.command(context_settings=LABELS_CONTEXT)
 def label(
+    ctx: typer.Context,
     bids_dir: Path = typer.Argument(..., help="BIDS dataset whose sessions dawm preprocess has processed."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Derivatives folder (default BIDS_DIR/derivatives/dawm-label)."),
     reference: str | None = typer.Option(
@@ -390,9 +400,7 @@ def label(
         "--threshold",
         help="z threshold a region's core must pass; the region then grows to grow_threshold (2 by default, set in --config) (rule chi2: a p value, no growth).",
     ),
-    participant_label: list[str] | None = typer.Option(
-        None, "--participant-label", help="Subjects to label (repeatable; with or without sub-)."
-    ),
+    participant_label: list[str] | None = typer.Option(None, "--participant-label", help=f"Subjects to label ({LABEL_HELP})."),
     preprocess_dir: Path | None = typer.Option(
         None, "--preprocess-dir", help="dawm preprocess outputs (default BIDS_DIR/derivatives/dawm-preprocess)."
     ),
@@ -420,7 +428,7 @@ def label(
                 bids_dir,
                 output=output,
                 config=config,
-                participant_label=participant_label,
+                participant_label=_labels(ctx, participant_label),
                 preprocess_dir=preprocess_dir,
                 jobs=jobs,
                 force=force,
@@ -560,16 +568,15 @@ def train(
     _log_note(logfile)
 
 
-@app.command()
+@app.command(context_settings=LABELS_CONTEXT)
 def predict(
+    ctx: typer.Context,
     bids_dir: Path = typer.Argument(..., help="BIDS dataset (raw; T1w and/or FLAIR are enough)."),
     out_dir: Path = typer.Argument(..., help="Derivatives folder to write (e.g. BIDS_DIR/derivatives/dawm-predict)."),
     model: Path | None = typer.Option(
         None, "--model", "-m", help="Model folder made by dawm train or dawm export-model (default: the model bundled with dawm)."
     ),
-    participant_label: list[str] | None = typer.Option(
-        None, "--participant-label", help="Subjects to predict (repeatable; with or without sub-)."
-    ),
+    participant_label: list[str] | None = typer.Option(None, "--participant-label", help=f"Subjects to predict ({LABEL_HELP})."),
     tta: bool = typer.Option(False, "--tta", help="Average the 8 mirrored predictions (slower, slightly better)."),
     folds: str | None = typer.Option(None, help="Folds to ensemble, e.g. 0,1 (default: every trained fold)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Sessions preprocessed in parallel (when preprocessing is needed)."),
@@ -590,7 +597,7 @@ def predict(
                 bids_dir,
                 out_dir,
                 model,
-                participant_label=participant_label,
+                participant_label=_labels(ctx, participant_label),
                 jobs=jobs,
                 tta=tta,
                 folds=_fold_indices(folds),

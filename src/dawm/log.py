@@ -1,7 +1,9 @@
 """Logging set-up shared by every command: a quiet rich console plus a log file in the output folder.
 
 The console shows warnings and errors only (the commands print their progress bars and summary
-tables themselves); ``-v`` adds the INFO and DEBUG details there. Every command that writes an
+tables themselves), each distinct message once per process (a warning that every pass over a
+cohort repeats, such as a session's reference fallback, reaches the log file every time);
+``-v`` adds the INFO and DEBUG details there. Every command that writes an
 output folder also writes its details (INFO, DEBUG with ``-v``) to
 ``OUTPUT/logs/dawm-<command>-<UTC time>.log`` (:func:`log_to_folder`).
 """
@@ -34,12 +36,27 @@ def setup_logging(verbose: int = 0, logfile: str | Path | None = None) -> None:
     root = logging.getLogger("dawm")
     root.setLevel(logging.DEBUG if verbose > 0 else logging.INFO)
     root.handlers.clear()
-    root.addHandler(
-        RichHandler(console=console, show_path=False, rich_tracebacks=False, level=logging.DEBUG if verbose > 0 else logging.WARNING)
-    )
+    shown = RichHandler(console=console, show_path=False, rich_tracebacks=False, level=logging.DEBUG if verbose > 0 else logging.WARNING)
+    shown.addFilter(OncePerMessage())
+    root.addHandler(shown)
     if logfile is not None:
         root.addHandler(_FolderFileHandler(logfile))
     root.propagate = False
+
+
+class OncePerMessage(logging.Filter):
+    """Let each distinct (level, message) through once: the console filter of :func:`setup_logging`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.levelno, record.getMessage())
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
 
 
 class _FolderFileHandler(logging.FileHandler):

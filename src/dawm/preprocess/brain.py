@@ -26,7 +26,9 @@ Real clinical heads
   (contrast-free: T1w, FLAIR and T2w alike). When the primary result scores below
   ``DOUBTFUL_FIT``, alternatives are tried (the metric over the whole image instead of the head
   mask: a head mask clipped by a field of view that cuts the vertex pulled a real 2D T1w 15 mm
-  down; the identity start for images already in MNI space) and the best-scoring one is kept.
+  down; the head with a rough N4 applied, :func:`head_flattened`: a strong coil field moved a
+  simulated motion-ghosted T1w's optimum; the identity start for images already in MNI space) and
+  the best-scoring one is kept.
 * **Skull-stripped input** (:func:`looks_skull_stripped`: the non-zero part of the image is a
   single brain-sized object, at most ``MAX_STRIPPED_ML``): the brain mask is that object, and the
   template is registered to it only to place the priors; no brain is extracted twice.
@@ -50,6 +52,7 @@ from dawm.image.registration import (
 from dawm.image.resample import isotropic_grid, resample, voxel_sizes
 from dawm.image.template import Template, load_template
 from dawm.metrics import dice
+from dawm.preprocess.bias import correct_bias
 
 _WORK_MM = 2.0
 
@@ -83,8 +86,11 @@ MOVING_MARGIN_MM = 18.0
 START_OFFSETS_MM = (0.0, -20.0, 20.0, -40.0, 40.0)
 #: Below this :func:`tissue_fit` the primary affine is doubtful and the alternatives are tried
 #: (raw simulated T1w score 0.55-0.63 with the primary, raw simulated FLAIR 0.23-0.26 - so FLAIR
-#: references always try the alternative; the missed real 2D T1w 0.12).
-DOUBTFUL_FIT = 0.3
+#: references always try the alternatives; the missed real 2D T1w 0.12). On the adult-sized,
+#: compartment-summed seed-11 cohort the T1w primaries scored 0.39-0.72 where they were right and
+#: 0.33 on the motion-ghosted, strongly biased session whose MNI registration then failed (0.3
+#: before: it tried nothing else).
+DOUBTFUL_FIT = 0.4
 #: A non-zero region of at most this volume (ml) with an all-zero background is a skull-stripped brain
 #: (adult brains 1.1-1.6 L, the MNI template's 1.9 L; a head with skull and scalp is above 2.5 L).
 MAX_STRIPPED_ML = 2200.0
@@ -271,6 +277,26 @@ def _initial_transform(head: np.ndarray, head_affine: np.ndarray, template: Temp
     return matrix, scale
 
 
+def head_flattened(image: np.ndarray, affine: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """``image`` (X, Y, Z) with a rough bias field removed: N4 fitted inside the ``head`` mask on a
+    copy shrunk to about :data:`HEAD_N4_MM` (:func:`dawm.preprocess.bias.correct_bias`), float32,
+    for the template registration's doubtful cases only (the preprocessing's own N4 runs later, in
+    the brain).
+
+    A receive-coil field that brightens one side of the head by tens of percent moves mutual
+    information's optimum: on a simulated motion-ghosted Achieva T1w (1.19 L brain) the affine
+    registration of the raw image reached a :func:`tissue_fit` of 0.33 and a 1343 ml mask, and the
+    MNI registration then failed; of the flattened one 0.36 (0.53 scored on the flattened image),
+    1277 ml. Registering every session's flattened head instead (tried on 18 sessions that
+    registered well) cost 0.006 of GM Dice against the truth, hence an alternative, not the rule."""
+    spacing = float(np.min(voxel_sizes(affine)))
+    return correct_bias(image, affine, mask=head, shrink_factor=max(1, int(round(HEAD_N4_MM / spacing)))).corrected
+
+
+#: Voxel size (mm) of the shrunk copy the registration's rough N4 (:func:`head_flattened`) is fitted on.
+HEAD_N4_MM = 8.0
+
+
 def _synthetic_template(
     subject_work: np.ndarray,
     region: np.ndarray,
@@ -368,12 +394,18 @@ def extract_brain(
     ))  # fmt: skip
     if best[0] < DOUBTFUL_FIT:
         # A head mask clipped by the field of view (or leaking into artefacts) can hold the metric
-        # in a wrong basin: the same starts with the metric over the whole image.
-        alternative = scored(
+        # in a wrong basin: the same starts with the metric over the whole image. A strong coil
+        # field moves mutual information's optimum: the head with a rough N4 applied.
+        whole = scored(
             "whole-image",
             rigid_register(data, affine, tpl.t1, tpl.affine, fixed_mask=None, moving_mask=tpl_brain, dof=12, seed=seed, initial=starts),
         )
-        best = max(best, alternative, key=lambda c: c[0])
+        flat = head_flattened(data, affine, head)
+        flattened = scored(
+            "head-masked, bias-flattened",
+            rigid_register(flat, affine, tpl.t1, tpl.affine, fixed_mask=head, moving_mask=moving_mask, dof=12, seed=seed, initial=starts),
+        )
+        best = max(best, whole, flattened, key=lambda c: c[0])
     _, info["affine_chosen"], lin = best
 
     nl: NonlinearRegistration | None = None

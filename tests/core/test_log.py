@@ -1,0 +1,40 @@
+"""The console shows each distinct warning once; the log file keeps every record."""
+
+from __future__ import annotations
+
+import logging
+
+from dawm import log as dawm_log
+
+
+def test_console_shows_a_repeated_warning_once_and_the_file_keeps_all(tmp_path, capsys):
+    logfile = tmp_path / "logs" / "run.log"
+    dawm_log.setup_logging(0, logfile)
+    try:
+        logger = logging.getLogger("dawm.label.pipeline")
+        for _ in range(3):
+            for session in ("sub-hc001_ses-01", "sub-hc002_ses-01"):
+                logger.warning("%s: no other control scanned on prisma3t: using the subject's own NAWM as reference", session)
+        logger.info("details for the file only")
+    finally:
+        for handler in logging.getLogger("dawm").handlers:
+            handler.close()
+        dawm_log.setup_logging(0)
+    shown = capsys.readouterr().err
+    assert shown.count("sub-hc001_ses-01") == 1 and shown.count("sub-hc002_ses-01") == 1
+    assert "details for the file only" not in shown
+    written = logfile.read_text()
+    assert written.count("no other control scanned") == 6
+    assert "details for the file only" in written
+
+
+def test_once_filter_tells_levels_and_messages_apart():
+    once = dawm_log.OncePerMessage()
+
+    def record(level: int, msg: str, *args) -> logging.LogRecord:
+        return logging.LogRecord("dawm", level, __file__, 1, msg, args, None)
+
+    assert once.filter(record(logging.WARNING, "no %s", "FLAIR"))
+    assert not once.filter(record(logging.WARNING, "no FLAIR"))  # same text, other formatting
+    assert once.filter(record(logging.ERROR, "no FLAIR"))
+    assert once.filter(record(logging.WARNING, "no T1w"))
