@@ -32,7 +32,7 @@ def test_cached_template_is_the_nilearn_one(fresh_cache):
     built = tpl_mod.load_template(2)
     files = list(fresh_cache.glob("*.npz"))
     assert [f.name for f in files] == [tpl_mod._cache_path(2).name]
-    assert ".2mm." in files[0].name and ".nilearn" in files[0].name
+    assert ".2mm." in files[0].name and ".nilearn" in files[0].name and f".v{tpl_mod.CACHE_VERSION}." in files[0].name
     tpl_mod.load_template.cache_clear()
     _same(built, tpl_mod.load_template(2))  # now read from the copy
     # The CSF is derived, not stored: the copy stays small.

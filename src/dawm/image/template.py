@@ -71,8 +71,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dawm"
 
 
+#: Version of what :func:`_from_nilearn` derives from nilearn's files: bump it when that changes, so
+#: that copies made by an older dawm are not read.
+CACHE_VERSION = 1
+
+
 def _cache_path(resolution_mm: int) -> Path:
-    return cache_dir() / f"{TEMPLATE_NAME}.{resolution_mm}mm.nilearn{metadata.version('nilearn')}.npz"
+    return cache_dir() / f"{TEMPLATE_NAME}.{resolution_mm}mm.nilearn{metadata.version('nilearn')}.v{CACHE_VERSION}.npz"
 
 
 def _pack(a: np.ndarray) -> dict[str, np.ndarray]:
