@@ -59,6 +59,44 @@ class OncePerMessage(logging.Filter):
         return True
 
 
+#: Attribute of a record that a worker process already wrote to the log file and the parent only
+#: shows on the console (:func:`forward_warnings`, :func:`dawm.parallel.run_all`).
+FORWARDED = "dawm_forwarded"
+
+
+def _not_forwarded(record: logging.LogRecord) -> bool:
+    return not getattr(record, FORWARDED, False)
+
+
+@contextlib.contextmanager
+def forward_warnings() -> Iterator[list[tuple[int, str]]]:
+    """In a worker process: while the block runs, the console handlers of the ``dawm`` logger show
+    nothing and every WARNING or worse record is collected as ``(level, message)`` into the yielded
+    list, for the parent to show once (the log file still gets every record from the worker)."""
+    collected: list[tuple[int, str]] = []
+    root = logging.getLogger("dawm")
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            collected.append((record.levelno, record.getMessage()))
+
+    collector = _Collect(level=logging.WARNING)
+    consoles = [h for h in root.handlers if isinstance(h, RichHandler)]
+
+    def mute(record: logging.LogRecord) -> bool:
+        return False
+
+    for handler in consoles:
+        handler.addFilter(mute)
+    root.addHandler(collector)
+    try:
+        yield collected
+    finally:
+        root.removeHandler(collector)
+        for handler in consoles:
+            handler.removeFilter(mute)
+
+
 class _FolderFileHandler(logging.FileHandler):
     """A file handler that creates its folder and file at the first record (a command stopped by a
     usage error leaves no folder behind); the file starts with the dawm version and command line."""
@@ -66,6 +104,7 @@ class _FolderFileHandler(logging.FileHandler):
     def __init__(self, path: str | Path) -> None:
         super().__init__(path, delay=True, encoding="utf-8")
         self.setFormatter(logging.Formatter(FORMAT))
+        self.addFilter(_not_forwarded)  # the worker that logged it wrote it already
 
     def _open(self):  # noqa: ANN202 - logging.FileHandler's hook
         Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)

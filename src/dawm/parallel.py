@@ -9,6 +9,7 @@ when no address is given).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import traceback
@@ -20,7 +21,7 @@ from typing import Any, Literal
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dawm.errors import DawmError, InputError
-from dawm.log import console
+from dawm.log import FORWARDED, console, forward_warnings
 
 log = logging.getLogger(__name__)
 Backend = Literal["local", "dask"]
@@ -37,19 +38,31 @@ def check_backend(backend: str) -> Backend:
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one item: ``result`` when it worked, ``error`` (one line) when it failed;
-    ``seconds``: how long the call took."""
+    ``seconds``: how long the call took; ``warnings``: ``(level, message)`` of the warnings a worker
+    process logged (shown by the parent, each distinct one once)."""
 
     name: str
     result: Any = None
     error: str | None = None
     seconds: float | None = None
+    warnings: tuple[tuple[int, str], ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
-def _call(fn: Callable[[Any], Any], item: Any, name: str) -> Outcome:
+def _call(fn: Callable[[Any], Any], item: Any, name: str, forward: bool = False) -> Outcome:
+    """``fn(item)`` as an :class:`Outcome`; ``forward``: in a worker process, collect its warnings
+    into the outcome instead of printing them there."""
+    if not forward:
+        return _outcome(fn, item, name)
+    with forward_warnings() as collected:
+        outcome = _outcome(fn, item, name)
+    return dataclasses.replace(outcome, warnings=tuple(collected))
+
+
+def _outcome(fn: Callable[[Any], Any], item: Any, name: str) -> Outcome:
     start = time.perf_counter()
     try:
         return Outcome(name, result=fn(item), seconds=time.perf_counter() - start)
@@ -96,6 +109,8 @@ def run_all(
 
         def done(index: int, outcome: Outcome) -> None:
             outcomes[index] = outcome
+            for level, message in outcome.warnings:  # already in the log file (written by the worker)
+                log.log(level, "%s", message, extra={FORWARDED: True})
             if not outcome.ok:
                 log.error("%s failed: %s", outcome.name, outcome.error)
             else:
@@ -110,7 +125,7 @@ def run_all(
                 None if address else LocalCluster(n_workers=max(jobs, 1), threads_per_worker=1, processes=True, dashboard_address=None)
             )
             with Client(address or cluster) as client:
-                futures = {client.submit(_call, fn, item, name, pure=False): i for i, (item, name) in enumerate(zip(items, names))}
+                futures = {client.submit(_call, fn, item, name, True, pure=False): i for i, (item, name) in enumerate(zip(items, names))}
                 for fut in dask_completed(futures):
                     done(futures[fut], fut.result())
             if cluster is not None:
@@ -120,7 +135,7 @@ def run_all(
                 done(i, _call(fn, item, name))
         else:
             with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = {pool.submit(_call, fn, item, name): i for i, (item, name) in enumerate(zip(items, names))}
+                futures = {pool.submit(_call, fn, item, name, True): i for i, (item, name) in enumerate(zip(items, names))}
                 for fut in as_completed(futures):
                     done(futures[fut], fut.result())
     return [outcomes[i] for i in range(len(items))]

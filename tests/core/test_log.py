@@ -38,3 +38,27 @@ def test_once_filter_tells_levels_and_messages_apart():
     assert not once.filter(record(logging.WARNING, "no FLAIR"))  # same text, other formatting
     assert once.filter(record(logging.ERROR, "no FLAIR"))
     assert once.filter(record(logging.WARNING, "no T1w"))
+
+
+def _warns(x: int) -> int:
+    logging.getLogger("dawm.label.pipeline").warning("sub-hc001_ses-01: no other control scanned on prisma3t")
+    return x
+
+
+def test_worker_warnings_reach_the_console_once_and_the_file_once_each(tmp_path, capfd):
+    """With a process pool every worker warns; the parent shows the warning once, and the log file
+    holds each worker's record once (the parent does not write them again)."""
+    from dawm.parallel import run_all
+
+    logfile = tmp_path / "logs" / "run.log"
+    dawm_log.setup_logging(0, logfile)
+    try:
+        out = run_all(_warns, [1, 2, 3, 4], jobs=2)
+    finally:
+        for handler in logging.getLogger("dawm").handlers:
+            handler.close()
+        dawm_log.setup_logging(0)
+    assert [o.result for o in out] == [1, 2, 3, 4]
+    assert all(o.warnings == ((logging.WARNING, "sub-hc001_ses-01: no other control scanned on prisma3t"),) for o in out)
+    assert capfd.readouterr().err.count("no other control scanned") == 1
+    assert logfile.read_text().count("no other control scanned") == 4
