@@ -72,7 +72,8 @@ def _not_forwarded(record: logging.LogRecord) -> bool:
 def forward_warnings() -> Iterator[list[tuple[int, str]]]:
     """In a worker process: while the block runs, the console handlers of the ``dawm`` logger show
     nothing and every WARNING or worse record is collected as ``(level, message)`` into the yielded
-    list, for the parent to show once (the log file still gets every record from the worker)."""
+    list, for the parent to show once (a worker that inherited the command's log file writes
+    every record there itself; see :func:`writes_log_file`)."""
     collected: list[tuple[int, str]] = []
     root = logging.getLogger("dawm")
 
@@ -95,6 +96,12 @@ def forward_warnings() -> Iterator[list[tuple[int, str]]]:
         root.removeHandler(collector)
         for handler in consoles:
             handler.removeFilter(mute)
+
+
+def writes_log_file() -> bool:
+    """Whether this process's ``dawm`` logger writes a command log file (a forked pool worker
+    inherits the parent's; a Dask worker process has none)."""
+    return any(isinstance(h, _FolderFileHandler) for h in logging.getLogger("dawm").handlers)
 
 
 class _FolderFileHandler(logging.FileHandler):

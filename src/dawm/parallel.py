@@ -21,7 +21,7 @@ from typing import Any, Literal
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dawm.errors import DawmError, InputError
-from dawm.log import FORWARDED, console, forward_warnings
+from dawm.log import FORWARDED, console, forward_warnings, writes_log_file
 
 log = logging.getLogger(__name__)
 Backend = Literal["local", "dask"]
@@ -39,13 +39,15 @@ def check_backend(backend: str) -> Backend:
 class Outcome:
     """What happened to one item: ``result`` when it worked, ``error`` (one line) when it failed;
     ``seconds``: how long the call took; ``warnings``: ``(level, message)`` of the warnings a worker
-    process logged (shown by the parent, each distinct one once)."""
+    process logged (shown by the parent, each distinct one once), ``warnings_logged``: whether that
+    worker wrote them to the command's log file already (else the parent does)."""
 
     name: str
     result: Any = None
     error: str | None = None
     seconds: float | None = None
     warnings: tuple[tuple[int, str], ...] = ()
+    warnings_logged: bool = True
 
     @property
     def ok(self) -> bool:
@@ -59,7 +61,7 @@ def _call(fn: Callable[[Any], Any], item: Any, name: str, forward: bool = False)
         return _outcome(fn, item, name)
     with forward_warnings() as collected:
         outcome = _outcome(fn, item, name)
-    return dataclasses.replace(outcome, warnings=tuple(collected))
+    return dataclasses.replace(outcome, warnings=tuple(collected), warnings_logged=writes_log_file())
 
 
 def _outcome(fn: Callable[[Any], Any], item: Any, name: str) -> Outcome:
@@ -109,8 +111,8 @@ def run_all(
 
         def done(index: int, outcome: Outcome) -> None:
             outcomes[index] = outcome
-            for level, message in outcome.warnings:  # already in the log file (written by the worker)
-                log.log(level, "%s", message, extra={FORWARDED: True})
+            for level, message in outcome.warnings:
+                log.log(level, "%s", message, extra={FORWARDED: outcome.warnings_logged})
             if not outcome.ok:
                 log.error("%s failed: %s", outcome.name, outcome.error)
             else:

@@ -62,3 +62,20 @@ def test_worker_warnings_reach_the_console_once_and_the_file_once_each(tmp_path,
     assert all(o.warnings == ((logging.WARNING, "sub-hc001_ses-01: no other control scanned on prisma3t"),) for o in out)
     assert capfd.readouterr().err.count("no other control scanned") == 1
     assert logfile.read_text().count("no other control scanned") == 4
+
+
+def test_dask_worker_warnings_are_written_to_the_log_file_by_the_parent(tmp_path, capfd):
+    """A Dask worker process has no log file of its own: the parent writes its warnings there."""
+    from dawm.parallel import run_all
+
+    logfile = tmp_path / "logs" / "run.log"
+    dawm_log.setup_logging(0, logfile)
+    try:
+        out = run_all(_warns, [1, 2], jobs=1, backend="dask")
+    finally:
+        for handler in logging.getLogger("dawm").handlers:
+            handler.close()
+        dawm_log.setup_logging(0)
+    assert [o.result for o in out] == [1, 2] and not any(o.warnings_logged for o in out)
+    assert capfd.readouterr().err.count("no other control scanned") == 1
+    assert logfile.read_text().count("no other control scanned") == 2

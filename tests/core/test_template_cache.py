@@ -70,3 +70,11 @@ def test_pack_round_trip_is_exact(values):
     assert ("codes" in packed) == (np.unique(a).size <= 256)
     restored = tpl_mod._unpack({f"x.{k}": v for k, v in packed.items()}, "x")
     assert restored.dtype == np.float32 and np.array_equal(restored, a)
+
+
+def test_truncated_cache_is_rebuilt(fresh_cache):
+    built = tpl_mod.load_template(2)
+    path = tpl_mod._cache_path(2)
+    path.write_bytes(path.read_bytes()[:1000])  # a zip cut short: BadZipFile, not ValueError
+    tpl_mod.load_template.cache_clear()
+    _same(built, tpl_mod.load_template(2))

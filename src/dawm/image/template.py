@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -115,7 +116,7 @@ def _read_cached(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {name: _unpack(npz, name) for name in _STORED}, np.asarray(npz["affine"], dtype=float)
-    except (OSError, KeyError, ValueError) as exc:  # absent, truncated by another tool, older layout
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # absent, truncated, older layout
         if path.exists():
             log.debug("template cache %s unreadable (%s): rebuilding it", path, exc)
         return None

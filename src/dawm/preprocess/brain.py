@@ -88,8 +88,8 @@ START_OFFSETS_MM = (0.0, -20.0, 20.0, -40.0, 40.0)
 #: (raw simulated T1w score 0.55-0.63 with the primary, raw simulated FLAIR 0.23-0.26 - so FLAIR
 #: references always try the alternatives; the missed real 2D T1w 0.12). On the adult-sized,
 #: compartment-summed seed-11 cohort the T1w primaries scored 0.39-0.72 where they were right and
-#: 0.33 on the motion-ghosted, strongly biased session whose MNI registration then failed (0.3
-#: before: it tried nothing else).
+#: 0.13-0.33 (session grid / raw image) on the motion-ghosted, strongly biased session whose MNI
+#: registration then failed: the whole-image alternative scored 0.15 there, the flattened head 0.36.
 DOUBTFUL_FIT = 0.4
 #: A non-zero region of at most this volume (ml) with an all-zero background is a skull-stripped brain
 #: (adult brains 1.1-1.6 L, the MNI template's 1.9 L; a head with skull and scalp is above 2.5 L).
@@ -277,6 +277,10 @@ def _initial_transform(head: np.ndarray, head_affine: np.ndarray, template: Temp
     return matrix, scale
 
 
+#: Voxel size (mm) of the shrunk copy the registration's rough N4 (:func:`head_flattened`) is fitted on.
+HEAD_N4_MM = 8.0
+
+
 def head_flattened(image: np.ndarray, affine: np.ndarray, head: np.ndarray) -> np.ndarray:
     """``image`` (X, Y, Z) with a rough bias field removed: N4 fitted inside the ``head`` mask on a
     copy shrunk to about :data:`HEAD_N4_MM` (:func:`dawm.preprocess.bias.correct_bias`), float32,
@@ -291,10 +295,6 @@ def head_flattened(image: np.ndarray, affine: np.ndarray, head: np.ndarray) -> n
     registered well) cost 0.006 of GM Dice against the truth, hence an alternative, not the rule."""
     spacing = float(np.min(voxel_sizes(affine)))
     return correct_bias(image, affine, mask=head, shrink_factor=max(1, int(round(HEAD_N4_MM / spacing)))).corrected
-
-
-#: Voxel size (mm) of the shrunk copy the registration's rough N4 (:func:`head_flattened`) is fitted on.
-HEAD_N4_MM = 8.0
 
 
 def _synthetic_template(
