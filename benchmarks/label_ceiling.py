@@ -25,7 +25,14 @@ The steps, from the most to the least informed:
 Scores: ``T1`` (rise), ``MTR`` (drop), ``FLAIR`` (rise), ``T1w`` (drop), each as a robust z against the
 step's reference (median/MAD of the same mask without the true DAWM, i.e. an oracle reference), and
 ``T1+MTR`` ((z_T1 + z_MTR) / sqrt 2). ``coverage``: the share of the true DAWM inside the step's mask
-(an upper bound of recall). Writes ``benchmarks/results/<name>.{json,md}``.
+(an upper bound of recall).
+
+A second table, **signal and noise** (:func:`noise_rows`), says where step 3 loses what steps 1-2 hold:
+per map, in the estimated core, the DAWM effect (median of the true DAWM minus the median of the rest,
+in ms or pu), the spread of the rest (1.4826 MAD: anatomy plus noise), their ratio ``d'``, and the
+residual of the measured map against the noise-free one (SD over the rest), for the noise-free map,
+the noise-free map smoothed as the label stage smooths, the measured map and the measured map smoothed.
+Writes ``benchmarks/results/<name>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -63,12 +70,12 @@ def robust_z(data: np.ndarray, reference: np.ndarray, sign: float) -> np.ndarray
     return sign * (data - median) / max(sd, 1e-6)
 
 
-def session_rows(bids: Path, pre: Path, info, config: LabelConfig, min_voxels: int) -> list[dict]:
-    """The ceiling rows of one session ([] without enough true DAWM)."""
+def session_rows(bids: Path, pre: Path, info, config: LabelConfig, min_voxels: int) -> tuple[list[dict], list[dict]]:
+    """The ceiling rows and the signal-and-noise rows of one session (both [] without enough true DAWM)."""
     pathology = np.rint(truth_on_session_grid(bids, pre, info.inputs, desc="pathology", suffix="dseg")).astype(int)
     dawm = pathology == 2
     if dawm.sum() < min_voxels:
-        return []
+        return [], []
     prepared = prepare_session(info, pre, config)
     spacing = prepared.maps.spacing_mm
     tcore = true_wm_core(truth_on_session_grid(bids, pre, info.inputs, suffix="dseg"), config.pv_margin_mm, spacing) & (pathology != 1)
@@ -88,6 +95,7 @@ def session_rows(bids: Path, pre: Path, info, config: LabelConfig, min_voxels: i
         STEPS[4]: (clinical, ecore),
     }
     rows = []
+    noise = noise_rows(info.key, prepared.maps.norm_key, noise_free, prepared.maps.raw, prepared.maps.maps, ecore, dawm, config, spacing)
     for step, (maps, mask) in steps.items():
         reference = mask & ~dawm
         z = {m: robust_z(v, reference, SIGN[m]) for m, v in maps.items()}
@@ -107,7 +115,52 @@ def session_rows(bids: Path, pre: Path, info, config: LabelConfig, min_voxels: i
                     "coverage": coverage,
                 }
             )
+    return rows, noise
+
+
+def noise_rows(key, scanner, noise_free, raw, smoothed, mask, dawm, config: LabelConfig, spacing) -> list[dict]:
+    """Per map: DAWM effect, spread of the rest, ``d'`` and residual SD against the noise-free map
+    (module docstring), for the noise-free, noise-free smoothed, measured and measured smoothed map."""
+    rest, inside = mask & ~dawm, mask & dawm
+    rows = []
+    for m in ("T1", "MTR"):
+        if m not in raw or m not in noise_free:
+            continue
+        nf = noise_free[m]
+        nf_smooth = masked_smooth(nf, mask, config.smoothing_fwhm_mm, spacing)
+        for version, v, clean in (
+            ("noise-free", nf, nf),
+            ("noise-free, smoothed", nf_smooth, nf_smooth),
+            ("measured", raw[m], nf),
+            ("measured, smoothed", smoothed[m], nf_smooth),
+        ):
+            median, spread = robust_stats(v[rest])
+            effect = float(np.median(v[inside]) - median)
+            rows.append(
+                {
+                    "session": key,
+                    "scanner": scanner,
+                    "map": m,
+                    "version": version,
+                    "effect": effect,
+                    "spread": float(spread),
+                    "d_prime": effect / max(float(spread), 1e-9),
+                    "residual_sd": float(np.std((v - clean)[rest])),
+                }
+            )
     return rows
+
+
+def noise_summary(rows: list[dict]) -> list[dict]:
+    import pandas as pd
+
+    if not rows:
+        return []
+    g = pd.DataFrame(rows).groupby(["map", "version"], sort=False)
+    return [
+        {"map": m, "version": v, **{c: float(d[c].mean()) for c in ("effect", "spread", "d_prime", "residual_sd")}, "sessions": int(len(d))}
+        for (m, v), d in g
+    ]
 
 
 def summary_table(rows: list[dict]) -> list[dict]:
@@ -130,7 +183,7 @@ def summary_table(rows: list[dict]) -> list[dict]:
     return out
 
 
-def markdown(summary: list[dict], meta: dict) -> str:
+def markdown(summary: list[dict], meta: dict, noise: list[dict] | None = None) -> str:
     """The summary table, one row per step and score."""
     rows = [{**r, "dice": f"{r['dice_mean']:.2f} ({r['dice_sd']:.2f})"} for r in summary]
     lines = [
@@ -153,6 +206,28 @@ def markdown(summary: list[dict], meta: dict) -> str:
             na="nan",
         ),
     ]
+    if noise:
+        lines += [
+            "",
+            "## Signal and noise in the estimated core (means over sessions; T1 in ms, MTR in pu)",
+            "",
+            "effect: DAWM median minus the median of the rest; spread: 1.4826 MAD of the rest; residual: SD of the map "
+            "minus the noise-free map (smoothed alike) over the rest.",
+            "",
+            markdown_table(
+                noise,
+                {
+                    "map": "map",
+                    "version": "version",
+                    "DAWM effect": "effect",
+                    "spread": "spread",
+                    "d'": "d_prime",
+                    "residual SD": "residual_sd",
+                },
+                formats=dict.fromkeys(("effect", "spread", "d_prime", "residual_sd"), ".2f"),
+                na="-",
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -169,31 +244,38 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.bids}: no derivatives/dawm-truth (the ceiling needs a cohort made by dawm simulate)")
     config = LabelConfig()
     start = time.perf_counter()
-    rows = []
+    rows, noise = [], []
     infos = [i for i in session_infos(args.bids) if preprocessed(pre, i.inputs) and i.group != config.control_group]
     for info in infos:
         try:
-            found = session_rows(args.bids, pre, info, config, args.min_voxels)
+            found, found_noise = session_rows(args.bids, pre, info, config, args.min_voxels)
         except InputError as exc:  # e.g. a session without quantitative maps
             print(f"{info.key}: skipped: {exc}", flush=True)
             continue
         rows += found
+        noise += found_noise
         print(f"{info.key}: {'scored' if found else f'fewer than {args.min_voxels} true DAWM voxels'}", flush=True)
     if not rows:
         raise SystemExit(
             f"{args.bids}: no patient session could be scored (each needs T1 or MTR maps and {args.min_voxels}+ true DAWM voxels)"
         )
     summary = summary_table(rows)
+    noise_table = noise_summary(noise)
     meta = {
         "bids": str(args.bids),
         "n_sessions": len({r["session"] for r in rows}),
         "seconds": time.perf_counter() - start,
         "config": config.model_dump(mode="json"),
+        "noise": noise_table,
         "python": run.machine.python,
         "platform": run.machine.platform,
     }
     write_results(
-        args.name, {"meta": meta, "summary": summary, "rows": rows}, markdown(summary, meta), run=run, results_dir=args.results_dir
+        args.name,
+        {"meta": meta, "summary": summary, "rows": rows, "noise_rows": noise},
+        markdown(summary, meta, noise_table),
+        run=run,
+        results_dir=args.results_dir,
     )
     return 0
 

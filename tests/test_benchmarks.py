@@ -242,7 +242,7 @@ BUILDERS = {
         for n in ("label_1p5mm", "label_2mm_demo_full", "label_2mm_seed11")
     },
     **{
-        n: (lambda d, t: _bench("label_ceiling").markdown(d["summary"], d["meta"]))
+        n: (lambda d, t: _bench("label_ceiling").markdown(d["summary"], d["meta"], d["meta"].get("noise")))
         for n in ("label_ceiling_1p5mm", "label_ceiling_2mm_demo_full", "label_ceiling_2mm_seed11")
     },
     "label_coverage_2mm_seed11": lambda d, t: _bench("label_coverage").markdown(d["bids"], d["rows"]),

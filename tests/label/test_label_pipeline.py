@@ -114,6 +114,14 @@ def test_label_dataset_outputs(cohort: Path, tmp_path: Path, reference: str) -> 
     again = label_dataset(cohort, output=out, config=config)
     assert all(o.result.reused for o in again) and all(np.isfinite(o.result.dawm_expected_ml) for o in again)
     assert not any(o.result.reused for o in label_dataset(cohort, output=out, config=config, participant_label=["ms001"], force=True))
+    assert log["Config"] == config.model_dump(mode="json")
+    # other settings (or an older dawm's defaults) are not reused: the session is labelled again
+    other = config.model_copy(update={"probability_min_cluster_mm3": 0.0})
+    redone = label_dataset(cohort, output=out, config=other, participant_label=["ms001"])
+    assert redone and not any(o.result.reused for o in redone)
+    assert json.loads((out / "sub-ms001/ses-01/anat/sub-ms001_ses-01_desc-label_log.json").read_text())["Config"] == other.model_dump(
+        mode="json"
+    )
 
 
 def test_cli_label_runs(cohort: Path, tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ Per session (:func:`label_session`), from ``derivatives/dawm-preprocess``:
    session's normative group (:func:`control_null_shapes`, computed once per run with z maps made as
    when each control is labelled; Gaussian with a mirrored-tail guard when there is none), ``pi0`` and
    the probabilities under the zero assumption (no DAWM within ``probability_zero_sd`` null SD above
-   the centre), the mixture density a kernel estimate of the eligible voxels' scores; P is
-   non-decreasing in the score, 0 outside the eligible WM, in lesions and lesion-like voxels. Its sum
+   the centre), the mixture density a kernel estimate of the eligible voxels' scores; above the zone
+   only voxels in clusters of ``probability_min_cluster_mm3`` count, in the session and in the
+   controls' null alike (:func:`~dawm.label.probability.counted_voxels`); P is non-decreasing in the score, 0 outside the eligible WM, in lesions and lesion-like voxels. Its sum
    times the voxel volume is the expected DAWM volume ``dawm_expected_ml`` (next to the binary
    ``dawm_ml``);
 7. **write** the dseg, the ``label-DAWM_probseg`` (float32 0-1, with a sidecar describing the
@@ -73,6 +74,7 @@ from dawm.label.normative import (
 )
 from dawm.label.probability import (
     ProbabilityFit,
+    counted_voxels,
     dawm_probability,
     dawm_score,
     empirical_null,
@@ -483,7 +485,14 @@ def probability_map(
         null_shape=null_shape,
         n_controls=n_controls,
         zero_sd=config.probability_zero_sd,
+        min_cluster_voxels=probability_cluster_voxels(config, prepared.maps.spacing_mm),
     )
+
+
+def probability_cluster_voxels(config: LabelConfig, spacing_mm) -> int:
+    """``config.probability_min_cluster_mm3`` in voxels of ``spacing_mm`` (rounded up; 0 when off)."""
+    mm3 = float(config.probability_min_cluster_mm3)
+    return int(np.ceil(mm3 / float(np.prod(spacing_mm)) - 1e-9)) if mm3 > 0 else 0
 
 
 def control_score_histogram(
@@ -491,12 +500,22 @@ def control_score_histogram(
 ) -> tuple[str, str, np.ndarray]:
     """A control session's contribution to its normative group's null shape: ``(norm_key, subject,
     counts)``, the :func:`~dawm.label.probability.standardised_histogram` of its eligible voxels'
-    scores, z maps made exactly as when it is labelled (leave-one-out controls reference, or self)."""
+    scores (above the central zone only those of the cluster support,
+    :func:`~dawm.label.probability.counted_voxels`), z maps made exactly as when it is labelled
+    (leave-one-out controls reference, or self)."""
     prepared = prepare_session(info, pre_root, config)
     ref, _ = reference_for(prepared, config, model, is_control=True)
     score, exclude = _score_inputs(prepared, ref, config)
     null = empirical_null(score[prepared.maps.reference & ~exclude], zero_sd=config.probability_zero_sd)
-    counts = standardised_histogram(score[eligible_of(prepared, config) & ~exclude], null)
+    candidates = eligible_of(prepared, config) & ~exclude & np.isfinite(score)
+    counted = counted_voxels(
+        score,
+        candidates,
+        null,
+        zero_sd=config.probability_zero_sd,
+        min_cluster_voxels=probability_cluster_voxels(config, prepared.maps.spacing_mm),
+    )
+    counts = standardised_histogram(score[counted], null)
     return prepared.maps.norm_key, info.inputs.subject, counts
 
 
@@ -579,12 +598,19 @@ def label_log_path(out_root: Path, inputs: SessionInputs) -> Path:
     return LabelFiles(out_root).log(inputs)
 
 
-def label_complete(out_root: Path, inputs: SessionInfo | SessionInputs) -> bool:
+def label_complete(out_root: Path, inputs: SessionInfo | SessionInputs, config: LabelConfig | None = None) -> bool:
     """Whether the session's log exists and holds the expected DAWM volume (a log of a dawm without
-    the probability map does not count: the session is labelled again)."""
+    the probability map does not count: the session is labelled again) and, with ``config``, was
+    written under that same configuration (``Config`` of the log; a log without one, or with other
+    settings, e.g. the defaults of an older dawm, does not count)."""
     inputs = inputs.inputs if isinstance(inputs, SessionInfo) else inputs
     path = label_log_path(Path(out_root), inputs)
-    return path.exists() and "dawm_expected_ml" in json.loads(path.read_text()).get("Volumes", {})
+    if not path.exists():
+        return False
+    done = json.loads(path.read_text())
+    if "dawm_expected_ml" not in done.get("Volumes", {}):
+        return False
+    return config is None or done.get("Config") == config.model_dump(mode="json")
 
 
 @dataclass
@@ -686,6 +712,7 @@ def write_labelled(done: LabelledSession, info: SessionInfo, out_root: str | Pat
             "NormativeGroup": prepared.maps.norm_key,
             "Reference": {"how": ref.how, "recentering_shift_z": ref.shift, "abnormality_correlation": ref.rho, **done.reference_record},
             "Rule": {"rule": config.rule, "z_threshold": config.z_threshold, "chi2_p": config.chi2_p},
+            "Config": config.model_dump(mode="json"),
             "Probability": done.probability_fit.to_dict(),
             "LesionMask": prepared.lesion_source,
             "Notes": prepared.notes,
@@ -710,10 +737,10 @@ def label_session(
 ) -> LabelResult:
     """Label one session into ``out_root`` (see the module docstring): :func:`prepare_session` (load +
     :func:`prepare_arrays`), :func:`label_arrays`, :func:`write_labelled`; skipped when its log exists
-    unless ``force``. ``control_nulls``: :func:`control_null_shapes` (None: Gaussian null shape)."""
+    and was written under the same ``config`` (:func:`label_complete`) unless ``force``. ``control_nulls``: :func:`control_null_shapes` (None: Gaussian null shape)."""
     out_root, inputs = Path(out_root), info.inputs
     marker = label_log_path(out_root, inputs)
-    if not force and label_complete(out_root, inputs):
+    if not force and label_complete(out_root, inputs, config):
         done = json.loads(marker.read_text())
         return LabelResult(
             info.key,
@@ -747,8 +774,14 @@ def _probseg_sidecar(fit: ProbabilityFit, ref: Reference, config: LabelConfig, v
         f"s = {score} (z maps against the {ref.how} reference) among the eligible WM voxels "
         "(pure WM away from lesions, lesion-like voxels excluded; 0 elsewhere). Null: centre and SD from the "
         f"low side of the reference NAWM's scores, shape {shape}; mixture density by a Gaussian kernel; "
-        f"P = 0 up to {fit.zero_sd:g} null SD above the centre (zero assumption) and non-decreasing in s. "
-        "The sum of P times the voxel volume is the expected DAWM volume (dawm_expected_ml). "
+        f"P = 0 up to {fit.zero_sd:g} null SD above the centre (zero assumption) and non-decreasing in s"
+        + (
+            f"; above that, only voxels in 26-connected clusters of at least {fit.min_cluster_voxels} such voxels count "
+            "(in the session and in the controls' null alike), the others get P = 0. "
+            if fit.min_cluster_voxels > 1
+            else ". "
+        )
+        + "The sum of P times the voxel volume is the expected DAWM volume (dawm_expected_ml). "
         "See dawm.label.probability.",
         "Units": "probability",
         "Method": "local false discovery rate (two-group model)",
@@ -763,6 +796,7 @@ def _probseg_sidecar(fit: ProbabilityFit, ref: Reference, config: LabelConfig, v
         "EligibleVoxels": fit.n_eligible,
         "ZeroZoneSD": fit.zero_sd,
         "KernelBandwidthSD": fit.bandwidth_sd,
+        "MinClusterVoxels": fit.min_cluster_voxels,
         "ExpectedDAWMVoxels": fit.expected_voxels,
         "ExpectedDAWMml": fit.expected_voxels * voxel_ml,
     }
@@ -831,7 +865,7 @@ def label_dataset(
     write_dseg_tsv(files.location_lut, LOCATION_LABELS)
 
     model = control_nulls = None
-    pending = force or not all(label_complete(out_root, i.inputs) for i in infos)
+    pending = force or not all(label_complete(out_root, i.inputs, config) for i in infos)
     ready = [i for i in all_infos if preprocessed(pre_root, i.inputs)]
     if config.reference == "controls" and pending:
         model = fit_controls(ready, pre_root, config, jobs=jobs, backend=backend, address=address)

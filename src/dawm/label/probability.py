@@ -55,11 +55,20 @@ the clip at 0 keeps the positive part of the noise of the high tail (about 0.05 
 at most 0.3 %, on Gaussian null phantoms of 24 000 voxels), the tail guard removes about as much
 from real DAWM.
 
-**Isolated voxels** are left as they are: the score is already a smoothed map, and a neighbourhood
-factor (like the binary rule's cluster filter) would need a null of its own and would bias the sum
-low for small true regions. The probability map is independent of the binary rule's thresholds,
-growth and cluster filter: the two can disagree on single voxels, and the binary DAWM volume is not
-the rounded expected volume.
+**Cluster support** (:func:`counted_voxels`, ``min_cluster_voxels``): DAWM is a region of several
+mm (Seewann 2009), noise above the central zone is mostly small specks. With ``min_cluster_voxels``
+> 1, a voxel above the central zone enters the densities (and may get P > 0) only when it lies in a
+26-connected cluster of at least that many above-zone candidates; the voxels of the central zone and
+below all count. The null's tail is made the same way: the controls' standardised histograms count
+only *their* above-zone voxels in such clusters, so the lfdr compares a session's clustered tail with
+the controls' clustered tail, and the sum stays an estimate of the DAWM voxels in clusters (what
+noise forms into clusters on that grid is in the null, measured, not assumed). With the Gaussian
+null (no other control) the support is off: a Gaussian says nothing of clusters. DAWM regions smaller
+than the cluster size are the price, as for the binary rule's cluster filter. The size and what it
+changed on the 2 mm cohorts: ``probability_min_cluster_mm3`` in :mod:`dawm.label.config`. Without it (0 or 1), every
+eligible voxel counts, isolated ones included. The probability map stays independent of the binary
+rule's thresholds and growth: the two can disagree on single voxels, and the binary DAWM volume is
+not the rounded expected volume.
 """
 
 from __future__ import annotations
@@ -69,6 +78,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage, stats
 from scipy.optimize import isotonic_regression
+
+from dawm.image.components import FULL, filter_components
 
 #: Default half-width (null SD) of the central zone of the zero assumption.
 ZERO_SD = 2.0
@@ -98,7 +109,8 @@ class ProbabilityFit:
     """What :func:`dawm_probability` estimated: the reference's ``null``, the eligible voxels' ``pi0``,
     their number ``n_eligible`` and expected DAWM count ``expected_voxels`` (the sum of the
     probabilities), the null's tail (``null_shape``: ``gaussian`` with the mirrored-tail guard, or
-    ``controls`` and their number ``n_controls``) and the settings ``zero_sd`` and ``bandwidth_sd``."""
+    ``controls`` and their number ``n_controls``) and the settings ``zero_sd``, ``bandwidth_sd`` and
+    ``min_cluster_voxels`` (the cluster support; 0: none)."""
 
     null: NullFit
     pi0: float
@@ -108,6 +120,7 @@ class ProbabilityFit:
     bandwidth_sd: float
     null_shape: str = "gaussian"
     n_controls: int = 0
+    min_cluster_voxels: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -175,6 +188,20 @@ def standardised_histogram(scores: np.ndarray, null: NullFit) -> np.ndarray:
     return np.histogram(np.clip(u, GRID_EDGES[0], GRID_EDGES[-1] - 1e-6 * BIN_SD), GRID_EDGES)[0].astype(np.int64)
 
 
+def counted_voxels(
+    score: np.ndarray, candidates: np.ndarray, null: NullFit, *, zero_sd: float = ZERO_SD, min_cluster_voxels: int = 0
+) -> np.ndarray:
+    """The ``candidates`` (bool, shape of ``score``) that enter the densities under the cluster support
+    (module docstring): all of them at or below ``centre + zero_sd sd``, and above it those in a
+    26-connected cluster of at least ``min_cluster_voxels`` above-zone candidates. ``min_cluster_voxels``
+    <= 1: every candidate."""
+    candidates = np.asarray(candidates, bool)
+    if min_cluster_voxels <= 1:
+        return candidates.copy()
+    above = candidates & (np.asarray(score, np.float64) > null.centre + zero_sd * null.sd)
+    return candidates & (~above | filter_components(above, connectivity=FULL, min_voxels=min_cluster_voxels))
+
+
 def _kernel(counts: np.ndarray, sigma_bins: float) -> np.ndarray:
     counts = np.asarray(counts, np.float64)
     return ndimage.gaussian_filter1d(counts, sigma_bins, mode="constant", truncate=5.0) if sigma_bins > 0 else counts
@@ -222,6 +249,7 @@ def dawm_probability(
     n_controls: int = 0,
     zero_sd: float = ZERO_SD,
     bandwidth_sd: float = BANDWIDTH_SD,
+    min_cluster_voxels: int = 0,
 ) -> tuple[np.ndarray, ProbabilityFit]:
     """The DAWM probability map (float32 0-1, shape of ``score``) and its fit (module docstring).
 
@@ -229,8 +257,9 @@ def dawm_probability(
     ``reference``: bool, the reference NAWM the null's centre and SD are calibrated on; ``exclude``:
     bool, voxels that are never DAWM (lesions, lesion-like voxels); ``null_shape``: the pooled
     :func:`standardised_histogram` of ``n_controls`` healthy controls (their eligible voxels), or None
-    for a Gaussian null; ``zero_sd``: end of the central zone (null SD); ``bandwidth_sd``: kernel
-    bandwidth (null SD). The map is 0 outside ``eligible & ~exclude`` and where the score is not
+    for a Gaussian null (made with the same ``min_cluster_voxels``); ``zero_sd``: end of the central
+    zone (null SD); ``bandwidth_sd``: kernel bandwidth (null SD); ``min_cluster_voxels``: the cluster
+    support (:func:`counted_voxels`; 0: every voxel counts; off with the Gaussian null). The map is 0 outside ``eligible & ~exclude`` and where the score is not
     finite; its sum is :attr:`ProbabilityFit.expected_voxels`. A reference of fewer than
     :data:`MIN_VOXELS` voxels is replaced by the eligible voxels themselves (the low-side null
     tolerates their DAWM); with fewer eligible voxels too the map is 0 (the null then reads N(0, 1),
@@ -246,18 +275,37 @@ def dawm_probability(
         sample = score[cand]
     out = np.zeros(score.shape, np.float32)
     shape_name = "gaussian" if null_shape is None else "controls"
+    if null_shape is None:
+        min_cluster_voxels = 0  # the cluster support needs a measured null (a Gaussian knows no clusters)
     try:
         null = empirical_null(sample, zero_sd=zero_sd)
     except ValueError:
         return out, ProbabilityFit(
-            NullFit(0.0, 1.0, 1.0, int(sample.size)), 1.0, int(cand.sum()), 0.0, zero_sd, bandwidth_sd, shape_name, n_controls
+            NullFit(0.0, 1.0, 1.0, int(sample.size)),
+            1.0,
+            int(cand.sum()),
+            0.0,
+            zero_sd,
+            bandwidth_sd,
+            shape_name,
+            n_controls,
+            min_cluster_voxels,
         )
-    values = score[cand].astype(np.float64)
+    counted = counted_voxels(score, cand, null, zero_sd=zero_sd, min_cluster_voxels=min_cluster_voxels)
+    values = score[counted].astype(np.float64)
     prob, pi0 = lfdr_curve(standardised_histogram(values, null), null_shape=null_shape, bandwidth_sd=bandwidth_sd, zero_sd=zero_sd)
     u = (values - null.centre) / null.sd
     p = prob[np.clip(np.searchsorted(GRID_EDGES, u, side="right") - 1, 0, prob.size - 1)]
     p[u <= zero_sd] = 0.0
-    out[cand] = p
+    out[counted] = p
     return out, ProbabilityFit(
-        null, float(pi0), int(cand.sum()), float(out[cand].sum(dtype=np.float64)), zero_sd, bandwidth_sd, shape_name, n_controls
+        null,
+        float(pi0),
+        int(cand.sum()),
+        float(out[counted].sum(dtype=np.float64)),
+        zero_sd,
+        bandwidth_sd,
+        shape_name,
+        n_controls,
+        min_cluster_voxels,
     )
