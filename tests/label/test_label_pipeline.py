@@ -144,8 +144,15 @@ def test_label_session_files_are_the_array_core_s_result(cohort: Path, tmp_path:
     files = LabelFiles(out)
     for info in infos:
         prepared = prepare_session(info, pre_root, config)
-        null_shape, n_controls = null_shape_for(prepared.maps, nulls)
-        done = label_arrays(prepared, config, is_control=info.group == config.control_group, null_shape=null_shape, n_controls=n_controls)
+        null_shape, n_controls, name = null_shape_for(prepared.maps, nulls)
+        done = label_arrays(
+            prepared,
+            config,
+            is_control=info.group == config.control_group,
+            null_shape=null_shape,
+            n_controls=n_controls,
+            null_shape_name=name,
+        )
         written = {
             files.dseg(info.inputs): done.dseg,
             files.location_dseg(info.inputs): done.location,
@@ -158,3 +165,26 @@ def test_label_session_files_are_the_array_core_s_result(cohort: Path, tmp_path:
         result = outcomes[info.key].result
         assert (result.dawm_ml, result.lesion_ml, result.wm_ml) == (done.totals["dawm_ml"], done.totals["lesion_ml"], done.totals["wm_ml"])
         assert result.dawm_expected_ml == done.totals["dawm_expected_ml"]
+
+
+def test_null_shape_for_prefers_the_group_then_borrows_the_other_groups() -> None:
+    """The null shape pools the session's group's other controls; a group without another control
+    borrows the other groups' controls (never the subject's own); without any, Gaussian (None)."""
+    from types import SimpleNamespace
+
+    one, two, three = (np.full(4, v, np.int64) for v in (1, 2, 3))
+    nulls = {"prisma3t": [("hc001", one), ("hc002", two)], "signa15t": [("hc003", three)]}
+
+    def maps(subject: str, group: str):
+        return SimpleNamespace(subject=subject, norm_key=group)
+
+    shape, n, name = null_shape_for(maps("ms001", "prisma3t"), nulls)
+    assert name == "controls" and n == 2 and np.array_equal(shape, one + two)
+    shape, n, name = null_shape_for(maps("hc001", "prisma3t"), nulls)
+    assert name == "controls" and n == 1 and np.array_equal(shape, two)
+    shape, n, name = null_shape_for(maps("hc003", "signa15t"), nulls)  # its group's only control
+    assert name == "controls of other groups" and n == 2 and np.array_equal(shape, one + two)
+    shape, n, name = null_shape_for(maps("ms009", "achieva3t"), nulls)  # a group without controls
+    assert name == "controls of other groups" and n == 3 and np.array_equal(shape, one + two + three)
+    assert null_shape_for(maps("hc003", "signa15t"), {"signa15t": [("hc003", three)]}) == (None, 0, "gaussian")
+    assert null_shape_for(maps("ms001", "prisma3t"), None) == (None, 0, "gaussian")

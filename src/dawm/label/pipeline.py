@@ -19,7 +19,8 @@ Per session (:func:`label_session`), from ``derivatives/dawm-preprocess``:
    the two-group model (Efron 2004): the null's centre and SD from the low side of the reference
    NAWM's scores, its shape from the standardised scores of the *other* healthy controls of the
    session's normative group (:func:`control_null_shapes`, computed once per run with z maps made as
-   when each control is labelled; Gaussian with a mirrored-tail guard when there is none), ``pi0`` and
+   when each control is labelled; the other groups' controls when the session's group has none, logged;
+   Gaussian with a mirrored-tail guard without any other control), ``pi0`` and
    the probabilities under the zero assumption (no DAWM within ``probability_zero_sd`` null SD above
    the centre), the mixture density a kernel estimate of the eligible voxels' scores; above the zone
    only voxels in clusters of ``probability_min_cluster_mm3`` count, in the session and in the
@@ -469,6 +470,7 @@ def probability_map(
     eligible: np.ndarray | None = None,
     null_shape: np.ndarray | None = None,
     n_controls: int = 0,
+    null_shape_name: str = "controls",
 ) -> tuple[np.ndarray, ProbabilityFit]:
     """The DAWM probability map (float32 0-1, session grid) of a prepared session under ``ref`` and its
     fit (:func:`dawm.label.probability.dawm_probability`: eligible WM as :func:`eligible_of`, the null's
@@ -486,6 +488,7 @@ def probability_map(
         n_controls=n_controls,
         zero_sd=config.probability_zero_sd,
         min_cluster_voxels=probability_cluster_voxels(config, prepared.maps.spacing_mm),
+        null_shape_name=null_shape_name,
     )
 
 
@@ -549,10 +552,25 @@ def control_null_shapes(
     return out
 
 
-def null_shape_for(maps: SessionMaps, control_nulls: dict[str, list[tuple[str, np.ndarray]]] | None) -> tuple[np.ndarray | None, int]:
-    """The pooled null-shape counts of the controls of the session's group other than its subject, and their number."""
-    others = [c for subject, c in (control_nulls or {}).get(maps.norm_key, []) if subject != maps.subject]
-    return (np.sum(others, axis=0), len(others)) if others else (None, 0)
+def null_shape_for(maps: SessionMaps, control_nulls: dict[str, list[tuple[str, np.ndarray]]] | None) -> tuple[np.ndarray | None, int, str]:
+    """The pooled null-shape counts of the controls of the session's normative group other than its
+    subject, their number and ``"controls"``; when that group has none, those of the other groups'
+    controls (other subjects) and ``"controls of other groups"``: the shapes are of standardised
+    scores, made on the same kind of grid with the same smoothing, and a measured shape of another
+    scanner calibrates the tail better than a Gaussian (on the 1.5 mm cohort of one control per
+    scanner the controls' expected DAWM fell from 3.8 to 1.0 ml per session); ``(None, 0,
+    "gaussian")`` without any other control."""
+
+    def others_of(groups) -> list[np.ndarray]:
+        return [c for g in groups for subject, c in (control_nulls or {}).get(g, []) if subject != maps.subject]
+
+    same = others_of([maps.norm_key])
+    if same:
+        return np.sum(same, axis=0), len(same), "controls"
+    other = others_of([g for g in (control_nulls or {}) if g != maps.norm_key])
+    if other:
+        return np.sum(other, axis=0), len(other), "controls of other groups"
+    return None, 0, "gaussian"
 
 
 def volumes_table(dseg: np.ndarray, location: np.ndarray, wm: np.ndarray, voxel_ml: float, prob: np.ndarray | None = None) -> pd.DataFrame:
@@ -656,15 +674,18 @@ def label_arrays(
     is_control: bool = False,
     null_shape: np.ndarray | None = None,
     n_controls: int = 0,
+    null_shape_name: str = "controls",
 ) -> LabelledSession:
     """The array core of :func:`label_session` (steps 4-6 of the module docstring), no file I/O: a
     :func:`prepare_arrays` session, the controls' ``model`` (None, or ``config.reference == "self"``:
-    the subject's own NAWM; ``is_control``: leave its subject out) and the null shape
-    (:func:`null_shape_for`; None: Gaussian) in, a :class:`LabelledSession` out."""
+    the subject's own NAWM; ``is_control``: leave its subject out) and the null shape, its number of
+    controls and its name (:func:`null_shape_for`; None: Gaussian) in, a :class:`LabelledSession` out."""
     ref, ref_record = reference_for(prepared, config, model, is_control=is_control)
     eligible = eligible_of(prepared, config)
     dseg = apply_rule(prepared, ref, config, eligible=eligible)
-    prob, prob_fit = probability_map(prepared, ref, config, eligible=eligible, null_shape=null_shape, n_controls=n_controls)
+    prob, prob_fit = probability_map(
+        prepared, ref, config, eligible=eligible, null_shape=null_shape, n_controls=n_controls, null_shape_name=null_shape_name
+    )
     voxel_ml = float(np.prod(prepared.maps.spacing_mm)) / 1000.0
     table = volumes_table(dseg, prepared.location, prepared.maps.wm, voxel_ml, prob)
     return LabelledSession(prepared, ref, ref_record, eligible, dseg, prob, prob_fit, table)
@@ -750,9 +771,22 @@ def label_session(
         )
     marker.unlink(missing_ok=True)
     prepared = prepare_session(info, pre_root, config)
-    null_shape, n_controls = null_shape_for(prepared.maps, control_nulls)
+    null_shape, n_controls, null_shape_name = null_shape_for(prepared.maps, control_nulls)
+    if null_shape_name == "controls of other groups":
+        log.warning(
+            "%s: no other control scanned on %s: the DAWM probability's null shape comes from %d control session(s) of other groups",
+            prepared.maps.key,
+            prepared.maps.norm_key,
+            n_controls,
+        )
     labelled = label_arrays(
-        prepared, config, model=model, is_control=info.group == config.control_group, null_shape=null_shape, n_controls=n_controls
+        prepared,
+        config,
+        model=model,
+        is_control=info.group == config.control_group,
+        null_shape=null_shape,
+        n_controls=n_controls,
+        null_shape_name=null_shape_name,
     )
     return write_labelled(labelled, info, out_root, config)
 
@@ -764,11 +798,11 @@ def _probseg_sidecar(fit: ProbabilityFit, ref: Reference, config: LabelConfig, v
         {"both": "min(z_T1, -z_MTR)", "either": "max(z_T1, -z_MTR)", "chi2": "(z_T1 - z_MTR) / sqrt(2)"}.get(config.rule) if both else None
     )
     score = score or ("z_T1" if "T1" in ref.z and (config.rule != "mtr" or not both) else "-z_MTR")
-    shape = (
-        f"the pooled standardised scores of {fit.n_controls} other healthy control(s) of the same normative group"
-        if fit.null_shape == "controls"
-        else "Gaussian, its high tail at least the mirrored low tail of the session's own scores"
-    )
+    shape = {
+        "controls": f"the pooled standardised scores of {fit.n_controls} other healthy control session(s) of the same normative group",
+        "controls of other groups": f"the pooled standardised scores of {fit.n_controls} healthy control session(s) of other "
+        "normative groups (the session's group has no other control)",
+    }.get(fit.null_shape, "Gaussian, its high tail at least the mirrored low tail of the session's own scores")
     return {
         "Description": "Probability that the voxel is DAWM: 1 - local false discovery rate (Efron 2004) of the score "
         f"s = {score} (z maps against the {ref.how} reference) among the eligible WM voxels "

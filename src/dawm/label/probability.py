@@ -30,8 +30,9 @@ voxel volume it is the expected DAWM volume. :func:`dawm_probability` estimates 
    reference, or self), pooled (:func:`standardised_histogram`; the pipeline leaves the session's own
    subject out). This is what calibrates the tail: NAWM is not Gaussian (residual anatomy, partial
    volume, bias fields make one-sided tails that the binary rule also meets as control false
-   positives), and a healthy brain's tail, measured, is no DAWM. Without another control (a dataset
-   without controls, or its only control), the standard normal, with a **tail guard**: the session's
+   positives), and a healthy brain's tail, measured, is no DAWM. When the group has no other control,
+   the pipeline pools the other groups' controls instead (``dawm.label.pipeline.null_shape_for``).
+   Without any other control (a dataset without controls, or its only control), the standard normal, with a **tail guard**: the session's
    own low tail mirrored about the centre estimates ``pi0 f0`` on the high side without assuming
    normality, and the null count of a bin is the larger of the two;
 3. **pi0** under Efron's *zero assumption*: no DAWM at ``u <= zero_sd`` (the central zone, default
@@ -108,8 +109,9 @@ class NullFit:
 class ProbabilityFit:
     """What :func:`dawm_probability` estimated: the reference's ``null``, the eligible voxels' ``pi0``,
     their number ``n_eligible`` and expected DAWM count ``expected_voxels`` (the sum of the
-    probabilities), the null's tail (``null_shape``: ``gaussian`` with the mirrored-tail guard, or
-    ``controls`` and their number ``n_controls``) and the settings ``zero_sd``, ``bandwidth_sd`` and
+    probabilities), the null's tail (``null_shape``: ``gaussian`` with the mirrored-tail guard,
+    ``controls`` of the session's normative group or ``controls of other groups``, and their number
+    ``n_controls``) and the settings ``zero_sd``, ``bandwidth_sd`` and
     ``min_cluster_voxels`` (the cluster support; 0: none)."""
 
     null: NullFit
@@ -250,6 +252,7 @@ def dawm_probability(
     zero_sd: float = ZERO_SD,
     bandwidth_sd: float = BANDWIDTH_SD,
     min_cluster_voxels: int = 0,
+    null_shape_name: str = "controls",
 ) -> tuple[np.ndarray, ProbabilityFit]:
     """The DAWM probability map (float32 0-1, shape of ``score``) and its fit (module docstring).
 
@@ -259,7 +262,8 @@ def dawm_probability(
     :func:`standardised_histogram` of ``n_controls`` healthy controls (their eligible voxels), or None
     for a Gaussian null (made with the same ``min_cluster_voxels``); ``zero_sd``: end of the central
     zone (null SD); ``bandwidth_sd``: kernel bandwidth (null SD); ``min_cluster_voxels``: the cluster
-    support (:func:`counted_voxels`; 0: every voxel counts; off with the Gaussian null). The map is 0 outside ``eligible & ~exclude`` and where the score is not
+    support (:func:`counted_voxels`; 0: every voxel counts; off with the Gaussian null);
+    ``null_shape_name``: where ``null_shape`` comes from, recorded in the fit. The map is 0 outside ``eligible & ~exclude`` and where the score is not
     finite; its sum is :attr:`ProbabilityFit.expected_voxels`. A reference of fewer than
     :data:`MIN_VOXELS` voxels is replaced by the eligible voxels themselves (the low-side null
     tolerates their DAWM); with fewer eligible voxels too the map is 0 (the null then reads N(0, 1),
@@ -274,7 +278,7 @@ def dawm_probability(
     if sample.size < MIN_VOXELS:
         sample = score[cand]
     out = np.zeros(score.shape, np.float32)
-    shape_name = "gaussian" if null_shape is None else "controls"
+    shape_name = "gaussian" if null_shape is None else null_shape_name
     if null_shape is None:
         min_cluster_voxels = 0  # the cluster support needs a measured null (a Gaussian knows no clusters)
     try:
