@@ -134,10 +134,7 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
                         }
                     )
             # The probability map of the base rule: expected volume (sum of P) and soft Dice.
-            null_shape, n_controls, shape_name = null_shape_for(prepared.maps, nulls[mode])
-            prob, _ = probability_map(
-                prepared, ref, cfg_mode, eligible=eligible, null_shape=null_shape, n_controls=n_controls, null_shape_name=shape_name
-            )
+            prob, _ = probability_map(prepared, ref, cfg_mode, eligible=eligible, null_shape=null_shape_for(prepared.maps, nulls[mode]))
             soft = float((prob * true_dawm).sum())
             rows.append(
                 {

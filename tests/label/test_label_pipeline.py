@@ -144,14 +144,8 @@ def test_label_session_files_are_the_array_core_s_result(cohort: Path, tmp_path:
     files = LabelFiles(out)
     for info in infos:
         prepared = prepare_session(info, pre_root, config)
-        null_shape, n_controls, name = null_shape_for(prepared.maps, nulls)
         done = label_arrays(
-            prepared,
-            config,
-            is_control=info.group == config.control_group,
-            null_shape=null_shape,
-            n_controls=n_controls,
-            null_shape_name=name,
+            prepared, config, is_control=info.group == config.control_group, null_shape=null_shape_for(prepared.maps, nulls)
         )
         written = {
             files.dseg(info.inputs): done.dseg,
@@ -178,13 +172,13 @@ def test_null_shape_for_prefers_the_group_then_borrows_the_other_groups() -> Non
     def maps(subject: str, group: str):
         return SimpleNamespace(subject=subject, norm_key=group)
 
-    shape, n, name = null_shape_for(maps("ms001", "prisma3t"), nulls)
-    assert name == "controls" and n == 2 and np.array_equal(shape, one + two)
-    shape, n, name = null_shape_for(maps("hc001", "prisma3t"), nulls)
-    assert name == "controls" and n == 1 and np.array_equal(shape, two)
-    shape, n, name = null_shape_for(maps("hc003", "signa15t"), nulls)  # its group's only control
-    assert name == "controls of other groups" and n == 2 and np.array_equal(shape, one + two)
-    shape, n, name = null_shape_for(maps("ms009", "achieva3t"), nulls)  # a group without controls
-    assert name == "controls of other groups" and n == 3 and np.array_equal(shape, one + two + three)
-    assert null_shape_for(maps("hc003", "signa15t"), {"signa15t": [("hc003", three)]}) == (None, 0, "gaussian")
-    assert null_shape_for(maps("ms001", "prisma3t"), None) == (None, 0, "gaussian")
+    shape = null_shape_for(maps("ms001", "prisma3t"), nulls)
+    assert shape.source == "controls" and shape.n_controls == 2 and np.array_equal(shape.counts, one + two)
+    shape = null_shape_for(maps("hc001", "prisma3t"), nulls)
+    assert shape.source == "controls" and shape.n_controls == 1 and np.array_equal(shape.counts, two)
+    shape = null_shape_for(maps("hc003", "signa15t"), nulls)  # its group's only control
+    assert shape.source == "controls of other groups" and shape.n_controls == 2 and np.array_equal(shape.counts, one + two)
+    shape = null_shape_for(maps("ms009", "achieva3t"), nulls)  # a group without controls
+    assert shape.source == "controls of other groups" and shape.n_controls == 3 and np.array_equal(shape.counts, one + two + three)
+    assert null_shape_for(maps("hc003", "signa15t"), {"signa15t": [("hc003", three)]}) is None
+    assert null_shape_for(maps("ms001", "prisma3t"), None) is None

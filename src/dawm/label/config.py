@@ -48,9 +48,9 @@ Defaults and where they come from:
   soft Dice that does not raise the controls' expected volume: expected-volume Spearman vs truth
   0.33 -> 0.50, pooled soft Dice 0.19 -> 0.23, controls 0.93 -> 0.89 ml (200 mm3: 0.54, 0.25, 0.96 ml).
   Checked on the 2 mm demo-full cohort: 0.73 -> 0.85, 0.20 -> 0.23, 0.92 -> 0.73 ml
-  (``benchmarks/results/label_2mm_seed11.md``, ``label_2mm_demo_full.md``). Off (0) where a session's
-  null is Gaussian (no other control
-  at all; a group without another control borrows the other groups' controls' null shape first).
+  (``benchmarks/results/label_2mm_seed11.md``, ``label_2mm_demo_full.md``). Off where a session's
+  null is Gaussian, i.e. without any other control (a normative group without another control
+  borrows the other groups' controls' null shape first).
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ Per session (:func:`label_session`), from ``derivatives/dawm-preprocess``:
    the probabilities under the zero assumption (no DAWM within ``probability_zero_sd`` null SD above
    the centre), the mixture density a kernel estimate of the eligible voxels' scores; above the zone
    only voxels in clusters of ``probability_min_cluster_mm3`` count, in the session and in the
-   controls' null alike (:func:`~dawm.label.probability.counted_voxels`); P is non-decreasing in the score, 0 outside the eligible WM, in lesions and lesion-like voxels. Its sum
+   controls' null alike (:func:`~dawm.label.probability.counted_voxels`); P is non-decreasing in the
+   score, 0 outside the eligible WM, in lesions and lesion-like voxels. Its sum
    times the voxel volume is the expected DAWM volume ``dawm_expected_ml`` (next to the binary
    ``dawm_ml``);
 7. **write** the dseg, the ``label-DAWM_probseg`` (float32 0-1, with a sidecar describing the
@@ -462,21 +463,30 @@ def _score_inputs(prepared: PreparedSession, ref: Reference, config: LabelConfig
     return dawm_score(ref.z.get("T1"), ref.z.get("MTR"), config.rule), exclude
 
 
+@dataclass(frozen=True)
+class NullShape:
+    """The null shape a session's DAWM probability is calibrated on (:func:`null_shape_for`): the pooled
+    :func:`control_score_histogram` ``counts`` of ``n_controls`` control sessions, and their ``source``:
+    ``controls`` (the session's normative group) or ``controls of other groups``."""
+
+    counts: np.ndarray
+    n_controls: int
+    source: str = "controls"
+
+
 def probability_map(
     prepared: PreparedSession,
     ref: Reference,
     config: LabelConfig,
     *,
     eligible: np.ndarray | None = None,
-    null_shape: np.ndarray | None = None,
-    n_controls: int = 0,
-    null_shape_name: str = "controls",
+    null_shape: NullShape | None = None,
 ) -> tuple[np.ndarray, ProbabilityFit]:
     """The DAWM probability map (float32 0-1, session grid) of a prepared session under ``ref`` and its
     fit (:func:`dawm.label.probability.dawm_probability`: eligible WM as :func:`eligible_of`, the null's
-    centre and SD from the reference NAWM, its shape from ``null_shape``, the pooled
-    :func:`control_score_histogram` of ``n_controls`` other controls, or Gaussian when None; lesions
-    and lesion-like voxels excluded)."""
+    centre and SD from the reference NAWM, its shape from ``null_shape`` (:func:`null_shape_for`), or
+    Gaussian when None; the cluster support of ``config.probability_min_cluster_mm3``; lesions and
+    lesion-like voxels excluded)."""
     eligible = eligible_of(prepared, config) if eligible is None else eligible
     score, exclude = _score_inputs(prepared, ref, config)
     return dawm_probability(
@@ -484,11 +494,11 @@ def probability_map(
         eligible,
         prepared.maps.reference & ~exclude,
         exclude=exclude,
-        null_shape=null_shape,
-        n_controls=n_controls,
+        null_shape=None if null_shape is None else null_shape.counts,
+        n_controls=0 if null_shape is None else null_shape.n_controls,
+        null_shape_name="controls" if null_shape is None else null_shape.source,
         zero_sd=config.probability_zero_sd,
         min_cluster_voxels=probability_cluster_voxels(config, prepared.maps.spacing_mm),
-        null_shape_name=null_shape_name,
     )
 
 
@@ -552,25 +562,23 @@ def control_null_shapes(
     return out
 
 
-def null_shape_for(maps: SessionMaps, control_nulls: dict[str, list[tuple[str, np.ndarray]]] | None) -> tuple[np.ndarray | None, int, str]:
+def null_shape_for(maps: SessionMaps, control_nulls: dict[str, list[tuple[str, np.ndarray]]] | None) -> NullShape | None:
     """The pooled null-shape counts of the controls of the session's normative group other than its
-    subject, their number and ``"controls"``; when that group has none, those of the other groups'
-    controls (other subjects) and ``"controls of other groups"``: the shapes are of standardised
-    scores, made on the same kind of grid with the same smoothing, and a measured shape of another
-    scanner calibrates the tail better than a Gaussian (on the 1.5 mm cohort of one control per
-    scanner the controls' expected DAWM fell from 3.8 to 1.0 ml per session); ``(None, 0,
-    "gaussian")`` without any other control."""
+    subject (source ``controls``); when that group has none, those of the other groups' controls
+    (other subjects; ``controls of other groups``): the shapes are of standardised scores, made on the
+    same kind of grid with the same smoothing, and a measured shape of another scanner calibrates the
+    tail better than a Gaussian (on the 1.5 mm cohort of one control per scanner the controls'
+    expected DAWM fell from 3.8 to 1.0 ml per session); None (Gaussian) without any other control."""
+    groups = control_nulls or {}
 
-    def others_of(groups) -> list[np.ndarray]:
-        return [c for g in groups for subject, c in (control_nulls or {}).get(g, []) if subject != maps.subject]
+    def others_of(keys) -> list[np.ndarray]:
+        return [c for g in keys for subject, c in groups.get(g, []) if subject != maps.subject]
 
-    same = others_of([maps.norm_key])
-    if same:
-        return np.sum(same, axis=0), len(same), "controls"
-    other = others_of([g for g in (control_nulls or {}) if g != maps.norm_key])
-    if other:
-        return np.sum(other, axis=0), len(other), "controls of other groups"
-    return None, 0, "gaussian"
+    for source, keys in (("controls", [maps.norm_key]), ("controls of other groups", [g for g in groups if g != maps.norm_key])):
+        found = others_of(keys)
+        if found:
+            return NullShape(np.sum(found, axis=0), len(found), source)
+    return None
 
 
 def volumes_table(dseg: np.ndarray, location: np.ndarray, wm: np.ndarray, voxel_ml: float, prob: np.ndarray | None = None) -> pd.DataFrame:
@@ -672,20 +680,16 @@ def label_arrays(
     *,
     model: ControlsNormativeModel | None = None,
     is_control: bool = False,
-    null_shape: np.ndarray | None = None,
-    n_controls: int = 0,
-    null_shape_name: str = "controls",
+    null_shape: NullShape | None = None,
 ) -> LabelledSession:
     """The array core of :func:`label_session` (steps 4-6 of the module docstring), no file I/O: a
     :func:`prepare_arrays` session, the controls' ``model`` (None, or ``config.reference == "self"``:
-    the subject's own NAWM; ``is_control``: leave its subject out) and the null shape, its number of
-    controls and its name (:func:`null_shape_for`; None: Gaussian) in, a :class:`LabelledSession` out."""
+    the subject's own NAWM; ``is_control``: leave its subject out) and the null shape
+    (:func:`null_shape_for`; None: Gaussian) in, a :class:`LabelledSession` out."""
     ref, ref_record = reference_for(prepared, config, model, is_control=is_control)
     eligible = eligible_of(prepared, config)
     dseg = apply_rule(prepared, ref, config, eligible=eligible)
-    prob, prob_fit = probability_map(
-        prepared, ref, config, eligible=eligible, null_shape=null_shape, n_controls=n_controls, null_shape_name=null_shape_name
-    )
+    prob, prob_fit = probability_map(prepared, ref, config, eligible=eligible, null_shape=null_shape)
     voxel_ml = float(np.prod(prepared.maps.spacing_mm)) / 1000.0
     table = volumes_table(dseg, prepared.location, prepared.maps.wm, voxel_ml, prob)
     return LabelledSession(prepared, ref, ref_record, eligible, dseg, prob, prob_fit, table)
@@ -758,7 +762,8 @@ def label_session(
 ) -> LabelResult:
     """Label one session into ``out_root`` (see the module docstring): :func:`prepare_session` (load +
     :func:`prepare_arrays`), :func:`label_arrays`, :func:`write_labelled`; skipped when its log exists
-    and was written under the same ``config`` (:func:`label_complete`) unless ``force``. ``control_nulls``: :func:`control_null_shapes` (None: Gaussian null shape)."""
+    and was written under the same ``config`` (:func:`label_complete`) unless ``force``.
+    ``control_nulls``: :func:`control_null_shapes` (None: Gaussian null shape)."""
     out_root, inputs = Path(out_root), info.inputs
     marker = label_log_path(out_root, inputs)
     if not force and label_complete(out_root, inputs, config):
@@ -771,23 +776,15 @@ def label_session(
         )
     marker.unlink(missing_ok=True)
     prepared = prepare_session(info, pre_root, config)
-    null_shape, n_controls, null_shape_name = null_shape_for(prepared.maps, control_nulls)
-    if null_shape_name == "controls of other groups":
+    null_shape = null_shape_for(prepared.maps, control_nulls)
+    if null_shape is not None and null_shape.source != "controls":
         log.warning(
             "%s: no other control scanned on %s: the DAWM probability's null shape comes from %d control session(s) of other groups",
             prepared.maps.key,
             prepared.maps.norm_key,
-            n_controls,
+            null_shape.n_controls,
         )
-    labelled = label_arrays(
-        prepared,
-        config,
-        model=model,
-        is_control=info.group == config.control_group,
-        null_shape=null_shape,
-        n_controls=n_controls,
-        null_shape_name=null_shape_name,
-    )
+    labelled = label_arrays(prepared, config, model=model, is_control=info.group == config.control_group, null_shape=null_shape)
     return write_labelled(labelled, info, out_root, config)
 
 

@@ -32,9 +32,10 @@ voxel volume it is the expected DAWM volume. :func:`dawm_probability` estimates 
    volume, bias fields make one-sided tails that the binary rule also meets as control false
    positives), and a healthy brain's tail, measured, is no DAWM. When the group has no other control,
    the pipeline pools the other groups' controls instead (``dawm.label.pipeline.null_shape_for``).
-   Without any other control (a dataset without controls, or its only control), the standard normal, with a **tail guard**: the session's
-   own low tail mirrored about the centre estimates ``pi0 f0`` on the high side without assuming
-   normality, and the null count of a bin is the larger of the two;
+   Without any other control (a dataset without controls, or its only control), the standard
+   normal, with a **tail guard**: the session's own low tail mirrored about the centre estimates
+   ``pi0 f0`` on the high side without assuming normality, and the null count of a bin is the larger
+   of the two;
 3. **pi0** under Efron's *zero assumption*: no DAWM at ``u <= zero_sd`` (the central zone, default
    2): ``pi0`` is the session's share of voxels in the zone over the null's, capped at 1 (a
    Storey-type estimate whose null-only region is the central zone). A zone this wide makes ``pi0``
@@ -66,8 +67,8 @@ the controls' clustered tail, and the sum stays an estimate of the DAWM voxels i
 noise forms into clusters on that grid is in the null, measured, not assumed). With the Gaussian
 null (no other control) the support is off: a Gaussian says nothing of clusters. DAWM regions smaller
 than the cluster size are the price, as for the binary rule's cluster filter. The size and what it
-changed on the 2 mm cohorts: ``probability_min_cluster_mm3`` in :mod:`dawm.label.config`. Without it (0 or 1), every
-eligible voxel counts, isolated ones included. The probability map stays independent of the binary
+changed on the 2 mm cohorts: ``probability_min_cluster_mm3`` in :mod:`dawm.label.config`. Without
+it (0 or 1), every eligible voxel counts, isolated ones included. The probability map stays independent of the binary
 rule's thresholds and growth: the two can disagree on single voxels, and the binary DAWM volume is
 not the rounded expected volume.
 """
@@ -263,8 +264,8 @@ def dawm_probability(
     for a Gaussian null (made with the same ``min_cluster_voxels``); ``zero_sd``: end of the central
     zone (null SD); ``bandwidth_sd``: kernel bandwidth (null SD); ``min_cluster_voxels``: the cluster
     support (:func:`counted_voxels`; 0: every voxel counts; off with the Gaussian null);
-    ``null_shape_name``: where ``null_shape`` comes from, recorded in the fit. The map is 0 outside ``eligible & ~exclude`` and where the score is not
-    finite; its sum is :attr:`ProbabilityFit.expected_voxels`. A reference of fewer than
+    ``null_shape_name``: where ``null_shape`` comes from, recorded in the fit. The map is 0 outside
+    ``eligible & ~exclude`` and where the score is not finite; its sum is :attr:`ProbabilityFit.expected_voxels`. A reference of fewer than
     :data:`MIN_VOXELS` voxels is replaced by the eligible voxels themselves (the low-side null
     tolerates their DAWM); with fewer eligible voxels too the map is 0 (the null then reads N(0, 1),
     unfitted, ``n`` the voxels found).
