@@ -199,7 +199,11 @@ def simulate(
     sessions: int = typer.Option(2, min=1, max=5, help="Sessions per subject."),
     scanners: int = typer.Option(3, min=1, max=4, help="Scanner profiles used (round robin)."),
     resolution: float = typer.Option(
-        1.0, "--resolution", min=1.0, max=3.0, help="Truth grid spacing in mm; acquisition voxels scale with it."
+        1.0,
+        "--resolution",
+        min=1.0,
+        max=3.0,
+        help="Truth grid spacing in mm; acquisition voxels scale with it, their SNR as the square root of their volume.",
     ),
     seed: int = typer.Option(0, min=0, help="Random seed (same seed, same bytes)."),
     dawm_visibility: float = typer.Option(

@@ -53,8 +53,9 @@ def test_cli_says_to_preprocess_first(tmp_path: Path) -> None:
 def test_label_dataset_outputs(cohort: Path, tmp_path: Path, reference: str) -> None:
     out = tmp_path / reference
     # Default rule and threshold: the control must show (almost) no DAWM. On this one-control 2 mm
-    # cohort its false positives were 0.94 ml and, after a sub-voxel change of the registration
-    # start, 1.02 ml; a plain z 2 rule without growth gives 1.69 ml, so the bound still tells them apart.
+    # cohort (self reference) its false positives were 0.94-1.02 ml with a plain z 2 rule at 1.69 ml;
+    # since a 2 mm rendition has the SNR of the 1 mm protocol averaged (2026-12-03), 1.41 ml against
+    # 1.94 ml for the plain z 2 rule: the bound still tells them apart.
     config = LabelConfig(reference=reference)
     outcomes = label_dataset(cohort, output=out, config=config)
     assert all(o.ok for o in outcomes), [o.error for o in outcomes]
@@ -72,9 +73,9 @@ def test_label_dataset_outputs(cohort: Path, tmp_path: Path, reference: str) -> 
         volumes.columns
     )
     control = volumes[volumes.group == "HC"].iloc[0]
-    assert control.dawm_ml < 1.3
+    assert control.dawm_ml < 1.7
     # the probability map's expected DAWM volume; the only control has no other control to calibrate
-    # its null's shape on (Gaussian fallback: 3.8 ml on this cohort), the patient uses the control's
+    # its null's shape on (Gaussian fallback: 3.8 ml on this cohort, 12 ml since the rendition SNR), the patient uses the control's
     assert control.dawm_expected_ml >= 0 and volumes[volumes.group != "HC"].iloc[0].dawm_expected_ml >= 0
     for key in ("sub-hc001_ses-01", "sub-ms001_ses-01"):
         sub, ses = key.split("_")

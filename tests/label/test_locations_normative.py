@@ -59,3 +59,43 @@ def test_self_model_trend_option_runs() -> None:
     ph = make_phantom(4.0, config=config)
     ref = SelfNormativeModel(config).fit_transform(ph.prepared.maps)
     assert dice(apply_rule(ph.prepared, ref, config) == 2, ph.patch) > 0.7
+
+
+def _with_mni(maps, subject: str, norm_key: str):
+    """Give a phantom's maps a subject, a normative group and an identity "MNI" coordinate map (voxel centres, mm)."""
+    maps.subject, maps.key, maps.norm_key = subject, f"sub-{subject}", norm_key
+    maps.mni_xyz = (np.indices(maps.region.shape).astype(np.float32) * 2.0).astype(np.float32)
+    return maps
+
+
+def test_groups_with_two_controls_borrow_the_spatial_trend_of_all_controls(tmp_path: Path) -> None:
+    """Healthy WM with an anatomy-bound pattern (the phantom's patch raised by 4 SD in every control):
+    three scanners of two controls each are too few for a voxel-wise term per scanner, but their six
+    controls together give the spatial trend, so a new control's pattern is no DAWM; without the
+    pooled trend it is."""
+    config = LabelConfig(smoothing_fwhm_mm=0.0, threshold=2.0, voxelwise_fwhm_mm=4.0, pooled_trend=True)
+    grid = dict(mni_shape=(36, 36, 36), mni_affine=np.diag([2.0, 2.0, 2.0, 1.0]))
+    controls = [
+        _with_mni(make_phantom(4.0, seed=20 + i, config=config).prepared.maps, f"hc{i}", f"scanner{'ABC'[i // 2]}") for i in range(6)
+    ]
+    new = make_phantom(4.0, seed=40, config=config)
+    _with_mni(new.prepared.maps, "hcnew", "scannerA")
+
+    model = ControlsNormativeModel(config, **grid).fit(controls)
+    assert not model.groups_["scannerA"].voxelwise and len(model.groups_["scannerA"].trend_from) == 6
+    ref = model.transform(new.prepared.maps)
+    assert "spatial trend of 6 controls" in ref.how
+    pooled = (apply_rule(new.prepared, ref, config) == 2) & new.patch
+
+    strict = config.model_copy(update={"min_controls_voxelwise": 7})
+    alone = ControlsNormativeModel(strict, **grid).fit(controls)
+    assert not alone.groups_["scannerA"].trend_from
+    unpooled = (apply_rule(new.prepared, alone.transform(new.prepared.maps), strict) == 2) & new.patch
+    assert unpooled.sum() > 0.5 * new.patch.sum() and pooled.sum() < 0.1 * new.patch.sum()
+    assert not ControlsNormativeModel(config.model_copy(update={"pooled_trend": False}), **grid).fit(controls).groups_["scannerA"].trend
+    # Leaving one control out keeps five: still pooled; the pooled trend survives save/load.
+    assert model.without("hc0").groups_["scannerA"].trend_from == [f"hc{i}" for i in range(1, 6)]
+    model.save(tmp_path / "normative_model.json")
+    loaded = ControlsNormativeModel.load(tmp_path / "normative_model.json")
+    assert loaded.groups_["scannerA"].trend_from == model.groups_["scannerA"].trend_from
+    np.testing.assert_allclose(loaded.transform(new.prepared.maps).z["T1"], ref.z["T1"], atol=1e-4)

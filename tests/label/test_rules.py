@@ -139,6 +139,11 @@ def test_eligible_wm_is_the_pure_core() -> None:
     # on a 2 mm grid the 1.5 mm margin still takes the first layer off (no centre lies closer than 2 mm)
     coarse = eligible_wm(wm_prob, dseg, lesion, 2.0, purity=0.9, lesion_margin_mm=0.0, pv_margin_mm=1.5)
     assert not coarse[:, :, 2].any() and coarse[5, 5, 3] and not coarse[6, 6, 7] and coarse[6, 6, 6]
+    # an excluded zone (e.g. near the deep grey nuclei, which a 3-class segmentation calls WM) is never eligible
+    zone = np.zeros(shape, bool)
+    zone[8:, 8:, 4:] = True
+    excluded = eligible_wm(wm_prob, dseg, lesion, 1.0, purity=0.9, lesion_margin_mm=1.0, exclude=zone)
+    assert not excluded[zone].any() and (excluded == (without & ~zone)).all()
 
 
 def test_pv_core_takes_at_least_one_layer_off() -> None:

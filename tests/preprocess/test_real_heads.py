@@ -43,6 +43,12 @@ def test_a_stripped_brain_is_told_from_a_head() -> None:
     # a head whose background the scanner zeroed (as the real 2D protocols store it) is still a head
     zeroed = np.where(head, with_head, 0.0).astype(np.float32)
     assert looks_skull_stripped(zeroed, affine)[0] is False
+    # a small head (1.9 L, under the brain-size bound) at high SNR: its air is faint noise, not zeros
+    small = _ellipsoid(shape, (36, 46, 34))
+    quiet = np.where(small, 60.0, 0.0) + np.abs(rng.normal(0, 0.2, shape))
+    quiet[brain] = stripped[brain]
+    stripped_too, small_ml = looks_skull_stripped(quiet.astype(np.float32), affine)
+    assert small_ml < 2200 and stripped_too is False
 
 
 def test_mni_grids_are_recognised() -> None:

@@ -75,3 +75,21 @@ def test_deep_grey_matter_splits_into_thalamus_and_striatum():
     assert tpl.striatum[cortex] == 0 and tpl.deep_gm[cortex] == 0 and tpl.gm[cortex] > 0.3
     total = tpl.gm + tpl.wm + tpl.csf + tpl.deep_gm + tpl.striatum
     assert float(total.max()) <= 1.0 + 1e-4
+
+
+def test_a_coarser_rendition_averages_the_1mm_protocols_noise():
+    """SNR gain of a rendition = sqrt(voxel-volume ratio to the 1 mm protocol): exactly 1 at 1 mm
+    (so 1 mm cohorts are unchanged), 2*sqrt(2) for 3D images at 2 mm, 2 for a 3 mm-slice 2D FLAIR
+    whose slice thickness a 2 mm rendition keeps."""
+    from dawm.simulate.scanners import DEFAULT_PROFILES
+    from dawm.simulate.subject import acquisition_voxel_mm, rendition_snr_gain
+
+    for prof in DEFAULT_PROFILES:
+        for kind in ("T1w", "FLAIR", "MP2RAGE", "MT"):
+            assert rendition_snr_gain(prof, kind, 1.0) == 1.0
+            assert rendition_snr_gain(prof, kind, 2.0) > rendition_snr_gain(prof, kind, 1.5) > 1.0
+        assert rendition_snr_gain(prof, "T1w", 2.0) == pytest.approx(2**1.5)
+        assert acquisition_voxel_mm(prof, "MT", 2.0) == (3.0, 3.0, 3.0)
+        if prof.flair.dims == "2D" and prof.flair.voxel_mm[2] >= 2.0:
+            assert acquisition_voxel_mm(prof, "FLAIR", 2.0)[2] == prof.flair.voxel_mm[2]
+            assert rendition_snr_gain(prof, "FLAIR", 2.0) == pytest.approx(2.0)

@@ -13,7 +13,9 @@ Two models with one interface (scikit-learn style ``fit`` / ``transform``), both
   within-region variance alone). With >= ``min_controls_voxelwise`` controls a voxel-wise term is
   added: the controls' residuals from their regional means, splatted into MNI space through each
   voxel's MNI coordinate and smoothed (FWHM ``voxelwise_fwhm_mm``), give a spatial trend map and a
-  voxel SD map.
+  voxel SD map. With ``pooled_trend`` on, a group with fewer controls borrows the spatial trend (not
+  the SD map) of all groups' controls together when they are that many: the anatomy-bound pattern of healthy
+  WM is the same on every scanner.
 * :class:`SelfNormativeModel` -- the subject's own reference NAWM, median / 1.4826 MAD per region
   (regions with fewer than ``min_region_voxels`` voxels use the whole reference NAWM), so slow
   spatial trends are followed (optionally also a smooth trend of the reference NAWM itself,
@@ -126,6 +128,11 @@ def _region_map(region: np.ndarray, table: dict[int, float]) -> np.ndarray:
     return lut[np.asarray(region, np.int64) + 1]
 
 
+def _pull(mni_map: np.ndarray, coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """An MNI-grid map sampled (linear, 0 outside) at voxel coordinates ``coords`` (3, N) into ``shape``."""
+    return ndimage.map_coordinates(mni_map, coords, order=1, mode="constant", cval=0.0).reshape(shape)
+
+
 def _finish(maps: SessionMaps, mean: dict[str, np.ndarray], sd: dict[str, np.ndarray], recenter: bool, how: str) -> Reference:
     z, shift = {}, {}
     for mod in mean:
@@ -228,6 +235,7 @@ class GroupNorm:
     voxelwise: bool = False
     trend: dict[str, np.ndarray] = field(default_factory=dict)  # MNI grid
     voxel_sd: dict[str, np.ndarray] = field(default_factory=dict)
+    trend_from: list[str] = field(default_factory=list)  # subjects of a trend pooled over every group (empty: own or none)
 
 
 class ControlsNormativeModel:
@@ -278,7 +286,34 @@ class ControlsNormativeModel:
         self.groups_ = {}
         for key in sorted({s.norm_key for s in self.summaries_}):
             self.groups_[key] = self._fit_group(key, [s for s in self.summaries_ if s.norm_key == key])
+            self._pool_trend(self.groups_[key])
         return self
+
+    def _pool_trend(self, norm: GroupNorm) -> None:
+        """Give a group with too few controls for its own voxel-wise term the *spatial trend* of all
+        the controls (every group), when they are enough: the anatomy-bound pattern of healthy WM
+        (e.g. the internal capsule between the deep grey nuclei) does not depend on the scanner.
+        Each control's residuals are rescaled by the group's WM median over its own (T1 scales with
+        B0); the group keeps its regional SD (which still holds the spatial spread: conservative)."""
+        cfg = self.config
+        pool = [s for s in self.summaries_ if s.splat is not None]
+        subjects = sorted({s.subject for s in pool})
+        if not cfg.pooled_trend or norm.voxelwise or self.mni_shape is None or len(subjects) < cfg.min_controls_voxelwise:
+            return
+        for mod in norm.region_mean:
+            own_wm = norm.region_mean[mod][-1]
+            scaled = []
+            for s in pool:
+                if mod not in s.splat or mod not in s.stats:  # type: ignore[operator]
+                    continue
+                k = own_wm / s.stats[mod][-1][0] if s.stats[mod][-1][0] else 1.0
+                a, b, c = s.splat[mod]  # type: ignore[index]
+                scaled.append(ControlSummary(s.key, s.subject, s.norm_key, s.age, s.stats, {mod: (a * k, b * k * k, c)}))
+            if len({s.subject for s in scaled}) >= cfg.min_controls_voxelwise:
+                norm.trend[mod], _ = self._voxel_maps(scaled, mod, norm.region_sd[mod][-1])
+        if norm.trend:
+            norm.trend_from = subjects
+            log.info("normative group %s: spatial trend pooled over %d controls of every group", norm.norm_key, len(subjects))
 
     def without(self, subject: str) -> ControlsNormativeModel:
         """A copy refitted without ``subject``'s sessions (leave-one-subject-out for controls)."""
@@ -367,14 +402,15 @@ class ControlsNormativeModel:
             age_term = norm.age_slope[mod] * ((maps.age - norm.age_ref) if maps.age is not None and norm.age_ref is not None else 0.0)
             mu = _region_map(maps.region, norm.region_mean[mod]) + age_term
             sig = _region_map(maps.region, norm.region_sd[mod])
-            if norm.voxelwise and maps.mni_xyz is not None:
+            if mod in norm.trend and maps.mni_xyz is not None:
                 coords = np.linalg.inv(self.mni_affine)[:3, :3] @ maps.mni_xyz.reshape(3, -1) + np.linalg.inv(self.mni_affine)[:3, 3:4]
-                trend = ndimage.map_coordinates(norm.trend[mod], coords, order=1, mode="constant", cval=0.0).reshape(maps.region.shape)
-                vsd = ndimage.map_coordinates(norm.voxel_sd[mod], coords, order=1, mode="constant", cval=0.0).reshape(maps.region.shape)
-                mu = mu + trend
-                sig = np.where(vsd > 0, vsd, sig)
+                mu = mu + _pull(norm.trend[mod], coords, maps.region.shape)
+                if norm.voxelwise:
+                    vsd = _pull(norm.voxel_sd[mod], coords, maps.region.shape)
+                    sig = np.where(vsd > 0, vsd, sig)
             mean[mod], sd[mod] = mu.astype(np.float32), sig.astype(np.float32)
-        how = f"controls {maps.norm_key} ({len(norm.subjects)} subject(s){', voxel-wise' if norm.voxelwise else ''})"
+        extra = ", voxel-wise" if norm.voxelwise else f", spatial trend of {len(norm.trend_from)} controls" if norm.trend_from else ""
+        how = f"controls {maps.norm_key} ({len(norm.subjects)} subject(s){extra})"
         return _finish(maps, mean, sd, self.config.recenter, how)
 
     # -- persistence ---------------------------------------------------------------------------
@@ -395,7 +431,7 @@ class ControlsNormativeModel:
             "mni_grid": {"shape": self.mni_shape, "affine": self.mni_affine} if self.mni_shape else None,
             "groups": {
                 k: {
-                    **{f: getattr(g, f) for f in ("norm_key", "subjects", "sessions", "age_ref", "age_slope", "voxelwise")},
+                    **{f: getattr(g, f) for f in ("norm_key", "subjects", "sessions", "age_ref", "age_slope", "voxelwise", "trend_from")},
                     "region_mean": {m: {str(r): v for r, v in d.items()} for m, d in g.region_mean.items()},
                     "region_sd": {m: {str(r): v for r, v in d.items()} for m, d in g.region_sd.items()},
                     "region_names": {str(r): REGION_NAMES.get(r, "all") for r in next(iter(g.region_mean.values()), {})},
@@ -457,5 +493,6 @@ class ControlsNormativeModel:
                 g["voxelwise"],
                 {m: arrays[f"{k}__trend__{m}"] for m in g["region_mean"] if f"{k}__trend__{m}" in arrays},
                 {m: arrays[f"{k}__sd__{m}"] for m in g["region_mean"] if f"{k}__sd__{m}" in arrays},
+                g.get("trend_from", []),
             )
         return model

@@ -64,7 +64,7 @@ from dawm.bids.layout import (
 from dawm.errors import InputError
 from dawm.image.io import load_volume, save_volume
 from dawm.image.resample import voxel_sizes
-from dawm.image.template import mni_coordinates, mni_wm_prior
+from dawm.image.template import mni_coordinates, mni_deep_gm_prior, mni_wm_prior
 from dawm.image.units import mtr_to_percent, t1_to_ms
 from dawm.label.config import LabelConfig
 from dawm.label.locations import hemisphere, location_classes, pv_band, regions
@@ -212,6 +212,7 @@ class PreparedSession:
     lesion_source: str
     notes: dict = field(default_factory=dict)
     wm_prior: np.ndarray | None = None  # MNI152 WM prior on the session grid (None: no MNI transform)
+    near_deep_gm: np.ndarray | None = None  # bool, within deep_gm_margin_mm of the MNI deep grey nuclei (None: off)
 
 
 @dataclass
@@ -325,10 +326,12 @@ def prepare_arrays(
         source = f"{source} + automatic" if source != "none" else "automatic (FLAIR and T1)"
     lesion &= brain
 
-    mni_xyz = wm_prior = None
+    mni_xyz = wm_prior = near_deep_gm = None
     if to_session is not None:
         mni_xyz = mni_coordinates(to_session, shape, affine)
         wm_prior = mni_wm_prior(to_session, shape, affine) if config.wm_prior_min > 0 else None
+        if config.deep_gm_margin_mm > 0:
+            near_deep_gm = within_mm(mni_deep_gm_prior(to_session, shape, affine) >= 0.5, config.deep_gm_margin_mm, spacing)
         if np.isnan(mni_xyz[:, brain]).mean() > 0.05:
             log.warning(
                 "%s: the MNI transform leaves the template grid for %.0f %% of the brain", key, 100 * np.isnan(mni_xyz[:, brain]).mean()
@@ -351,6 +354,7 @@ def prepare_arrays(
             pv_margin_mm=config.pv_margin_mm,
             wm_prior=wm_prior,
             prior_min=config.wm_prior_min,
+            exclude=near_deep_gm,
         )
         & brain
     )
@@ -369,7 +373,7 @@ def prepare_arrays(
         age=age,
         norm_key=norm_key,
     )
-    return PreparedSession(sm, dseg, wm_prob, lesion, location, source, notes, wm_prior)
+    return PreparedSession(sm, dseg, wm_prob, lesion, location, source, notes, wm_prior, near_deep_gm)
 
 
 def prepare_session(info: SessionInfo, pre_root: str | Path, config: LabelConfig) -> PreparedSession:
@@ -429,6 +433,7 @@ def eligible_of(prepared: PreparedSession, config: LabelConfig) -> np.ndarray:
         pv_margin_mm=config.pv_margin_mm,
         wm_prior=prepared.wm_prior,
         prior_min=config.wm_prior_min,
+        exclude=prepared.near_deep_gm,
     )
 
 

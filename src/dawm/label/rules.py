@@ -65,15 +65,19 @@ def eligible_wm(
     pv_margin_mm: float = 0.0,
     wm_prior: np.ndarray | None = None,
     prior_min: float = 0.0,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """Voxels that may be DAWM: pure WM (``dseg == 3`` and ``wm_prob >= purity``), not within
-    ``lesion_margin_mm`` of a lesion, not within ``pv_margin_mm`` of a voxel that is not pure WM, and
-    ``wm_prior >= prior_min`` where a prior is given (bool (X, Y, Z)). A positive ``pv_margin_mm``
-    removes at least the first layer of voxels next to non-pure WM (:func:`pv_core`)."""
+    ``lesion_margin_mm`` of a lesion, not within ``pv_margin_mm`` of a voxel that is not pure WM,
+    ``wm_prior >= prior_min`` where a prior is given, and not in ``exclude`` (e.g. near the deep grey
+    nuclei) where given (bool (X, Y, Z)). A positive ``pv_margin_mm`` removes at least the first layer
+    of voxels next to non-pure WM (:func:`pv_core`)."""
     pure = (np.asarray(dseg) == 3) & (np.asarray(wm_prob) >= purity)
     ok = pv_core(pure, pv_margin_mm, spacing_mm) & ~within_mm(lesion, lesion_margin_mm, spacing_mm)
     if wm_prior is not None and prior_min > 0:
         ok &= np.asarray(wm_prior) >= prior_min
+    if exclude is not None:
+        ok &= ~np.asarray(exclude, bool)
     return ok
 
 

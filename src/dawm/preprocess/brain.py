@@ -30,7 +30,7 @@ Real clinical heads
   simulated motion-ghosted T1w's optimum; the identity start for images already in MNI space) and
   the best-scoring one is kept.
 * **Skull-stripped input** (:func:`looks_skull_stripped`: the non-zero part of the image is a
-  single brain-sized object, at most ``MAX_STRIPPED_ML``): the brain mask is that object, and the
+  single brain-sized object, at most ``MAX_STRIPPED_ML``, in an exactly zero background): the brain mask is that object, and the
   template is registered to it only to place the priors; no brain is extracted twice.
 * **MNI-space input** (:func:`looks_like_mni`): the identity is the first start.
 """
@@ -129,8 +129,10 @@ def looks_skull_stripped(image: np.ndarray, affine: np.ndarray) -> tuple[bool, f
     """Whether ``image`` (X, Y, Z) is already skull-stripped: returns ``(stripped, foreground_ml)``.
 
     Skull-stripped when at least 30 % of the image is background (magnitude at most 1 % of the
-    99th percentile of the non-zero voxels) and the non-zero object (:func:`_nonzero_object`) is
-    at most :data:`MAX_STRIPPED_ML`.
+    99th percentile of the non-zero voxels), at least half of the voxels outside the non-zero object
+    (:func:`_nonzero_object`) are exactly zero, as a masking tool writes them (a head's air is noise,
+    however faint: at high SNR it also falls under 1 %), and the object is at most
+    :data:`MAX_STRIPPED_ML`.
     """
     magnitude = np.abs(np.asarray(image, dtype=np.float32))
     if not (magnitude > 0).any():
@@ -139,8 +141,10 @@ def looks_skull_stripped(image: np.ndarray, affine: np.ndarray) -> tuple[bool, f
     fg = magnitude > 0.01 * float(np.percentile(magnitude[magnitude > 0], 99))
     if fg.mean() > 0.7:
         return False, float(fg.sum()) * voxel_ml
-    ml = float(_nonzero_object(magnitude).sum()) * voxel_ml
-    return ml <= MAX_STRIPPED_ML, ml
+    obj = _nonzero_object(magnitude)
+    ml = float(obj.sum()) * voxel_ml
+    masked = float((magnitude[~obj] == 0).mean()) >= 0.5 if (~obj).any() else False
+    return masked and ml <= MAX_STRIPPED_ML, ml
 
 
 def looks_like_mni(shape: tuple[int, ...], affine: np.ndarray) -> str | None:

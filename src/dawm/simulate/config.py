@@ -68,7 +68,15 @@ class SimulationConfig(BaseModel):
     controls: int = Field(8, ge=0, description="number of healthy controls")
     sessions: int = Field(2, ge=1, le=5, description="sessions per subject (follow-ups after the first)")
     scanners: int = Field(3, ge=1, le=4, description="number of scanner profiles used (round robin)")
-    resolution_mm: float = Field(1.0, ge=1.0, le=3.0, description="grid of the truth space; acquisition voxels scale with it")
+    resolution_mm: float = Field(
+        1.0,
+        ge=1.0,
+        le=3.0,
+        description=(
+            "grid of the truth space; acquisition voxels scale with it, and so does their SNR (the 1 mm protocol "
+            "averaged into the larger voxels: the square root of the voxel-volume ratio)"
+        ),
+    )
     seed: int = Field(0, ge=0, description="random seed; same seed, same bytes")
     followup_years: float = Field(
         5.0, gt=0, description="mean interval between sessions (years); the literature's DAWM transition fractions are per 5 years"

@@ -40,7 +40,7 @@ class ScannerProfile(BaseModel):
     mt_tr_ms: float = 30.0
     mt_flip_deg: float = 10.0
     mt_voxel_mm: float = 1.5
-    snr: float = 30.0  # WM signal / noise sigma of a 3D T1w at this site (others scale from it)
+    snr: float = 30.0  # WM signal / noise sigma of the 1 mm 3D T1w at this site (others, and coarser renditions, scale from it)
     bias_amplitude: float = 0.25  # std of the log receive field
     b1_amplitude: float = 0.05  # std of the relative transmit field
     motion_probability: float = 0.15  # chance that a session has ghosting artefacts

@@ -312,6 +312,31 @@ def _rater_lesion_mask(root: Path, key: SessionRef, lesion: np.ndarray, tpl, g: 
     save_volume(seen.astype(np.uint8), g.affine, MaskFiles.in_dataset(root).lesion_mask(key, "FLAIR"), dtype=np.uint8)
 
 
+def acquisition_voxel_mm(prof: ScannerProfile, kind: str, resolution_mm: float) -> tuple[float, float, float]:
+    """Voxel size (in-plane, in-plane, slice thickness; mm) of one acquisition of ``prof`` in a
+    rendition at ``resolution_mm``: the site's 1 mm protocol with every voxel edge scaled by it,
+    except that a 2D FLAIR's slices keep their thickness unless the rendition is coarser.
+    ``kind``: ``T1w``, ``MP2RAGE``, ``MT`` or ``FLAIR``."""
+    r = resolution_mm
+    if kind in ("T1w", "MP2RAGE"):
+        return (r, r, r)
+    if kind == "MT":
+        return (1.5 * r,) * 3
+    f = prof.flair
+    return (f.voxel_mm[0] * r, f.voxel_mm[1] * r, max(f.voxel_mm[2], r) if f.dims == "2D" else f.voxel_mm[2] * r)
+
+
+def rendition_snr_gain(prof: ScannerProfile, kind: str, resolution_mm: float) -> float:
+    """Per-voxel SNR of an acquisition at ``resolution_mm`` over that of the site's 1 mm protocol:
+    sqrt of the voxel-volume ratio. A coarser rendition is the same protocol seen on larger voxels,
+    i.e. the 1 mm acquisition averaged into them (as resampling it to that grid would give), so its
+    noise falls as the square root of the voxels averaged. (A dedicated coarse acquisition of the
+    same duration would gain the full volume ratio; this keeps to the conservative half.) 1.0 at
+    ``resolution_mm`` 1."""
+    volume = float(np.prod(acquisition_voxel_mm(prof, kind, resolution_mm)))
+    return float(np.sqrt(volume / np.prod(acquisition_voxel_mm(prof, kind, 1.0))))
+
+
 def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2, mpr, wm_pure, tissue, patho, lesion, summary) -> dict:
     """Make and write the session's images; record stats and samples. Returns the session row start.
 
@@ -327,18 +352,20 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
 
     def grid(kind: str) -> acq.Grid:
         tilt = prof.oblique_deg + rng.normal(0, 2.0)
+        vox = acquisition_voxel_mm(prof, kind, r)
         if kind == "T1w" or kind == "MP2RAGE":
-            return acq.make_grid((r, r, r), (240.0, 240.0, 176.0), orientation="sagittal", storage=prof.storage, oblique_deg=tilt)
+            return acq.make_grid(vox, (240.0, 240.0, 176.0), orientation="sagittal", storage=prof.storage, oblique_deg=tilt)
         if kind == "MT":
-            v = 1.5 * r
-            return acq.make_grid((v, v, v), (240.0, 240.0, 156.0), orientation="axial", storage=prof.storage, oblique_deg=tilt)
+            return acq.make_grid(vox, (240.0, 240.0, 156.0), orientation="axial", storage=prof.storage, oblique_deg=tilt)
         f = prof.flair
-        vox = (f.voxel_mm[0] * r, f.voxel_mm[1] * r, max(f.voxel_mm[2], r) if f.dims == "2D" else f.voxel_mm[2] * r)
         orient = "axial" if f.dims == "2D" else "sagittal"
         fov = (230.0, 230.0, 156.0) if f.dims == "2D" else (240.0, 240.0, 176.0)
         return acq.make_grid(
             vox, fov, orientation=orient, storage=prof.storage, oblique_deg=tilt, slice_gap_mm=f.slice_gap_mm if f.dims == "2D" else 0.0
         )
+
+    def gain(kind: str) -> float:
+        return rendition_snr_gain(prof, kind, r)
 
     def motion_of(kind: str) -> np.ndarray:
         m = np.eye(4) if kind == "T1w" else acq.rigid_matrix(rng.normal(0, 1.0, 3), rng.normal(0, 1.0, 3))
@@ -362,7 +389,7 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     s2s = motion_of("T1w")
     sig = sum(c.pd * mpr(c.t1_ms, b1)[0] for c in clin) * SIGNAL_SCALE
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
-    t1w = np.abs(noisy(sig, g, s2s, field, wm_level(sig) / (prof.snr * quality), motion))
+    t1w = np.abs(noisy(sig, g, s2s, field, wm_level(sig) / (prof.snr * gain("T1w") * quality), motion))
     save_volume(field, g.affine, truth.bias_field(key, "T1w"), dtype=np.int16, scaled=True)
     _store(
         raw.image(key, "T1w"),
@@ -389,7 +416,7 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     sig = np.abs(sum(flair_signal(c.t1_ms, c.t2_ms, c.pd, tr_ms=f.tr_ms, ti_ms=f.ti_ms, te_ms=f.te_ms, magnitude=False) for c in clin))
     sig = sig * SIGNAL_SCALE
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
-    snr = prof.snr * 0.8 * (1.3 if f.dims == "2D" else 1.0) * quality
+    snr = prof.snr * 0.8 * (1.3 if f.dims == "2D" else 1.0) * gain("FLAIR") * quality
     flair = np.abs(noisy(sig, g, s2s, field, wm_level(sig) / snr, motion))
     save_volume(field, g.affine, truth.bias_field(key, "FLAIR"), dtype=np.int16, scaled=True)
     _store(
@@ -418,7 +445,7 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     sig1, sig2 = (sum(pd * s[i] for pd, s in blocks) * SIGNAL_SCALE for i in (0, 1))
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     phase = np.exp(1j * acq.smooth_field_on_grid(rng, g, 0.5)).astype(np.complex64)
-    sigma = wm_level(sig2) / (prof.snr * 1.2 * quality)
+    sigma = wm_level(sig2) / (prof.snr * 1.2 * gain("MP2RAGE") * quality)
     c1 = acq.add_complex_noise(rng, acq.acquire(sig1, tpl.affine, g, s2s) * field * phase, sigma)
     c2 = acq.add_complex_noise(rng, acq.acquire(sig2, tpl.affine, g, s2s) * field * phase, sigma)
     u = uni(c1, c2)
@@ -470,7 +497,7 @@ def _acquire_session(rng, root, part, prof, cfg, ses, tpl, qmaps, clin, b1, mp2,
     off, on = (sum(pair[i] for pair in pairs) for i in (0, 1))
     field = acq.smooth_field_on_grid(rng, g, prof.bias_amplitude)
     sig_off = off * SIGNAL_SCALE
-    sigma = wm_level(sig_off) / (prof.snr * 1.1 * quality)
+    sigma = wm_level(sig_off) / (prof.snr * 1.1 * gain("MT") * quality)
     m_off = np.abs(acq.add_complex_noise(rng, acq.acquire(sig_off, tpl.affine, g, s2s) * field, sigma))
     m_on = np.abs(acq.add_complex_noise(rng, acq.acquire(on * SIGNAL_SCALE, tpl.affine, g, s2s) * field, sigma))
     for state, img in (("on", m_on), ("off", m_off)):
