@@ -59,13 +59,14 @@ Defaults and where they come from:
   rescaled to its WM level) and keeps its regional SD. Measured 2026-12-03 with the rendition SNR:
   on the 2 mm demo-full cohort (2 controls per scanner) control false positives 0.88 -> 0.37 ml per
   session, pooled Dice 0.35 -> 0.37, Spearman 0.88 -> 0.90 (``label_2mm_demo_full_pooled_trend.md``);
-  on the 1 mm seed-5 cohort (unchanged images) 0.14 -> 0.43 ml at the same Dice 0.52 and Spearman 0.90,
-  probability map controls 0.18 -> 0.51 ml (``label_1mm_seed5_pooled_trend.md``); on seed 11 (4
-  controls left for each left-out control: only the patients pooled; hc002 still mis-stripped) Dice 0.37 -> 0.40. Not a
-  default while it costs the 1 mm grid.
+  on the 1 mm seed-5 cohort (unchanged images) 0.14 -> 0.43 ml at the same Dice 0.52 and Spearman
+  0.90, probability map controls 0.18 -> 0.51 ml (``label_1mm_seed5_pooled_trend.md``); on seed 11
+  (4 controls left for each left-out control: only the patients pooled; hc002 still mis-stripped)
+  Dice 0.37 -> 0.40. Not a default while it costs the 1 mm grid.
 * ``deep_gm_margin_mm`` 0 (an option): the deep grey nuclei are non-pure WM that the 3-class
-  segmentation does not see. On the 2 mm seed-11 cohort (its hc002 still taken for skull-stripped) 2 mm changed nothing that counts (Dice 0.37 ->
-  0.39, controls 2.80 -> 2.66 ml) and 4 mm cut the truth coverage from 0.44 to 0.28 and the Dice to 0.31.
+  segmentation does not see. On the 2 mm seed-11 cohort (its hc002 still taken for skull-stripped)
+  2 mm changed nothing that counts (Dice 0.37 -> 0.39, controls 2.80 -> 2.66 ml) and 4 mm cut the
+  truth coverage from 0.44 to 0.28 and the Dice to 0.31.
 """
 
 from __future__ import annotations

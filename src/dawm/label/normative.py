@@ -14,8 +14,8 @@ Two models with one interface (scikit-learn style ``fit`` / ``transform``), both
   added: the controls' residuals from their regional means, splatted into MNI space through each
   voxel's MNI coordinate and smoothed (FWHM ``voxelwise_fwhm_mm``), give a spatial trend map and a
   voxel SD map. With ``pooled_trend`` on, a group with fewer controls borrows the spatial trend (not
-  the SD map) of all groups' controls together when they are that many: the anatomy-bound pattern of healthy
-  WM is the same on every scanner.
+  the SD map) of all groups' controls together when they are that many: the anatomy-bound pattern
+  of healthy WM is the same on every scanner.
 * :class:`SelfNormativeModel` -- the subject's own reference NAWM, median / 1.4826 MAD per region
   (regions with fewer than ``min_region_voxels`` voxels use the whole reference NAWM), so slow
   spatial trends are followed (optionally also a smooth trend of the reference NAWM itself,

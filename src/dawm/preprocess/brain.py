@@ -30,8 +30,9 @@ Real clinical heads
   simulated motion-ghosted T1w's optimum; the identity start for images already in MNI space) and
   the best-scoring one is kept.
 * **Skull-stripped input** (:func:`looks_skull_stripped`: the non-zero part of the image is a
-  single brain-sized object, at most ``MAX_STRIPPED_ML``, in an exactly zero background): the brain mask is that object, and the
-  template is registered to it only to place the priors; no brain is extracted twice.
+  single brain-sized object, at most ``MAX_STRIPPED_ML``, in an exactly zero background): the brain
+  mask is that object, and the template is registered to it only to place the priors; no brain is
+  extracted twice.
 * **MNI-space input** (:func:`looks_like_mni`): the identity is the first start.
 """
 

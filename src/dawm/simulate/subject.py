@@ -321,7 +321,7 @@ def acquisition_voxel_mm(prof: ScannerProfile, kind: str, resolution_mm: float) 
     if kind in ("T1w", "MP2RAGE"):
         return (r, r, r)
     if kind == "MT":
-        return (1.5 * r,) * 3
+        return (prof.mt_voxel_mm * r,) * 3
     f = prof.flair
     return (f.voxel_mm[0] * r, f.voxel_mm[1] * r, max(f.voxel_mm[2], r) if f.dims == "2D" else f.voxel_mm[2] * r)
 
