@@ -783,12 +783,13 @@ def label_session(
     prepared = prepare_session(info, pre_root, config)
     null_shape = null_shape_for(prepared.maps, control_nulls)
     if null_shape is not None and null_shape.source != "controls":
+        # one console line per normative group (the console shows each distinct message once); the
+        # session and the count go to the log file and the probseg sidecar (NullShape, NullControls)
         log.warning(
-            "%s: no other control scanned on %s: the DAWM probability's null shape comes from %d control session(s) of other groups",
-            prepared.maps.key,
+            "no other control scanned on %s: the DAWM probability's null shape of its sessions comes from controls of other groups",
             prepared.maps.norm_key,
-            null_shape.n_controls,
         )
+        log.info("%s: DAWM probability null shape from %d control session(s) of other groups", prepared.maps.key, null_shape.n_controls)
     labelled = label_arrays(prepared, config, model=model, is_control=info.group == config.control_group, null_shape=null_shape)
     return write_labelled(labelled, info, out_root, config)
 
