@@ -1,9 +1,11 @@
+import threading
+
 import pytest
 
 from dawm.bids.entities import BidsName, parse_name
 from dawm.bids.layout import discover_sessions
 from dawm.errors import DawmError, InputError
-from dawm.parallel import run_all
+from dawm.parallel import map_threads, run_all
 
 
 def test_names_are_written_in_spec_order():
@@ -51,3 +53,18 @@ def test_run_all_reports_failures_and_keeps_going(jobs):
 def test_run_all_on_a_dask_local_cluster():
     out = run_all(_maybe_fail, [1, 2], jobs=1, backend="dask")
     assert out[0].result == 10 and not out[1].ok
+
+
+def test_map_threads_keeps_the_order_and_raises_the_first_error():
+    assert map_threads(lambda x: x * 10, [3, 1, 2]) == [30, 10, 20]
+    assert map_threads(lambda x: x, []) == []
+    main = threading.get_ident()
+    assert map_threads(lambda _: threading.get_ident(), [1, 2], max_workers=1) == [main, main]  # one worker: this thread
+
+    def fail_on_odd(x):
+        if x % 2:
+            raise ValueError(f"odd {x}")
+        return x
+
+    with pytest.raises(ValueError, match="odd 1"):
+        map_threads(fail_on_odd, [0, 1, 2, 3])

@@ -7,12 +7,15 @@ copies are resampled onto oblique, LPS-stored, anisotropic int16 grids with a kn
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from phantoms import dice, head_phantom, mean_displacement_mm, oblique_lps_grid, rigid_matrix, smooth_deformation, to_int16
 from scipy import ndimage
 
+from dawm.image import registration
 from dawm.image.registration import (
     LinearRegistration,
     load_transform,
@@ -24,7 +27,7 @@ from dawm.image.registration import (
     warp,
 )
 from dawm.image.resample import resample_to_grid
-from dawm.image.sitk_bridge import ras_transform_to_sitk
+from dawm.image.sitk_bridge import itk_default_threads, ras_transform_to_sitk, single_threaded_itk
 from dawm.image.template import load_template
 
 
@@ -197,6 +200,46 @@ def test_multi_start_escapes_the_basin_of_a_ghost():
     assert error_mm(single.matrix_ras) > 100.0  # the trap is real
     assert error_mm(multi.matrix_ras) < 2.0
     assert multi.metric < single.metric
+
+
+def test_multi_start_side_by_side_equals_one_after_the_other(monkeypatch):
+    # The starts of a multi-start run in threads, each registration single-threaded: the result is
+    # the serial run's to the bit, and ITK's thread default is back afterwards.
+    img, aff, _ = head_phantom("t1", seed=1)
+    motion = rigid_matrix((4, -3, 2), (5, -6, 8))
+    fixed = to_int16(resample_to_grid(img, aff, img.shape, aff, transform_ras=motion))
+    starts = [np.eye(4), rigid_matrix((0, 0, 0), (0, 0, 30)), rigid_matrix((0, 0, 0), (0, 0, -30))]
+    threads_before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    side_by_side = rigid_register(fixed, aff, img, aff, seed=2, initial=starts, working_spacing_mm=4.0)
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == threads_before
+    monkeypatch.setattr(registration, "map_threads", lambda fn, items: [fn(i) for i in items])
+    serial = rigid_register(fixed, aff, img, aff, seed=2, initial=starts, working_spacing_mm=4.0)
+    assert np.array_equal(side_by_side.matrix_ras, serial.matrix_ras) and side_by_side.metric == serial.metric
+
+
+def test_single_threaded_itk_nests_across_threads_and_restores_the_default():
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(3)
+    try:
+        inside, release = threading.Event(), threading.Event()
+
+        def hold():
+            with single_threaded_itk():
+                inside.set()
+                release.wait(10)
+
+        other = threading.Thread(target=hold)
+        other.start()
+        inside.wait(10)
+        with single_threaded_itk():
+            assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1
+            assert itk_default_threads() == 3  # what N4 takes meanwhile
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 1  # the other thread still holds it
+        release.set()
+        other.join(10)
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 3 and itk_default_threads() == 3
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
 def test_deep_gm_prior_marks_the_nuclei_not_the_cortex_or_white_matter() -> None:

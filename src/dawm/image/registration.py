@@ -23,8 +23,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from dawm.image.resample import Interpolation, isotropic_grid, resample, voxel_sizes
-from dawm.image.sitk_bridge import as_sitk_transform, ras_transform_to_sitk, sitk_transform_to_ras, to_sitk
+from dawm.image.sitk_bridge import as_sitk_transform, ras_transform_to_sitk, single_threaded_itk, sitk_transform_to_ras, to_sitk
 from dawm.image.sitk_bridge import reference_image as _reference
+from dawm.parallel import map_threads
 
 
 @dataclass(frozen=True)
@@ -194,14 +195,8 @@ def _run_stage(
     reg.SetSmoothingSigmasPerLevel(sigmas_vox)
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     reg.SetInitialTransform(transform, inPlace=True)
-    # ITK's metric threads sum partial results in a scheduling-dependent order; one thread makes
-    # the result bit-for-bit reproducible for a seed (and the images are small enough).
-    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    try:
+    with single_threaded_itk():
         reg.Execute(fixed, moving)
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     return float(reg.GetMetricValue())
 
 
@@ -350,9 +345,9 @@ def best_start(
     """
     if not candidates:
         raise ValueError("best_start needs at least one candidate")
-    results = []
-    for i, cand in enumerate(candidates):
-        tx = _start_transform(f_img, f_mask, m_img, m_mask, dof, cand)
+
+    def coarse(i: int) -> tuple[float, np.ndarray]:
+        tx = _start_transform(f_img, f_mask, m_img, m_mask, dof, candidates[i])
         metric = _run_stage(
             f_img,
             m_img,
@@ -366,7 +361,9 @@ def best_start(
             learning_rate_mm=4.0,
             seed=seed + i,
         )
-        results.append((metric, sitk_transform_to_ras(tx)))
+        return metric, sitk_transform_to_ras(tx)
+
+    results = map_threads(coarse, range(len(candidates)))  # independent starts, side by side
     best = min(range(len(results)), key=lambda i: results[i][0])
     if results[best][0] >= results[0][0] * (1.0 + margin):  # metrics are negative: not clearly better
         best = 0

@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from dawm.image.resample import voxel_sizes
-from dawm.image.sitk_bridge import to_sitk
+from dawm.image.sitk_bridge import itk_default_threads, to_sitk
 
 __all__ = ["BiasCorrection", "correct_bias", "shrink_factors"]
 
@@ -73,7 +73,7 @@ def correct_bias(
     iterations: maximum iterations per fitting level; ``len(iterations)`` levels, the B-spline mesh
         doubling in resolution at each level.
     spline_distance_mm: initial B-spline control-point spacing (ANTs' ``-b [distance]``).
-    n_threads: SimpleITK threads for this filter (default: SimpleITK's global default).
+    n_threads: SimpleITK threads for this filter (default: ITK's global default, :func:`dawm.image.sitk_bridge.itk_default_threads`).
 
     Returns a :class:`BiasCorrection` with ``corrected = image / field`` and ``field`` normalised to
     mean 1 inside the mask, so corrected intensities keep the input's overall scale.
@@ -120,8 +120,8 @@ def correct_bias(
     n4.SetSplineOrder(int(spline_order))
     n4.SetNumberOfControlPoints([m + spline_order for m in mesh])
     n4.SetNumberOfHistogramBins(int(bins))
-    if n_threads is not None:
-        n4.SetNumberOfThreads(int(n_threads))
+    # N4's result depends on its number of threads: ITK's default, unless the caller says.
+    n4.SetNumberOfThreads(int(n_threads) if n_threads is not None else itk_default_threads())
     n4.Execute(small_img, small_msk)
 
     log_field_img = n4.GetLogBiasFieldAsImage(img)

@@ -53,6 +53,7 @@ from dawm.image.registration import (
 from dawm.image.resample import isotropic_grid, resample, voxel_sizes
 from dawm.image.template import Template, load_template
 from dawm.metrics import dice
+from dawm.parallel import map_threads
 from dawm.preprocess.bias import correct_bias
 
 _WORK_MM = 2.0
@@ -401,15 +402,18 @@ def extract_brain(
         # A head mask clipped by the field of view (or leaking into artefacts) can hold the metric
         # in a wrong basin: the same starts with the metric over the whole image. A strong coil
         # field moves mutual information's optimum: the head with a rough N4 applied.
-        whole = scored(
-            "whole-image",
-            rigid_register(data, affine, tpl.t1, tpl.affine, fixed_mask=None, moving_mask=tpl_brain, dof=12, seed=seed, initial=starts),
-        )
+        # The two registrations are independent: they run side by side (each single-threaded, so
+        # the results are those of one after the other) and are scored in this order. The rough N4
+        # runs before, alone, with the threads it always had.
         flat = head_flattened(data, affine, head)
-        flattened = scored(
-            "head-masked, bias-flattened",
-            rigid_register(flat, affine, tpl.t1, tpl.affine, fixed_mask=head, moving_mask=moving_mask, dof=12, seed=seed, initial=starts),
+        lins = map_threads(
+            lambda pair: rigid_register(
+                pair[0], affine, tpl.t1, tpl.affine, fixed_mask=pair[1], moving_mask=pair[2], dof=12, seed=seed, initial=starts
+            ),
+            [(data, None, tpl_brain), (flat, head, moving_mask)],
         )
+        whole = scored("whole-image", lins[0])
+        flattened = scored("head-masked, bias-flattened", lins[1])
         best = max(best, whole, flattened, key=lambda c: c[0])
     _, info["affine_chosen"], lin = best
 

@@ -63,7 +63,7 @@ from dawm.image.resample import isotropic_grid, resample, voxel_sizes
 from dawm.image.template import Template, load_template
 from dawm.image.units import mtr_to_percent, t1_to_ms
 from dawm.labels import TISSUE_LABELS
-from dawm.parallel import Backend, Outcome, run_all
+from dawm.parallel import Backend, Outcome, map_threads, run_all
 from dawm.preprocess.bias import correct_bias
 from dawm.preprocess.brain import (
     BrainExtraction,
@@ -199,20 +199,25 @@ def coregister(volumes: dict[str, Volume], reference: str, config: PreprocessCon
     role, "roles": [...], "metric": Mattes MI or None for the reference's own group}.
     """
     ref = volumes[reference]
-    out: dict[str, dict] = {}
-    for group, roles in GEOMETRY_GROUPS.items():
-        present = [r for r in roles if r in volumes]
-        if not present:
-            continue
-        if reference in present:
-            out[group] = {"matrix": np.eye(4), "representative": reference, "roles": present, "metric": None}
-            continue
-        rep = present[0]
-        reg = rigid_register(
-            ref.data, ref.affine, volumes[rep].data, volumes[rep].affine,
+    present = {group: [r for r in roles if r in volumes] for group, roles in GEOMETRY_GROUPS.items()}
+    present = {group: roles for group, roles in present.items() if roles}
+    others = [group for group, roles in present.items() if reference not in roles]
+
+    def register(group: str):
+        rep = volumes[present[group][0]]
+        return rigid_register(
+            ref.data, ref.affine, rep.data, rep.affine,
             dof=6, seed=config.seed, working_spacing_mm=config.registration_spacing_mm,
         )  # fmt: skip
-        out[group] = {"matrix": reg.matrix_ras, "representative": rep, "roles": present, "metric": reg.metric}
+
+    # independent registrations, side by side (each single-threaded: the results of a serial run)
+    regs = dict(zip(others, map_threads(register, others)))
+    out: dict[str, dict] = {}
+    for group, roles in present.items():
+        if group in regs:
+            out[group] = {"matrix": regs[group].matrix_ras, "representative": roles[0], "roles": roles, "metric": regs[group].metric}
+        else:
+            out[group] = {"matrix": np.eye(4), "representative": reference, "roles": roles, "metric": None}
     return out
 
 
@@ -620,16 +625,14 @@ def preprocess_arrays(
     ref_vol = volumes[reference]
     grid_shape, grid_affine = isotropic_grid(ref_vol.shape, ref_vol.affine, config.spacing_mm)
 
-    with _timed(timings, "coregister"):
-        transforms = coregister(volumes, reference, config)
-    with _timed(timings, "resample"):
-        on_grid = {
-            role: resample(v.data, v.affine, grid_shape, grid_affine,
-                                   transform=transforms[GROUP_OF[role]]["matrix"])
-            for role, v in volumes.items()
-        }  # fmt: skip
+    tpl = template if template is not None else load_template(config.template_resolution_mm)
+    identity = np.eye(4)  # the reference's own geometry group
+    ref_on_grid = resample(ref_vol.data, ref_vol.affine, grid_shape, grid_affine, transform=identity)
+    # Without a T1-like image (FLAIR-only sessions) no demons on T1 follows: the brain extraction's
+    # own deformable step (a synthetic template in the image's contrast) is it.
+    nonlinear = not any(r in volumes for r in _T1_LIKE)
 
-    def pulled(mask: SessionMask) -> np.ndarray:
+    def pulled(mask: SessionMask, transforms: dict[str, dict]) -> np.ndarray:
         return (
             resample(
                 mask.data.astype(np.uint8),
@@ -637,30 +640,40 @@ def preprocess_arrays(
                 grid_shape,
                 grid_affine,
                 interpolation="nearest",
-                transform=transforms[mask.group]["matrix"],
+                transform=transforms[mask.group]["matrix"] if mask.group != GROUP_OF[reference] else identity,
             )
             > 0
         )
 
-    with _timed(timings, "brain"):
-        tpl = template if template is not None else load_template(config.template_resolution_mm)
-        initial = pulled(brain_mask) if brain_mask is not None else None
-        try:
-            # Affine only: the deformable MNI registration below refines the mask (better than a
-            # deformable step against the skull, which shrank masks on simulated heads).
-            # Without a T1-like image (FLAIR-only sessions) no demons on T1 follows: the brain
-            # extraction's own deformable step (a synthetic template in the image's contrast) is it.
-            brain_result = extract_brain(
-                on_grid[reference],
-                grid_affine,
-                template=tpl,
-                initial_mask=initial,
-                seed=config.seed,
-                nonlinear=not any(r in on_grid for r in _T1_LIKE),
-            )
-        except ValueError as exc:
-            raise InputError(f"{ref_vol.path or reference}: brain extraction failed ({exc})") from None
-        brain = brain_result.mask
+    def coregistered() -> dict[str, dict]:
+        with _timed(timings, "coregister"):
+            return coregister(volumes, reference, config)
+
+    def reference_brain(transforms: dict[str, dict] | None = None) -> BrainExtraction:
+        with _timed(timings, "brain"):
+            initial = pulled(brain_mask, transforms or {}) if brain_mask is not None else None
+            try:
+                # Affine only: the deformable MNI registration below refines the mask (better than a
+                # deformable step against the skull, which shrank masks on simulated heads).
+                return extract_brain(ref_on_grid, grid_affine, template=tpl, initial_mask=initial, seed=config.seed, nonlinear=nonlinear)
+            except ValueError as exc:
+                raise InputError(f"{ref_vol.path or reference}: brain extraction failed ({exc})") from None
+
+    # The reference's brain needs no coregistration: the two run side by side (their registrations
+    # single-threaded, so the results are a serial run's), unless a user brain mask drawn on another
+    # acquisition must be pulled through it, or the brain extraction's demons run (kept alone).
+    if nonlinear or (brain_mask is not None and brain_mask.group != GROUP_OF[reference]):
+        transforms = coregistered()
+        brain_result = reference_brain(transforms)
+    else:
+        transforms, brain_result = map_threads(lambda run: run(), [coregistered, reference_brain])
+    brain = brain_result.mask
+    with _timed(timings, "resample"):
+        on_grid = {
+            role: ref_on_grid if role == reference else resample(v.data, v.affine, grid_shape, grid_affine,
+                                   transform=transforms[GROUP_OF[role]]["matrix"])
+            for role, v in volumes.items()
+        }  # fmt: skip
 
     corrected: dict[str, np.ndarray] = {}
     fields: dict[str, np.ndarray] = {}
@@ -737,7 +750,7 @@ def preprocess_arrays(
         priors = TissuePriors(*(resample(p, tpl.affine, grid_shape, grid_affine, to_mni, "linear") for p in (tpl.csf, tpl.gm, tpl.wm)))
         lesion_given = None
         if lesion_mask is not None:
-            lesion_given = pulled(lesion_mask)
+            lesion_given = pulled(lesion_mask, transforms)
         elif config.lesion_mask_derivative:
             skipped["lesion_mask"] = f"no lesion mask in derivatives/{config.lesion_mask_derivative}"
         channels = {r: corrected[r] for r in config.segmentation_channels if r in corrected}
