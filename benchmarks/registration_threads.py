@@ -58,6 +58,27 @@ def _timed_run(images, config: PreprocessConfig, key: str, workers: int | None) 
         dawm.parallel.available_cpus = cpus
 
 
+def markdown(result: dict) -> str:
+    """The table: per session, the median times of both modes and whether their results agree."""
+    table = markdown_table(
+        result["rows"],
+        {
+            "session": "session",
+            "inputs": "inputs",
+            "side by side s": "side_by_side_s",
+            "one after the other s": "one_after_the_other_s",
+            "saved s": "saved_s",
+            "same results": "identical",
+        },
+        float_format=".1f",
+    )
+    return (
+        f"# Independent registrations side by side ({result['cpus']} CPUs)\n\n"
+        f"`preprocess_arrays` of one session at {result['spacing_mm']:g} mm, medians of {result['repeats']} alternating runs "
+        f"per mode, data {result['bids']}.\n\n{table}\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = benchmark_parser(__doc__, name="registration_threads")
     parser.add_argument("--bids", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "real-ms")
@@ -95,25 +116,14 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(f"{name}: {side:.1f} s side by side, {serial:.1f} s one after the other, identical: {same}", flush=True)
-    table = markdown_table(
-        rows,
-        {
-            "session": "session",
-            "inputs": "inputs",
-            "side by side s": "side_by_side_s",
-            "one after the other s": "one_after_the_other_s",
-            "saved s": "saved_s",
-            "same results": "identical",
-        },
-        float_format=".1f",
-    )
-    cpus = dawm.parallel.available_cpus()
-    text = (
-        f"# Independent registrations side by side ({cpus} CPUs)\n\n"
-        f"`preprocess_arrays` of one session at {args.spacing:g} mm, medians of {args.repeats} alternating runs per mode, "
-        f"data {args.bids}.\n\n{table}\n"
-    )
-    write_results(args.name, {"rows": rows, "cpus": cpus, "spacing_mm": args.spacing}, text, run=run, results_dir=args.results_dir)
+    result = {
+        "rows": rows,
+        "cpus": dawm.parallel.available_cpus(),
+        "spacing_mm": args.spacing,
+        "repeats": args.repeats,
+        "bids": str(args.bids),
+    }
+    write_results(args.name, result, markdown(result), run=run, results_dir=args.results_dir)
     return 0 if all(r["identical"] for r in rows) else 1
 
 

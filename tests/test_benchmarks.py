@@ -284,7 +284,8 @@ BUILDERS = {
     "dose_response": lambda d, t: _bench("dose_response").markdown(d["meta"], *_bench("dose_response").summarise(d["rows"])),
     **{n: _preprocess for n in ("preprocess_2mm_jobs1", "preprocess_2mm_jobs2")},
     "simulate": lambda d, t: _bench("simulate_benchmark").markdown(d["rows"] if isinstance(d, dict) else d),
-    "bundled_model_simulated": lambda d, t: _bench("simulated_test").markdown(d),
+    **{n: (lambda d, t: _bench("simulated_test").markdown(d)) for n in ("bundled_model_simulated", "simulated_test_demo_seed0")},
+    "registration_threads": lambda d, t: _bench("registration_threads").markdown(d),
 }
 #: records whose Markdown had notes added by hand after the generated part
 ANNOTATED = {
