@@ -123,12 +123,34 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def record_input_accuracy(model: Path, info: dict, rows: list[dict], source: str) -> None:
+    """Store the lesion Dice vs truth of each input set (``T1w+FLAIR``, ``FLAIR``, ``T1w``: the
+    model's input suffixes without the dropped ones) as ``input_accuracy`` in ``model``'s model.json."""
+    from dawm.model.modeldir import write_model_json
+
+    suffixes = list(info["input_suffixes"])
+    names = {"t1w+flair": [], "flair": ["T1w"], "t1w": ["FLAIR"]}
+    dice = {
+        "+".join(s for s in suffixes if s not in names[r["inputs"]]): r["lesion_dice"]
+        for r in rows
+        if r["reference"] == "truth" and r["inputs"] in names
+    }
+    write_model_json(model, {**info, "input_accuracy": {"lesion_dice": dice, "source": source}})
+    print(f"{model / 'model.json'}: input_accuracy {dice}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = benchmark_parser(__doc__, name="simulated_test")
     parser.add_argument("--bids", type=Path, required=True, help="a simulated, preprocessed and labelled cohort")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the bundled model)")
     parser.add_argument("--subjects", choices=("test", "all"), default="test", help="the model split's test subjects, or all")
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write the lesion Dice vs truth per input set into the model's model.json (input_accuracy), "
+        "which dawm predict then quotes when a session lacks an input",
+    )
     args = parser.parse_args(argv)
     run = Run.start(argv, script=__file__)
     from dawm.bids.derivative_files import LabelFiles
@@ -198,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         "groups": groups,
     }
     write_results(args.name, result, markdown(result), run=run, results_dir=args.results_dir)
+    if args.record:
+        record_input_accuracy(
+            model, info, rows, f"benchmarks/results/{args.name}.md: {rows[0]['sessions']} sessions of {args.bids}, {run.date_utc[:10]}"
+        )
     return 0
 
 

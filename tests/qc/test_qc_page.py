@@ -90,6 +90,18 @@ def test_flags_keep_every_warning_and_add_low_quality() -> None:
     assert session_flags({}, None, {}) == []
 
 
+def test_a_missing_input_with_a_poor_measured_lesion_dice_is_a_warning() -> None:
+    def flag(dice: float):
+        accuracy = {"inputs": "T1w", "lesion_dice": dice, "lesion_dice_all_inputs": 0.65}
+        return session_flags({}, None, {"Inputs": ["T1w", "FLAIR"], "MissingInputs": ["FLAIR"], "InputAccuracy": accuracy})
+
+    (poor,) = flag(0.11)
+    assert (
+        poor.level == "warning" and "lesion Dice from T1w was 0.11 on simulated sessions it never saw (0.65 with every input)" in poor.text
+    )
+    assert [f.level for f in flag(0.6)] == ["note"]
+
+
 def test_flair_only_session_without_session_level(tmp_path: Path) -> None:
     """A subject without ses- folders (``sub-X/anat``) whose only input is FLAIR, without IQMs: the page
     lands in ``sub-X/`` and still shows every panel, the FLAIR standing in for the T1w."""

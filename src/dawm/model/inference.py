@@ -65,8 +65,27 @@ class LoadedModel:
                 f"the model needs {' + '.join(self.suffixes)} and was trained without modality dropout; "
                 f"the data lacks {', '.join(missing)} (use a model trained on the available inputs)"
             )
-        log.warning("no %s: using the model's missing-modality path (zeroed channel, seen in training)", ", ".join(missing))
+        accuracy = self.input_accuracy([s for s in self.suffixes if s not in missing])
+        measured = (
+            f"; its lesion Dice from {accuracy['inputs']} was {accuracy['lesion_dice']:g} "
+            f"({accuracy['lesion_dice_all_inputs']:g} from {' + '.join(self.suffixes)}) on simulated sessions it never saw"
+            if accuracy
+            else ""
+        )
+        log.warning("no %s: using the model's missing-modality path (zeroed channel, seen in training)%s", ", ".join(missing), measured)
         return missing
+
+    def input_accuracy(self, used: list[str]) -> dict | None:
+        """What ``model.json``'s ``input_accuracy`` (written by ``benchmarks/simulated_test.py
+        --record``) measured for the input set ``used`` (suffixes): ``{"inputs": "T1w", "lesion_dice":
+        ..., "lesion_dice_all_inputs": ..., "source": ...}``; None when the model has no such record.
+        Lesion Dice is pooled over the sessions, against the simulator's truth."""
+        record = self.info.get("input_accuracy") or {}
+        dice = record.get("lesion_dice") or {}
+        name, full = "+".join(s for s in self.suffixes if s in used), "+".join(self.suffixes)
+        if name not in dice or full not in dice:
+            return None
+        return {"inputs": name, "lesion_dice": dice[name], "lesion_dice_all_inputs": dice[full], "source": record.get("source")}
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:

@@ -133,6 +133,7 @@ def predict_session(case: Case, model: LoadedModel, out_dir: Path, *, tta: bool 
         "TTA": tta,
         "Inputs": model.suffixes,
         "MissingInputs": [s for s in model.suffixes if s not in images],
+        "InputAccuracy": model.input_accuracy(list(images)) if len(images) < len(model.suffixes) else None,
         "Sources": [str(p) for p in case.images.values()],
         "DAWMThreshold": model.dawm_threshold,
         "Decision": "lesion: argmax; DAWM: not lesion and P(DAWM) >= DAWMThreshold" if model.dawm_threshold is not None else "argmax",

@@ -11,7 +11,9 @@ checked on other clinical data before anyone relies on them:
 * tissue SNR (``snr_total``) below :data:`MIN_SNR` or GM/WM CNR below :data:`MIN_CNR`;
 * T1-like template correlation after MNI registration below :data:`BORDERLINE_CORRELATION`
   (the session fails below ``PreprocessConfig.min_template_correlation``, 0.5);
-* a brain mask outside :data:`BRAIN_ML_RANGE` (adult brains are 1.0-1.6 L).
+* a brain mask outside :data:`BRAIN_ML_RANGE` (adult brains are 1.0-1.6 L);
+* a missing input whose measured lesion Dice (the model's ``input_accuracy``) is below
+  :data:`UNRELIABLE_LESION_DICE` (the bundled model from T1w alone).
 
 An empty prediction is not flagged: no lesion is a valid answer.
 
@@ -30,6 +32,10 @@ MIN_SNR = 3.0
 MIN_CNR = 0.3
 BORDERLINE_CORRELATION = 0.65
 BRAIN_ML_RANGE = (800.0, 2000.0)
+#: Below this lesion Dice (measured on simulated sessions for the input set a session had, the
+#: prediction's ``InputAccuracy``) the missing-modality note becomes a warning: lesion maps that far
+#: from the truth are no measurement (the field's tools reach 0.6-0.7 on FLAIR, LST-AI 0.65).
+UNRELIABLE_LESION_DICE = 0.5
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,18 @@ def session_flags(preproc_log: dict, iqm: pd.DataFrame | None, prediction: dict,
     if ml is not None and not lo <= ml <= hi:
         flags.append(Flag("warning", "quality", f"brain mask of {ml:.0f} ml, outside {lo:.0f}-{hi:.0f} ml: check it"))
     missing = list(prediction.get("MissingInputs", []))
-    if missing:
+    accuracy = prediction.get("InputAccuracy") or {}
+    if missing and accuracy.get("lesion_dice") is not None:
+        flags.append(
+            Flag(
+                "warning" if accuracy["lesion_dice"] < UNRELIABLE_LESION_DICE else "note",
+                "prediction",
+                f"predicted without {', '.join(missing)} (not acquired): the model's missing-modality path, "
+                f"whose lesion Dice from {accuracy['inputs']} was {accuracy['lesion_dice']:g} on simulated sessions "
+                f"it never saw ({accuracy['lesion_dice_all_inputs']:g} with every input)",
+            )
+        )
+    elif missing:
         flags.append(
             Flag(
                 "note",
