@@ -99,7 +99,8 @@ class SessionResult:
 
     ``out_dir``: its derivative folder; ``reference``: role defining the session grid;
     ``missing``: roles absent from the input; ``skipped_steps``: step -> reason; ``timings_s``:
-    step -> seconds; ``iqm``: one metrics dict per image; ``reused``: True when an earlier complete
+    step -> seconds (``coregister`` and ``brain`` run side by side, so their times overlap);
+    ``iqm``: one metrics dict per image; ``reused``: True when an earlier complete
     run was found and nothing was recomputed.
     """
 
