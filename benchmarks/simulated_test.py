@@ -31,6 +31,9 @@ from harness import Run, benchmark_parser, markdown_table, write_results
 
 from dawm.labels import DAWM
 
+#: The input sets predicted: name -> the inputs dropped (``dawm predict --drop``).
+INPUT_SETS: dict[str, tuple[str, ...]] = {"t1w+flair": (), "flair": ("T1w",), "t1w": ("FLAIR",)}
+
 
 def label_maps(folder: Path) -> dict[str, tuple[np.ndarray, float]]:
     """``desc-dawm_dseg`` maps of a derivative folder: session key -> (labels, ml per voxel)."""
@@ -129,11 +132,10 @@ def record_input_accuracy(model: Path, info: dict, rows: list[dict], source: str
     from dawm.model.modeldir import write_model_json
 
     suffixes = list(info["input_suffixes"])
-    names = {"t1w+flair": [], "flair": ["T1w"], "t1w": ["FLAIR"]}
     dice = {
-        "+".join(s for s in suffixes if s not in names[r["inputs"]]): r["lesion_dice"]
+        "+".join(s for s in suffixes if s not in INPUT_SETS[r["inputs"]]): r["lesion_dice"]
         for r in rows
-        if r["reference"] == "truth" and r["inputs"] in names
+        if r["reference"] == "truth" and r["inputs"] in INPUT_SETS
     }
     write_model_json(model, {**info, "input_accuracy": {"lesion_dice": dice, "source": source}})
     print(f"{model / 'model.json'}: input_accuracy {dice}")
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     label_volumes = LabelFiles.in_dataset(args.bids).volumes_table
     if label_volumes.exists():  # the soft DAWM targets a model learns from: what they give a healthy brain
         groups["qMRI labels"] = group_volumes(label_volumes, controls)
-    for inputs, drop in (("t1w+flair", ()), ("flair", ("T1w",)), ("t1w", ("FLAIR",))):
+    for inputs, drop in INPUT_SETS.items():
         start = time.perf_counter()
         out = work / inputs
         outcomes = predict_dataset(args.bids, out, model, participant_label=subjects, drop=drop)

@@ -446,3 +446,25 @@ def test_real_scans_counts_lesion_and_dawm_inside_the_deep_grey_nuclei(tmp_path)
     xfm = tmp_path / "sub-a_from-MNI152NLin2009cSym_to-session_mode-image_xfm.h5"
     save_transform(np.eye(4), xfm)
     assert rs.deep_gm_volumes(dseg, tpl.affine, xfm) == {"lesion_ml_deep_gm": 0.0, "dawm_ml_deep_gm": 0.01}
+
+
+def test_simulated_test_records_the_lesion_dice_of_each_input_set(tmp_path) -> None:
+    """``simulated_test.py --record``: the truth rows' lesion Dice, named by the inputs kept, land in
+    model.json, where ``LoadedModel.input_accuracy`` reads them back."""
+    from dawm.model.inference import LoadedModel
+    from dawm.model.modeldir import read_model_json
+
+    rows = [
+        {"inputs": "t1w+flair", "reference": "truth", "lesion_dice": 0.65},
+        {"inputs": "t1w+flair", "reference": "qMRI labels", "lesion_dice": 0.6},
+        {"inputs": "flair", "reference": "truth", "lesion_dice": 0.64},
+        {"inputs": "t1w", "reference": "truth", "lesion_dice": 0.11},
+    ]
+    _bench("simulated_test").record_input_accuracy(tmp_path, {"input_suffixes": ["T1w", "FLAIR"], "name": "m"}, rows, "a test")
+    info = read_model_json(tmp_path)
+    assert info["name"] == "m" and info["input_accuracy"] == {
+        "lesion_dice": {"T1w+FLAIR": 0.65, "FLAIR": 0.64, "T1w": 0.11},
+        "source": "a test",
+    }
+    model = LoadedModel(info, [], [0], ["T1w", "FLAIR"], (8, 8, 8), (8, 8, 8), 0.3, None)
+    assert model.input_accuracy(["T1w"])["lesion_dice"] == 0.11
