@@ -37,6 +37,7 @@ from scipy import stats
 
 from dawm.evaluate.oracle import best_threshold_dice, true_wm_core
 from dawm.label.config import LabelConfig
+from dawm.label.normative import ControlsNormativeModel
 from dawm.label.pipeline import (
     apply_rule,
     control_null_shapes,
@@ -158,7 +159,15 @@ def evaluate(bids: Path, base: LabelConfig) -> dict:
             ref, _ = reference_for(prepared, base.model_copy(update={"reference": "self"}), None)
             ceiling.extend(_ceiling(info.key, ref.z, true_dawm, eligible))
         print(f"{info.key}: {time.perf_counter() - start:.0f} s", flush=True)
-    return {"rows": rows, "ceiling": ceiling, "sessions": [i.key for i in infos]}
+    return {"rows": rows, "ceiling": ceiling, "sessions": [i.key for i in infos], "trend_weights": trend_weights(model)}
+
+
+def trend_weights(model: ControlsNormativeModel) -> dict[str, dict[str, float]]:
+    """The cross-validated weight of the pooled spatial trend (``pooled_trend``) per modality: for
+    the patients (every control) and for each left-out control (the model without it), where a group
+    borrows that trend; empty when none does."""
+    fitted = {"patients": model, **{f"without {s}": model.without(s) for s in sorted({c.subject for c in model.summaries_})}}
+    return {name: next((dict(g.trend_weight) for g in m.groups_.values() if g.trend_weight), {}) for name, m in fitted.items()}
 
 
 def true_core(bids: Path, pre: Path, info, spacing_mm, margin_mm: float) -> np.ndarray:
@@ -276,6 +285,10 @@ def markdown(summary: list[dict], meta: dict) -> str:
             na="nan",
         )
     )
+    weights = {k: w for k, w in meta.get("trend_weights", {}).items() if w}
+    if weights:
+        lines += ["", "Pooled spatial trend (`pooled_trend`), cross-validated weight per modality:", ""]
+        lines += [f"- {k}: " + ", ".join(f"{m} {v:.2f}" for m, v in w.items()) for k, w in weights.items()]
     if meta.get("ceiling"):
         lines += [
             "",
@@ -333,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         "sessions": result["sessions"],
         "config": base.model_dump(mode="json"),
         "ceiling": ceiling_summary(result["ceiling"]),
+        "trend_weights": result["trend_weights"],
         "seconds": time.perf_counter() - start,
         "python": run.machine.python,
         "platform": run.machine.platform,

@@ -239,7 +239,16 @@ BUILDERS = {
     },
     **{
         n: (lambda d, t: _bench("label_benchmark").markdown(d["summary"], d["meta"]))
-        for n in ("label_1p5mm", "label_2mm_demo_full", "label_2mm_seed11")
+        for n in (
+            "label_1p5mm",
+            "label_2mm_demo_full",
+            "label_2mm_demo_full_regional",
+            "label_2mm_demo_full_pooled_unweighted",
+            "label_1mm_seed5",
+            "label_1mm_seed5_regional",
+            "label_1mm_seed5_pooled_unweighted",
+            "label_2mm_seed11",
+        )
     },
     **{
         n: (lambda d, t: _bench("label_ceiling").markdown(d["summary"], d["meta"], d["meta"].get("noise")))

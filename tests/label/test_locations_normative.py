@@ -83,8 +83,9 @@ def test_groups_with_two_controls_borrow_the_spatial_trend_of_all_controls(tmp_p
 
     model = ControlsNormativeModel(config, **grid).fit(controls)
     assert not model.groups_["scannerA"].voxelwise and len(model.groups_["scannerA"].trend_from) == 6
+    assert all(w > 0.8 for w in model.groups_["scannerA"].trend_weight.values())  # the left-out controls share the pattern
     ref = model.transform(new.prepared.maps)
-    assert "spatial trend of 6 controls" in ref.how
+    assert "spatial trend of 6 controls, weight MTR 1.00, T1 1.00" in ref.how
     pooled = (apply_rule(new.prepared, ref, config) == 2) & new.patch
 
     strict = config.model_copy(update={"min_controls_voxelwise": 7})
@@ -98,4 +99,23 @@ def test_groups_with_two_controls_borrow_the_spatial_trend_of_all_controls(tmp_p
     model.save(tmp_path / "normative_model.json")
     loaded = ControlsNormativeModel.load(tmp_path / "normative_model.json")
     assert loaded.groups_["scannerA"].trend_from == model.groups_["scannerA"].trend_from
+    assert loaded.groups_["scannerA"].trend_weight == model.groups_["scannerA"].trend_weight
     np.testing.assert_allclose(loaded.transform(new.prepared.maps).z["T1"], ref.z["T1"], atol=1e-4)
+
+
+def test_a_pooled_trend_that_does_not_predict_left_out_controls_gets_no_weight() -> None:
+    """Six controls without a shared pattern (noise only): each one's residuals are not predicted by
+    the others' trend, so its cross-validated weight is near 0 and the z maps stay those of the
+    regional norm; the same controls with a shared pattern give a weight near 1 (test above)."""
+    config = LabelConfig(smoothing_fwhm_mm=0.0, threshold=2.0, voxelwise_fwhm_mm=4.0, pooled_trend=True)
+    grid = dict(mni_shape=(36, 36, 36), mni_affine=np.diag([2.0, 2.0, 2.0, 1.0]))
+    controls = [
+        _with_mni(make_phantom(0.0, seed=60 + i, config=config).prepared.maps, f"hc{i}", f"scanner{'ABC'[i // 2]}") for i in range(6)
+    ]
+    new = _with_mni(make_phantom(0.0, seed=80, config=config).prepared.maps, "hcnew", "scannerA")
+    pooled = ControlsNormativeModel(config, **grid).fit(controls)
+    weights = pooled.groups_["scannerA"].trend_weight
+    assert set(weights) == {"T1", "MTR"} and all(0 <= w < 0.2 for w in weights.values())
+    regional = ControlsNormativeModel(config.model_copy(update={"pooled_trend": False}), **grid).fit(controls)
+    z_pooled, z_regional = pooled.transform(new).z["T1"], regional.transform(new).z["T1"]
+    assert np.abs(z_pooled - z_regional)[new.reference].mean() < 0.1 * np.abs(z_regional)[new.reference].mean()

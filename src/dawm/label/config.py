@@ -51,18 +51,22 @@ Defaults and where they come from:
   (``benchmarks/results/label_2mm_seed11.md``, ``label_2mm_demo_full.md``). Off where a session's
   null is Gaussian, i.e. without any other control (a normative group without another control
   borrows the other groups' controls' null shape first).
-* ``pooled_trend`` off (an option for studies): healthy WM has an anatomy-bound spatial pattern
-  (on the simulator at 2 mm mostly the internal capsule between the deep grey nuclei, whose partial
-  volume raises T1 and lowers MTR like DAWM: 5 of 11 controls' false positives share its 8 mm cells
-  in MNI space); a voxel-wise norm needs ``min_controls_voxelwise`` controls per scanner, so with it
-  on, a group with fewer takes the spatial trend of all groups' controls together (residuals
-  rescaled to its WM level) and keeps its regional SD. Measured 2026-12-03 with the rendition SNR:
-  on the 2 mm demo-full cohort (2 controls per scanner) control false positives 0.88 -> 0.37 ml per
-  session, pooled Dice 0.35 -> 0.37, Spearman 0.88 -> 0.90 (``label_2mm_demo_full_pooled_trend.md``);
-  on the 1 mm seed-5 cohort (unchanged images) 0.14 -> 0.43 ml at the same Dice 0.52 and Spearman
-  0.90, probability map controls 0.18 -> 0.51 ml (``label_1mm_seed5_pooled_trend.md``); on seed 11
-  (4 controls left for each left-out control: only the patients pooled; hc002 still mis-stripped)
-  Dice 0.37 -> 0.40. Not a default while it costs the 1 mm grid.
+* ``pooled_trend`` on: healthy WM has an anatomy-bound spatial pattern (on the simulator at 2 mm
+  mostly the internal capsule between the deep grey nuclei, whose partial volume raises T1 and
+  lowers MTR like DAWM: 5 of 11 controls' false positives share its 8 mm cells in MNI space); a
+  voxel-wise norm needs ``min_controls_voxelwise`` controls per scanner, so a group with fewer takes
+  the spatial trend of all groups' controls together (relative to each control's WM level), shrunk
+  by a leave-one-subject-out weight (how well the other controls' trend predicts each left-out
+  control's residuals; 0 when it predicts nothing), and keeps its regional SD. Measured 2026-12-04:
+  on the 2 mm demo-full cohort (2 controls per scanner; weights MTR 0.87, T1 0.83) control false
+  positives 0.88 -> 0.42 ml per session, pooled Dice 0.35 -> 0.37, Spearman 0.88 -> 0.91,
+  probability map Spearman 0.78 -> 0.73, controls 0.88 -> 0.62 ml
+  (``label_2mm_demo_full.md``, before: ``label_2mm_demo_full_regional.md``); on the 1 mm seed-5
+  cohort, where the few controls' trend is mostly their own noise (weights MTR 0.00, T1 0.30),
+  0.14 -> 0.17 ml at the same Dice 0.52 and Spearman 0.90, probability map Spearman 0.93 -> 0.97,
+  controls 0.18 -> 0.24 ml (``label_1mm_seed5.md``, before: ``label_1mm_seed5_regional.md``; the
+  same trend without the weight gave 0.43 ml there). Without ``min_controls_voxelwise`` controls in
+  all (``make demo``: 3) nothing is pooled.
 * ``deep_gm_margin_mm`` 0 (an option): the deep grey nuclei are non-pure WM that the 3-class
   segmentation does not see. On the 2 mm seed-11 cohort (its hc002 still taken for skull-stripped)
   2 mm changed nothing that counts (Dice 0.37 -> 0.39, controls 2.80 -> 2.66 ml) and 4 mm cut the
@@ -149,8 +153,8 @@ class LabelConfig(StageConfig):
     )
     min_controls_voxelwise: int = Field(5, ge=2, description="controls per scanner needed for the voxel-wise MNI term and the age slope")
     pooled_trend: bool = Field(
-        False,
-        description="a group with fewer controls than min_controls_voxelwise takes the voxel-wise spatial trend (not the SD) of all groups' controls together, when they are that many",
+        True,
+        description="a group with fewer controls than min_controls_voxelwise takes the voxel-wise spatial trend (not the SD) of all groups' controls together, when they are that many, shrunk by a leave-one-subject-out weight",
     )
     voxelwise_fwhm_mm: float = Field(8.0, gt=0, description="smoothing of the voxel-wise control mean/SD maps in MNI space")
     min_region_voxels: int = Field(100, ge=10, description="regions with fewer reference voxels use the whole-WM statistics")

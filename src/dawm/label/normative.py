@@ -13,9 +13,10 @@ Two models with one interface (scikit-learn style ``fit`` / ``transform``), both
   within-region variance alone). With >= ``min_controls_voxelwise`` controls a voxel-wise term is
   added: the controls' residuals from their regional means, splatted into MNI space through each
   voxel's MNI coordinate and smoothed (FWHM ``voxelwise_fwhm_mm``), give a spatial trend map and a
-  voxel SD map. With ``pooled_trend`` on, a group with fewer controls borrows the spatial trend (not
-  the SD map) of all groups' controls together when they are that many: the anatomy-bound pattern
-  of healthy WM is the same on every scanner.
+  voxel SD map. With ``pooled_trend`` (the default), a group with fewer controls borrows the spatial trend (not
+  the SD map) of all groups' controls together when they are that many (the anatomy-bound pattern
+  of healthy WM is the same on every scanner), shrunk by a leave-one-subject-out weight: how well
+  the other controls' trend predicts each left-out control's residuals.
 * :class:`SelfNormativeModel` -- the subject's own reference NAWM, median / 1.4826 MAD per region
   (regions with fewer than ``min_region_voxels`` voxels use the whole reference NAWM), so slow
   spatial trends are followed (optionally also a smooth trend of the reference NAWM itself,
@@ -46,7 +47,7 @@ from dawm.bids.derivatives import write_json
 from dawm.errors import InputError
 from dawm.label.config import LabelConfig
 from dawm.label.locations import REGION_NAMES
-from dawm.label.zscores import abnormality_correlation, masked_smooth, zscore
+from dawm.label.zscores import FWHM_TO_SIGMA, abnormality_correlation, masked_smooth, zscore
 
 log = logging.getLogger(__name__)
 MODALITIES = ("T1", "MTR")
@@ -236,6 +237,7 @@ class GroupNorm:
     trend: dict[str, np.ndarray] = field(default_factory=dict)  # MNI grid
     voxel_sd: dict[str, np.ndarray] = field(default_factory=dict)
     trend_from: list[str] = field(default_factory=list)  # subjects of a trend pooled over every group (empty: own or none)
+    trend_weight: dict[str, float] = field(default_factory=dict)  # cross-validated weight of that pooled trend per modality
 
 
 class ControlsNormativeModel:
@@ -252,6 +254,7 @@ class ControlsNormativeModel:
         self.mni_affine = np.asarray(mni_affine, float) if mni_affine is not None else None
         self.summaries_: list[ControlSummary] = []
         self.groups_: dict[str, GroupNorm] = {}
+        self._pooled: dict[str, tuple[np.ndarray, float, list[str]] | None] = {}  # per refit: mod -> _pooled_pattern
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -283,7 +286,7 @@ class ControlsNormativeModel:
         """(Re)build the group norms from ``summaries`` (default: the stored ones)."""
         if summaries is not None:
             self.summaries_ = list(summaries)
-        self.groups_ = {}
+        self.groups_, self._pooled = {}, {}
         for key in sorted({s.norm_key for s in self.summaries_}):
             self.groups_[key] = self._fit_group(key, [s for s in self.summaries_ if s.norm_key == key])
             self._pool_trend(self.groups_[key])
@@ -293,27 +296,75 @@ class ControlsNormativeModel:
         """Give a group with too few controls for its own voxel-wise term the *spatial trend* of all
         the controls (every group), when they are enough: the anatomy-bound pattern of healthy WM
         (e.g. the internal capsule between the deep grey nuclei) does not depend on the scanner.
-        Each control's residuals are rescaled by the group's WM median over its own (T1 scales with
-        B0); the group keeps its regional SD (which still holds the spatial spread: conservative)."""
+        The pattern (:meth:`_pooled_pattern`, relative to the WM level) is scaled to the group's WM
+        median (T1 scales with B0) and by its cross-validated weight; the group keeps its regional
+        SD (which still holds the spatial spread: conservative)."""
         cfg = self.config
-        pool = [s for s in self.summaries_ if s.splat is not None]
-        subjects = sorted({s.subject for s in pool})
-        if not cfg.pooled_trend or norm.voxelwise or self.mni_shape is None or len(subjects) < cfg.min_controls_voxelwise:
+        if not cfg.pooled_trend or norm.voxelwise or self.mni_shape is None:
             return
         for mod in norm.region_mean:
-            own_wm = norm.region_mean[mod][-1]
-            scaled = []
-            for s in pool:
-                if mod not in s.splat or mod not in s.stats:  # type: ignore[operator]
-                    continue
-                k = own_wm / s.stats[mod][-1][0] if s.stats[mod][-1][0] else 1.0
-                a, b, c = s.splat[mod]  # type: ignore[index]
-                scaled.append(ControlSummary(s.key, s.subject, s.norm_key, s.age, s.stats, {mod: (a * k, b * k * k, c)}))
-            if len({s.subject for s in scaled}) >= cfg.min_controls_voxelwise:
-                norm.trend[mod], _ = self._voxel_maps(scaled, mod, norm.region_sd[mod][-1])
-        if norm.trend:
-            norm.trend_from = subjects
-            log.info("normative group %s: spatial trend pooled over %d controls of every group", norm.norm_key, len(subjects))
+            if mod not in self._pooled:
+                self._pooled[mod] = self._pooled_pattern(mod)
+            if self._pooled[mod] is None:
+                continue
+            pattern, weight, subjects = self._pooled[mod]
+            norm.trend_weight[mod], norm.trend_from = weight, subjects
+            if weight > 0:
+                norm.trend[mod] = (norm.region_mean[mod][-1] * weight * pattern).astype(np.float32)
+        if norm.trend_weight:
+            weights = ", ".join(f"{m} {w:.2f}" for m, w in norm.trend_weight.items())
+            log.info(
+                "normative group %s: spatial trend pooled over %d controls of every group, cross-validated weight %s",
+                norm.norm_key,
+                len(norm.trend_from),
+                weights,
+            )
+
+    def _pooled_pattern(self, mod: str) -> tuple[np.ndarray, float, list[str]] | None:
+        """The spatial pattern of healthy WM shared by all the controls (every group), relative to
+        each control's WM level (flat MNI grid, unitless: residual / WM median), its cross-validated
+        weight, and the controls it comes from; None with fewer than ``min_controls_voxelwise``.
+
+        Each control session's residual sums and counts are smoothed alike (FWHM
+        ``voxelwise_fwhm_mm``); the pattern is their pooled ratio (a count-weighted normalised
+        convolution). The weight is the least-squares factor by which the other subjects' pattern
+        predicts a left-out subject's residuals, summed over every left-out subject and clipped to
+        [0, 1] (a shrinkage of the trend towards none): near 1 where healthy WM shares an
+        anatomy-bound pattern, near 0 where the pattern of a few controls is mostly their own noise
+        and would add it to every session (measured on simulated cohorts of 6 controls: MTR 0.87 and
+        T1 0.83 at 2 mm, 0.00 and 0.30 at 1 mm; ``benchmarks/results/label_2mm_demo_full.md``,
+        ``label_1mm_seed5.md``)."""
+        pool = [s for s in self.summaries_ if s.splat is not None and mod in s.splat and s.stats.get(mod, {}).get(-1, (0.0,))[0] > 0]
+        subjects = sorted({s.subject for s in pool})
+        if len(subjects) < self.config.min_controls_voxelwise:
+            return None
+        shape = self.mni_shape
+        sigma = self.config.voxelwise_fwhm_mm * FWHM_TO_SIGMA / voxel_sizes(self.mni_affine)
+
+        def smooth(flat: np.ndarray) -> np.ndarray:
+            return ndimage.gaussian_filter(np.asarray(flat, np.float32).reshape(shape), sigma, truncate=3.0).ravel()
+
+        level = {s.key: s.stats[mod][-1][0] for s in pool}
+        sums = {s.key: smooth(s.splat[mod][0] / level[s.key]) for s in pool}  # type: ignore[index]
+        counts = {s.key: smooth(s.splat[mod][2]) for s in pool}  # type: ignore[index]
+        total_sum, total_count = sum(sums.values()), sum(counts.values())
+
+        def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+            return np.where(den > 1e-3, num / np.maximum(den, 1e-6), 0.0)
+
+        fit = pred_sq = 0.0
+        for subject in subjects:
+            mine = [s for s in pool if s.subject == subject]
+            others = ratio(total_sum - sum(sums[s.key] for s in mine), total_count - sum(counts[s.key] for s in mine))
+            for s in mine:
+                resid_sum, _, count = s.splat[mod]  # type: ignore[index]
+                pred = level[s.key] * others
+                fit += float(np.dot(resid_sum, pred))
+                pred_sq += float(np.dot(count, pred * pred))
+        weight = float(np.clip(fit / pred_sq, 0.0, 1.0)) if pred_sq > 0 else 0.0
+        seen = sum(s.splat[mod][2] for s in pool) > 0  # type: ignore[index]
+        pattern = np.where(seen, ratio(total_sum, total_count), 0.0).reshape(shape).astype(np.float32)
+        return pattern, weight, subjects
 
     def without(self, subject: str) -> ControlsNormativeModel:
         """A copy refitted without ``subject``'s sessions (leave-one-subject-out for controls)."""
@@ -409,7 +460,13 @@ class ControlsNormativeModel:
                     vsd = _pull(norm.voxel_sd[mod], coords, maps.region.shape)
                     sig = np.where(vsd > 0, vsd, sig)
             mean[mod], sd[mod] = mu.astype(np.float32), sig.astype(np.float32)
-        extra = ", voxel-wise" if norm.voxelwise else f", spatial trend of {len(norm.trend_from)} controls" if norm.trend_from else ""
+        if norm.voxelwise:
+            extra = ", voxel-wise"
+        elif norm.trend_from:
+            weights = ", ".join(f"{m} {w:.2f}" for m, w in norm.trend_weight.items())
+            extra = f", spatial trend of {len(norm.trend_from)} controls, weight {weights}"
+        else:
+            extra = ""
         how = f"controls {maps.norm_key} ({len(norm.subjects)} subject(s){extra})"
         return _finish(maps, mean, sd, self.config.recenter, how)
 
@@ -431,7 +488,10 @@ class ControlsNormativeModel:
             "mni_grid": {"shape": self.mni_shape, "affine": self.mni_affine} if self.mni_shape else None,
             "groups": {
                 k: {
-                    **{f: getattr(g, f) for f in ("norm_key", "subjects", "sessions", "age_ref", "age_slope", "voxelwise", "trend_from")},
+                    **{
+                        f: getattr(g, f)
+                        for f in ("norm_key", "subjects", "sessions", "age_ref", "age_slope", "voxelwise", "trend_from", "trend_weight")
+                    },
                     "region_mean": {m: {str(r): v for r, v in d.items()} for m, d in g.region_mean.items()},
                     "region_sd": {m: {str(r): v for r, v in d.items()} for m, d in g.region_sd.items()},
                     "region_names": {str(r): REGION_NAMES.get(r, "all") for r in next(iter(g.region_mean.values()), {})},
@@ -494,5 +554,6 @@ class ControlsNormativeModel:
                 {m: arrays[f"{k}__trend__{m}"] for m in g["region_mean"] if f"{k}__trend__{m}" in arrays},
                 {m: arrays[f"{k}__sd__{m}"] for m in g["region_mean"] if f"{k}__sd__{m}" in arrays},
                 g.get("trend_from", []),
+                g.get("trend_weight", {}),
             )
         return model
