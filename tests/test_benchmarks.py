@@ -248,6 +248,7 @@ BUILDERS = {
             "label_1mm_seed5_regional",
             "label_1mm_seed5_pooled_unweighted",
             "label_2mm_seed11",
+            "label_2mm_seed11_regional",
         )
     },
     **{

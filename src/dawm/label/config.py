@@ -65,8 +65,10 @@ Defaults and where they come from:
   cohort, where the few controls' trend is mostly their own noise (weights MTR 0.00, T1 0.30),
   0.14 -> 0.17 ml at the same Dice 0.52 and Spearman 0.90, probability map Spearman 0.93 -> 0.97,
   controls 0.18 -> 0.24 ml (``label_1mm_seed5.md``, before: ``label_1mm_seed5_regional.md``; the
-  same trend without the weight gave 0.43 ml there). Without ``min_controls_voxelwise`` controls in
-  all (``make demo``: 3) nothing is pooled.
+  same trend without the weight gave 0.43 ml there); on the 2 mm seed-11 cohort (5 controls: only
+  the patients pooled, weights MTR 0.97, T1 0.94) Dice 0.38 -> 0.40, Spearman 0.63 -> 0.66,
+  probability map Spearman 0.25 -> 0.15 (6 sessions with DAWM) (``label_2mm_seed11.md``). Without
+  ``min_controls_voxelwise`` controls in all (``make demo``: 3) nothing is pooled.
 * ``deep_gm_margin_mm`` 0 (an option): the deep grey nuclei are non-pure WM that the 3-class
   segmentation does not see. On the 2 mm seed-11 cohort (its hc002 still taken for skull-stripped)
   2 mm changed nothing that counts (Dice 0.37 -> 0.39, controls 2.80 -> 2.66 ml) and 4 mm cut the
