@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import SPACING, make_phantom, prepare_arrays
-from scipy import stats
+from scipy import ndimage, stats
 
 from dawm.image.units import mtr_to_percent, t1_to_ms
 from dawm.label.config import LabelConfig
 from dawm.label.normative import SelfNormativeModel
 from dawm.label.pipeline import apply_rule
 from dawm.label.rules import abnormal_mask, clean_mask, eligible_wm, grow_from_seeds, pv_core, within_mm
-from dawm.label.zscores import chi2_pvalue, mahalanobis_sq
+from dawm.label.zscores import chi2_pvalue, mahalanobis_sq, masked_smooth
 from dawm.metrics import dice
 
 NO_SMOOTH = dict(smoothing_fwhm_mm=0.0, reference="self", threshold=2.0)
@@ -193,3 +193,26 @@ def test_growth_follows_a_soft_edged_patch_out_from_its_core() -> None:
     assert d_grow > d_plain + 0.2 and d_grow > 0.6
     control = make_phantom(0.0, config=grow)
     assert (_label(control, grow) == 2).sum() < 0.002 * control.prepared.maps.wm.sum()
+
+
+def test_masked_smooth_keeps_values_out_of_the_mask_and_weighs_voxels_by_their_weights() -> None:
+    """A 0/1 mask: the smoothed value inside is untouched by the bright voxels outside it. Weights
+    (e.g. sample counts): the weighted normalised convolution sum(K * w * x) / sum(K * w)."""
+    rng = np.random.default_rng(0)
+    data = np.full((12, 12, 12), 10.0, np.float32)
+    mask = np.zeros(data.shape, bool)
+    mask[:, :6] = True
+    data[~mask] = 1000.0
+    smooth = masked_smooth(data, mask, 4.0, 1.0)
+    np.testing.assert_allclose(smooth[mask], 10.0, rtol=1e-5)
+    assert (smooth[~mask] == 0).all()
+
+    data = rng.normal(0, 1, (12, 12, 12)).astype(np.float32)
+    weights = rng.integers(0, 4, data.shape).astype(np.float32)
+    weighted = masked_smooth(data, weights, 4.0, 1.0, out_mask=np.ones(data.shape, bool))
+    sigma = 4.0 / np.sqrt(8 * np.log(2))
+    expected = ndimage.gaussian_filter(data * weights, sigma, truncate=3.0) / ndimage.gaussian_filter(weights, sigma, truncate=3.0)
+    np.testing.assert_allclose(weighted, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(
+        masked_smooth(data, weights > 0, 4.0, 1.0), masked_smooth(data, (weights > 0).astype(np.float32), 4.0, 1.0)
+    )

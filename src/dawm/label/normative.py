@@ -47,7 +47,7 @@ from dawm.bids.derivatives import write_json
 from dawm.errors import InputError
 from dawm.label.config import LabelConfig
 from dawm.label.locations import REGION_NAMES
-from dawm.label.zscores import FWHM_TO_SIGMA, abnormality_correlation, masked_smooth, zscore
+from dawm.label.zscores import abnormality_correlation, masked_smooth, zscore
 
 log = logging.getLogger(__name__)
 MODALITIES = ("T1", "MTR")
@@ -325,11 +325,11 @@ class ControlsNormativeModel:
         each control's WM level (flat MNI grid, unitless: residual / WM median), its cross-validated
         weight, and the controls it comes from; None with fewer than ``min_controls_voxelwise``.
 
-        Each control session's residual sums and counts are smoothed alike (FWHM
-        ``voxelwise_fwhm_mm``); the pattern is their pooled ratio (a count-weighted normalised
-        convolution). The weight is the least-squares factor by which the other subjects' pattern
-        predicts a left-out subject's residuals, summed over every left-out subject and clipped to
-        [0, 1] (a shrinkage of the trend towards none): near 1 where healthy WM shares an
+        The pattern is the pooled relative residual per MNI voxel, smoothed (FWHM
+        ``voxelwise_fwhm_mm``) with each voxel weighted by its number of samples
+        (:func:`dawm.label.zscores.masked_smooth`). The weight is the least-squares factor by which
+        the other subjects' pattern predicts a left-out subject's residuals, summed over every
+        left-out subject and clipped to [0, 1] (a shrinkage of the trend towards none): near 1 where healthy WM shares an
         anatomy-bound pattern, near 0 where the pattern of a few controls is mostly their own noise
         and would add it to every session (measured on simulated cohorts of 6 controls: MTR 0.87 and
         T1 0.83 at 2 mm, 0.00 and 0.30 at 1 mm; ``benchmarks/results/label_2mm_demo_full.md``,
@@ -338,32 +338,27 @@ class ControlsNormativeModel:
         subjects = sorted({s.subject for s in pool})
         if len(subjects) < self.config.min_controls_voxelwise:
             return None
-        shape = self.mni_shape
-        sigma = self.config.voxelwise_fwhm_mm * FWHM_TO_SIGMA / voxel_sizes(self.mni_affine)
-
-        def smooth(flat: np.ndarray) -> np.ndarray:
-            return ndimage.gaussian_filter(np.asarray(flat, np.float32).reshape(shape), sigma, truncate=3.0).ravel()
-
+        shape, spacing, fwhm = self.mni_shape, voxel_sizes(self.mni_affine), self.config.voxelwise_fwhm_mm
         level = {s.key: s.stats[mod][-1][0] for s in pool}
-        sums = {s.key: smooth(s.splat[mod][0] / level[s.key]) for s in pool}  # type: ignore[index]
-        counts = {s.key: smooth(s.splat[mod][2]) for s in pool}  # type: ignore[index]
-        total_sum, total_count = sum(sums.values()), sum(counts.values())
+        relative = {s.key: s.splat[mod][0] / level[s.key] for s in pool}  # type: ignore[index]
+        counts = {s.key: s.splat[mod][2] for s in pool}  # type: ignore[index]
 
-        def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-            return np.where(den > 1e-3, num / np.maximum(den, 1e-6), 0.0)
+        def pattern_of(keys: list[str], out_mask: np.ndarray | None = None) -> np.ndarray:
+            total, count = sum(relative[k] for k in keys), sum(counts[k] for k in keys)
+            mean = (total / np.maximum(count, 1)).reshape(shape)
+            return masked_smooth(mean, count.reshape(shape), fwhm, spacing, out_mask=out_mask).ravel()
 
         fit = pred_sq = 0.0
+        everywhere = np.ones(shape, bool)
         for subject in subjects:
-            mine = [s for s in pool if s.subject == subject]
-            others = ratio(total_sum - sum(sums[s.key] for s in mine), total_count - sum(counts[s.key] for s in mine))
-            for s in mine:
+            others = pattern_of([s.key for s in pool if s.subject != subject], everywhere)
+            for s in (s for s in pool if s.subject == subject):
                 resid_sum, _, count = s.splat[mod]  # type: ignore[index]
                 pred = level[s.key] * others
                 fit += float(np.dot(resid_sum, pred))
                 pred_sq += float(np.dot(count, pred * pred))
         weight = float(np.clip(fit / pred_sq, 0.0, 1.0)) if pred_sq > 0 else 0.0
-        seen = sum(s.splat[mod][2] for s in pool) > 0  # type: ignore[index]
-        pattern = np.where(seen, ratio(total_sum, total_count), 0.0).reshape(shape).astype(np.float32)
+        pattern = pattern_of([s.key for s in pool]).reshape(shape)
         return pattern, weight, subjects
 
     def without(self, subject: str) -> ControlsNormativeModel:

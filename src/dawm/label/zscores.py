@@ -18,16 +18,19 @@ def masked_smooth(
     data: np.ndarray, mask: np.ndarray, fwhm_mm: float, spacing_mm: np.ndarray | float, *, out_mask: np.ndarray | None = None
 ) -> np.ndarray:
     """Gaussian smoothing of ``data`` (X, Y, Z) using only voxels in ``mask`` (normalised convolution),
-    so CSF and GM values do not bleed into WM. Returns float32, 0 outside ``out_mask`` (default
-    ``mask``; a wider ``out_mask`` fills voxels left out of ``mask`` from their neighbours)."""
-    mask = np.asarray(mask, bool)
+    so CSF and GM values do not bleed into WM. ``mask`` is boolean, or non-negative weights (e.g. the
+    number of samples behind each voxel's value: a weighted normalised convolution; the mask is then
+    ``weights > 0``). Returns float32, 0 outside ``out_mask`` (default the mask; a wider ``out_mask``
+    fills voxels left out of the mask from their neighbours)."""
+    weight = np.asarray(mask, dtype=np.float32)
+    mask = weight > 0
     out_mask = mask if out_mask is None else np.asarray(out_mask, bool)
     data = np.asarray(data, dtype=np.float32)
     if fwhm_mm <= 0 or not mask.any():
         return np.where(mask & out_mask, data, 0).astype(np.float32)
     sigma = fwhm_mm * FWHM_TO_SIGMA / np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,))
-    num = ndimage.gaussian_filter(np.where(mask, data, 0).astype(np.float32), sigma, truncate=3.0)
-    den = ndimage.gaussian_filter(mask.astype(np.float32), sigma, truncate=3.0)
+    num = ndimage.gaussian_filter(np.where(mask, data * weight, 0).astype(np.float32), sigma, truncate=3.0)
+    den = ndimage.gaussian_filter(weight, sigma, truncate=3.0)
     return np.where(out_mask & (den > 1e-3), num / np.maximum(den, 1e-6), 0).astype(np.float32)
 
 
